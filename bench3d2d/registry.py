@@ -1,0 +1,281 @@
+"""Model registry: ``register_model``, ``create_model``, ``list_models``, ``model_info``.
+
+Models are data, not code paths. Each registration is a tiny factory function plus metadata
+(size rules, paper, defaults, tags) that the harness reads instead of special-casing names.
+Third-party packages add models through the entry-point group ``bench3d2d.models``; those are
+loaded lazily on the first lookup, so ``create_model("their_net")`` needs no import.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import inspect
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench3d2d.models._contract import InputShapeError, SizeRule
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "DuplicateModelError",
+    "InputShapeError",
+    "ModelInfo",
+    "SizeRule",
+    "UnknownModelError",
+    "count_parameters",
+    "create_model",
+    "list_models",
+    "model_info",
+    "register_model",
+]
+
+ENTRY_POINT_GROUP = "bench3d2d.models"
+DEFAULT_DEPTH = 128
+
+#: Hyper-parameters every model gets unless its registration overrides them (paper protocol).
+PAPER_DEFAULTS: dict[str, Any] = {
+    "optimizer": "sgd",
+    "lr": 0.1,
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "batch_size": 8,
+}
+
+#: Optuna search space used when a registration gives none: name -> (kind, *args).
+DEFAULT_SEARCH_SPACE: dict[str, tuple] = {
+    "lr": ("log", 1e-4, 0.3),
+    "weight_decay": ("log", 1e-6, 1e-3),
+    "batch_size": ("categorical", [2, 4, 8]),
+}
+
+
+class UnknownModelError(LookupError):
+    """No model is registered under the requested name."""
+
+
+class DuplicateModelError(ValueError):
+    """A different factory is already registered under the same name."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Everything the registry knows about one model, without building it."""
+
+    name: str
+    factory: Callable[..., nn.Module]
+    size_rule: SizeRule
+    paper: str = ""
+    description: str = ""
+    reduction: str = ""
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    search_space: Mapping[str, tuple] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    source: str = ""
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """Default training hyper-parameters: the paper protocol updated by the model's own."""
+        return {**PAPER_DEFAULTS, **self.defaults}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly description (no factory object)."""
+        return {
+            "name": self.name,
+            "paper": self.paper,
+            "description": self.description,
+            "reduction": self.reduction,
+            "constraints": self.size_rule.to_dict(),
+            "constraints_text": self.size_rule.describe(),
+            "defaults": self.hyperparameters(),
+            "search_space": {k: list(v) for k, v in self.search_space.items()},
+            "tags": list(self.tags),
+            "source": self.source,
+        }
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+_ENTRY_POINTS_LOADED = False
+_ENTRY_POINT_ERRORS: dict[str, str] = {}
+
+
+def register_model(
+    fn: Callable[..., nn.Module] | None = None,
+    *,
+    name: str | None = None,
+    h_multiple: int = 1,
+    w_multiple: int = 1,
+    h_min: int = 1,
+    w_min: int = 1,
+    depth: Mapping[str, Any] | None = None,
+    paper: str = "",
+    description: str = "",
+    reduction: str = "",
+    defaults: Mapping[str, Any] | None = None,
+    search_space: Mapping[str, tuple] | None = None,
+    tags: Iterable[str] = (),
+):
+    """Register a model factory; use as ``@register_model`` or ``@register_model(h_multiple=4, ...)``.
+
+    ``depth`` is ``{"min": 64}`` (any depth from 64), ``{"fixed": True}`` (built for the depth
+    passed to the factory; ``"multiple"`` and ``"min"`` may be added), or ``None`` (any depth).
+    The factory is called as ``factory(in_channels=1, out_channels=1, depth=D, **kwargs)``.
+    """
+
+    def decorate(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        model_name = name or factory.__name__
+        _check_factory_signature(model_name, factory)
+        rule = SizeRule.from_metadata(
+            h_multiple=h_multiple, w_multiple=w_multiple, h_min=h_min, w_min=w_min, depth=depth
+        )
+        doc = inspect.getdoc(factory) or ""
+        info = ModelInfo(
+            name=model_name,
+            factory=factory,
+            size_rule=rule,
+            paper=paper,
+            description=description or (doc.splitlines()[0] if doc else ""),
+            reduction=reduction,
+            defaults=dict(defaults or {}),
+            search_space=dict(search_space or DEFAULT_SEARCH_SPACE),
+            tags=tuple(tags),
+            source=f"{factory.__module__}:{factory.__qualname__}",
+        )
+        existing = _REGISTRY.get(model_name)
+        if existing is not None and existing.source != info.source:
+            raise DuplicateModelError(
+                f"model name {model_name!r} is already registered by {existing.source}; "
+                f"{info.source} cannot register it again (choose another name)"
+            )
+        _REGISTRY[model_name] = info
+        return factory
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate
+
+
+def _check_factory_signature(name: str, factory: Callable[..., nn.Module]) -> None:
+    params = inspect.signature(factory).parameters
+    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    missing = [p for p in ("in_channels", "out_channels", "depth") if p not in params]
+    if missing and not takes_kwargs:
+        raise TypeError(
+            f"factory for model {name!r} must accept in_channels, out_channels and depth "
+            f"keyword arguments (missing: {', '.join(missing)})"
+        )
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+def _load_entry_point(ep: metadata.EntryPoint) -> None:
+    try:
+        ep.load()
+    except Exception as exc:  # a broken plugin must not break the library
+        _ENTRY_POINT_ERRORS[ep.name] = f"{type(exc).__name__}: {exc}"
+        warnings.warn(
+            f"bench3d2d: could not load model plugin {ep.name!r} ({ep.value}): {exc}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def load_plugins(force: bool = False) -> None:
+    """Import every module advertised in the ``bench3d2d.models`` entry-point group (once)."""
+    global _ENTRY_POINTS_LOADED
+    if _ENTRY_POINTS_LOADED and not force:
+        return
+    _ENTRY_POINTS_LOADED = True
+    _ensure_builtins()
+    for ep in _entry_points():
+        _load_entry_point(ep)
+
+
+def _ensure_builtins() -> None:
+    from bench3d2d.models import BUILTIN_MODULES
+
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+def _lookup(name: str) -> ModelInfo:
+    _ensure_builtins()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if not _ENTRY_POINTS_LOADED:
+        # Load the plugin named like the model first, then all of them.
+        for ep in _entry_points():
+            if ep.name == name:
+                _load_entry_point(ep)
+        if name not in _REGISTRY:
+            load_plugins()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in _ENTRY_POINT_ERRORS:
+        raise UnknownModelError(
+            f"model {name!r} comes from a plugin that failed to load: {_ENTRY_POINT_ERRORS[name]}"
+        )
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.4)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise UnknownModelError(
+        f"unknown model {name!r}.{hint} Registered models: {', '.join(sorted(_REGISTRY))}."
+    )
+
+
+def model_info(name: str) -> ModelInfo:
+    """Metadata of a registered model (loads plugins on first use)."""
+    return _lookup(name)
+
+
+def list_models(pattern: str | Iterable[str] = "*", exclude: Iterable[str] = ()) -> list[str]:
+    """Sorted names of registered models matching fnmatch pattern(s), minus ``exclude`` patterns."""
+    load_plugins()
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    excludes = list(exclude)
+    names = sorted(_REGISTRY)
+    chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    return [n for n in chosen if not any(fnmatch.fnmatchcase(n, p) for p in excludes)]
+
+
+def create_model(
+    name: str,
+    in_channels: int = 1,
+    out_channels: int = 1,
+    depth: int | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered model; its forward checks the input against the declared size rule.
+
+    ``depth`` is the input depth the model will see (default 128, the paper's); models whose
+    layers do not depend on it ignore it.
+    """
+    info = _lookup(name)
+    depth = DEFAULT_DEPTH if depth is None else int(depth)
+    info.size_rule.check_build_depth(depth, model=name)
+    model = info.factory(in_channels=in_channels, out_channels=out_channels, depth=depth, **kwargs)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"factory of model {name!r} returned {type(model).__name__}, not nn.Module")
+    if getattr(model, "size_rule", None) is None:
+        # Third-party models get the same up-front check as ours, before any layer runs.
+        model.size_rule = info.size_rule.bind(depth)
+        model.register_forward_pre_hook(_size_check_hook)
+    model.registry_name = name
+    return model
+
+
+def _size_check_hook(module: nn.Module, args: tuple) -> None:
+    if args and isinstance(args[0], torch.Tensor):
+        module.size_rule.check(tuple(args[0].shape), model=getattr(module, "registry_name", ""))
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
