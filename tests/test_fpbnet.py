@@ -45,7 +45,9 @@ def test_forward_backward_small(model):
     out.mean().backward()
 
 
-@pytest.mark.parametrize("hwd", [(4, 16, 64), (8, 16, 64), (4, 32, 64), (4, 16, 100), (4, 16, 129), (12, 48, 128)])
+@pytest.mark.parametrize(
+    "hwd", [(4, 16, 64), (8, 16, 64), (4, 32, 64), (4, 16, 100), (4, 16, 129), (12, 48, 128)]
+)
 def test_spec_sizes_run(model, hwd):
     model.eval()
     with torch.no_grad():

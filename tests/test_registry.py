@@ -67,7 +67,7 @@ def test_factory_kwargs_and_non_module_are_checked(scratch_registry):
 
 
 def test_depth_below_minimum_is_refused_at_build():
-    with pytest.raises(bench3d2d.InputShapeError, match="depth >= 64"):
+    with pytest.raises(bench3d2d.InputShapeError, match=r"depth >= 64"):
         bench3d2d.create_model("fpbnet", depth=32)
 
 

@@ -104,9 +104,9 @@ def test_declared_sizes_accepted_and_violations_rejected(name):
         if not bad_sizes:
             pytest.skip(f"{name} declares no size rule that an input could break ({rule.describe()})")
         for bh, bw, bd in bad_sizes:
-            calls = []
+            calls: list[str] = []
             hooks = [
-                m.register_forward_pre_hook(lambda *a: calls.append(1))
+                m.register_forward_pre_hook(lambda mod, args, calls=calls: calls.append(type(mod).__name__))
                 for m in model.modules()
                 if m is not model
             ]
