@@ -60,7 +60,7 @@ def test_factory_kwargs_and_non_module_are_checked(scratch_registry):
     def _factory(in_channels=1, out_channels=1, depth=None):
         return 3
 
-    with pytest.raises(TypeError, match="not nn.Module"):
+    with pytest.raises(TypeError, match=r"not nn\.Module"):
         bench3d2d.create_model("returns_int_net")
     with pytest.raises(TypeError):
         bench3d2d.create_model("fpbnet", not_a_kwarg=1)
