@@ -1,0 +1,238 @@
+"""Benchmark definitions (data, not code paths) and sweep plan expansion (private; see ``sweep``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench3d2d._spec import PRETRAIN_CHOICES, PretrainSpec, RunSpec, normalise_fraction
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One experiment of the protocol: fit on a dataset, test on some sets, at some fractions.
+
+    ``test_sets`` entries are dataset names; ``"name:test"`` is the test part of that dataset's
+    split, a bare name the whole dataset. ``fractions`` limits the label fractions this benchmark
+    runs at (None: any requested one). ``pretrain_source`` is the unlabelled dataset SSL
+    pre-training reconstructs from (None: no SSL variants for this benchmark).
+    """
+
+    name: str
+    train_dataset: str
+    test_sets: tuple[str, ...]
+    fractions: tuple[float, ...] | None = None
+    pretrain_source: str | None = None
+    description: str = ""
+
+
+#: The paper's protocol (spec/protocol.md §1.2) on the embedded synthetic datasets.
+BENCHMARKS: dict[str, Benchmark] = {
+    b.name: b
+    for b in (
+        Benchmark(
+            name="ga",
+            train_dataset="synthetic-ga-s-1",
+            test_sets=("synthetic-ga-s-1:test", "synthetic-ga-s-2", "synthetic-ga-m-s"),
+            fractions=None,
+            pretrain_source="synthetic-ga-m",
+            description="GA: fit on GA-S-1, test on GA-S-1 (test split), GA-S-2 and GA-M-S (whole)",
+        ),
+        Benchmark(
+            name="rpd",
+            train_dataset="synthetic-rpd",
+            test_sets=("synthetic-rpd:test",),
+            fractions=(20.0, 100.0),
+            pretrain_source="synthetic-ga-m",
+            description="RPD: fit and test on RPD-S, 20 and 100 % labels only",
+        ),
+    )
+}
+
+DEFAULT_DATASETS = ("ga", "rpd")
+DEFAULT_FRACTIONS = (5.0, 10.0, 20.0, 100.0)
+#: SSL variants run for models whose registry tags include this one (paper: FPB net, Lachinov).
+SSL_TAG = "ssl"
+
+
+def split_list(text: str | Sequence[str] | None) -> list[str]:
+    """``"a,b c"`` or ``["a,b", "c"]`` -> ``["a", "b", "c"]``."""
+    if text is None:
+        return []
+    items = [text] if isinstance(text, str) else list(text)
+    out: list[str] = []
+    for item in items:
+        out.extend(tok for tok in str(item).replace(",", " ").split() if tok)
+    return out
+
+
+def parse_fractions(text: str | Sequence[str] | None) -> tuple[float, ...]:
+    """Label fractions in percent, e.g. ``"5,10,20,100"``."""
+    values = split_list(text)
+    if not values:
+        return DEFAULT_FRACTIONS
+    return tuple(dict.fromkeys(normalise_fraction(v.rstrip("%")) for v in values))
+
+
+def parse_seeds(text: str | Sequence[str] | None) -> tuple[int, ...]:
+    """Seeds, e.g. ``"0,1,2"`` or a range ``"0-4"``."""
+    out: list[int] = []
+    for tok in split_list(text) or ["0"]:
+        try:
+            if "-" in tok.lstrip("-"):
+                lo, hi = tok.split("-", 1)
+                out.extend(range(int(lo), int(hi) + 1))
+            else:
+                out.append(int(tok))
+        except ValueError:
+            raise ValueError(f"seed {tok!r} is not an integer or a range like 0-4") from None
+    return tuple(dict.fromkeys(out))
+
+
+def parse_pretrain(text: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Pre-training variants among ``none``, ``slo``, ``faf``."""
+    values = [v.lower() for v in split_list(text)] or list(PRETRAIN_CHOICES)
+    bad = [v for v in values if v not in PRETRAIN_CHOICES]
+    if bad:
+        raise ValueError(f"unknown pre-training {', '.join(bad)}; choose among {', '.join(PRETRAIN_CHOICES)}")
+    return tuple(dict.fromkeys(values))
+
+
+def resolve_models(patterns: str | Sequence[str] | None) -> list[str]:
+    """Model names from names, fnmatch wildcards or ``all``; an unmatched pattern is an error."""
+    from bench3d2d.registry import list_models, model_info
+
+    tokens = split_list(patterns) or ["all"]
+    names: list[str] = []
+    for tok in tokens:
+        if tok == "all":
+            names.extend(list_models())
+        elif any(ch in tok for ch in "*?["):
+            matched = list_models(tok)
+            if not matched:
+                raise LookupError(
+                    f"no registered model matches {tok!r}; registered: {', '.join(list_models())}"
+                )
+            names.extend(matched)
+        else:
+            names.append(model_info(tok).name)  # unknown names raise with close matches
+    return list(dict.fromkeys(names))
+
+
+def resolve_benchmarks(tokens: str | Sequence[str] | None) -> list[Benchmark]:
+    """Benchmark groups by name (``ga``, ``rpd``), or a registered dataset / manifest path.
+
+    A dataset or path becomes its own benchmark: fit on its train part, test on its test part,
+    any fraction, no SSL variants (pass ``pretrain_source`` to :func:`expand_plan` for those).
+    """
+    out: list[Benchmark] = []
+    for tok in split_list(tokens) or list(DEFAULT_DATASETS):
+        if tok in BENCHMARKS:
+            out.append(BENCHMARKS[tok])
+            continue
+        from bench3d2d.data.registry import dataset_info, list_datasets
+
+        if tok in list_datasets():
+            name = tok
+        elif Path(tok).expanduser().exists():
+            name = str(Path(tok).expanduser().resolve())
+        else:
+            try:
+                dataset_info(tok)
+            except LookupError as exc:
+                raise LookupError(f"{exc}; benchmark groups: {', '.join(BENCHMARKS)}") from None
+            name = tok
+        out.append(Benchmark(name=tok, train_dataset=name, test_sets=(f"{name}:test",)))
+    return list({b.name: b for b in out}.values())
+
+
+@dataclass
+class Plan:
+    """A sweep: its runs and the SSL pre-trainings they depend on."""
+
+    runs: list[RunSpec]
+    pretrainings: list[PretrainSpec] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+
+HParamsFor = Callable[[str, Benchmark, float, str], Mapping[str, Any]]
+
+
+def expand_plan(
+    models: str | Sequence[str] | None = None,
+    fractions: str | Iterable[float] | None = None,
+    datasets: str | Sequence[str] | None = None,
+    pretrain: str | Sequence[str] | None = None,
+    seeds: str | Iterable[int] | None = None,
+    profile: str = "quick",
+    hparams_for: HParamsFor | None = None,
+    pretrain_source: str | None = None,
+    ssl_all_models: bool = False,
+) -> Plan:
+    """Every (benchmark, model, pre-training, fraction, seed) run, in a stable order.
+
+    SSL variants (``slo``, ``faf``) are planned for models tagged ``ssl`` in the registry (all
+    models with ``ssl_all_models``) and for benchmarks with a pre-training source.
+    ``hparams_for(model, benchmark, fraction, profile)`` returns hyper-parameter overrides.
+    """
+    from bench3d2d.profiles import get_profile
+    from bench3d2d.registry import model_info
+
+    get_profile(profile)  # unknown profile: clear error before anything runs
+    model_names = resolve_models(models)
+    fracs = parse_fractions(
+        fractions if isinstance(fractions, (str, type(None))) else [str(f) for f in fractions]
+    )
+    seed_list = parse_seeds(seeds if isinstance(seeds, (str, type(None))) else [str(s) for s in seeds])
+    variants = parse_pretrain(pretrain)
+    benchmarks = resolve_benchmarks(datasets)
+    plan = Plan(runs=[])
+    pretrain_keys: dict[str, PretrainSpec] = {}
+    for bench in benchmarks:
+        source = pretrain_source or bench.pretrain_source
+        bench_fracs = [f for f in fracs if bench.fractions is None or f in bench.fractions]
+        if not bench_fracs:
+            plan.notes.append(
+                f"benchmark {bench.name}: none of the fractions {', '.join(f'{f:g}' for f in fracs)} "
+                f"is among its own ({', '.join(f'{f:g}' for f in bench.fractions or ())}); skipped"
+            )
+            continue
+        for model in model_names:
+            tags = model_info(model).tags
+            for variant in variants:
+                if variant != "none":
+                    if not (ssl_all_models or SSL_TAG in tags):
+                        continue
+                    if source is None:
+                        plan.notes.append(
+                            f"benchmark {bench.name}: no pre-training source, {variant} skipped"
+                        )
+                        continue
+                for frac in bench_fracs:
+                    hp = dict(hparams_for(model, bench, frac, profile)) if hparams_for else {}
+                    for seed in seed_list:
+                        spec = RunSpec(
+                            model=model,
+                            train_dataset=bench.train_dataset,
+                            test_sets=bench.test_sets,
+                            fraction=frac,
+                            seed=seed,
+                            profile=profile,
+                            pretrain=variant,
+                            pretrain_source=source if variant != "none" else None,
+                            hparams=hp,
+                            benchmark=bench.name,
+                        )
+                        plan.runs.append(spec)
+                        pre = spec.pretrain_spec()
+                        if pre is not None:
+                            pretrain_keys.setdefault(pre.key, pre)
+    plan.runs = list({s.run_id: s for s in plan.runs}.values())
+    plan.pretrainings = list(pretrain_keys.values())
+    plan.notes = list(dict.fromkeys(plan.notes))
+    return plan

@@ -1,0 +1,183 @@
+"""Run and pre-training specifications with stable ids (private; use ``bench3d2d.sweep``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Bumped whenever the meaning of a spec field changes, so old and new runs never share an id.
+SCHEMA_VERSION = 1
+PRETRAIN_CHOICES = ("none", "slo", "faf")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly copy: numpy scalars to Python, tuples to lists, dict keys sorted later by dumps."""
+    if hasattr(value, "item") and callable(value.item) and not isinstance(value, (list, tuple, dict)):
+        value = value.item()
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"non-finite number {value!r} cannot be part of a run specification")
+    return value
+
+
+def canonical_json(obj: Mapping[str, Any]) -> str:
+    """Sorted keys, no whitespace: the same content always gives the same text."""
+    return json.dumps(_plain(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def short_hash(text: str) -> str:
+    """First 12 hex digits of the SHA-256 of ``text``."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def normalise_fraction(value: float | str) -> float:
+    """A label fraction in percent, as a float in (0, 100]."""
+    try:
+        pct = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"label fraction {value!r} is not a number (give percent, e.g. 5 or 12.5)") from None
+    if not 0 < pct <= 100:
+        raise ValueError(f"label fraction {value!r} must be a percentage in (0, 100]")
+    return pct
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: everything that determines its result, hence its id.
+
+    ``fraction`` is in percent (5, 10, 20, 100). ``test_sets`` name datasets; ``"name:test"``
+    means the test part of that dataset's split, a bare name the whole dataset. ``hparams``
+    holds only overrides of the model's registry defaults (empty: the defaults).
+    """
+
+    model: str
+    train_dataset: str
+    test_sets: tuple[str, ...]
+    fraction: float
+    seed: int = 0
+    profile: str = "quick"
+    pretrain: str = "none"
+    pretrain_source: str | None = None
+    hparams: Mapping[str, Any] = field(default_factory=dict)
+    benchmark: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "test_sets", tuple(str(t) for t in self.test_sets))
+        object.__setattr__(self, "fraction", normalise_fraction(self.fraction))
+        object.__setattr__(self, "seed", int(self.seed))
+        object.__setattr__(self, "hparams", dict(_plain(dict(self.hparams))))
+        if self.pretrain not in PRETRAIN_CHOICES:
+            raise ValueError(f"pretrain must be one of {', '.join(PRETRAIN_CHOICES)}, not {self.pretrain!r}")
+        if self.pretrain != "none" and not self.pretrain_source:
+            raise ValueError(
+                f"run of {self.model!r} with {self.pretrain} pre-training needs a pretrain_source"
+            )
+        if self.pretrain == "none" and self.pretrain_source is not None:
+            object.__setattr__(self, "pretrain_source", None)
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that define the run (``benchmark`` is a label, not part of the id)."""
+        return {
+            "schema": SCHEMA_VERSION,
+            "model": self.model,
+            "train_dataset": self.train_dataset,
+            "test_sets": list(self.test_sets),
+            "fraction": self.fraction,
+            "seed": self.seed,
+            "profile": self.profile,
+            "pretrain": self.pretrain,
+            "pretrain_source": self.pretrain_source,
+            "hparams": dict(self.hparams),
+        }
+
+    @property
+    def run_id(self) -> str:
+        """First 12 hex digits of the SHA-256 of the canonical JSON identity."""
+        return short_hash(canonical_json(self.identity()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form, with its id (as stored in ``spec.json``)."""
+        return {**self.identity(), "benchmark": self.benchmark, "run_id": self.run_id}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
+        """Inverse of :meth:`to_dict`; rejects another schema version or a mismatching id."""
+        schema = data.get("schema", SCHEMA_VERSION)
+        if schema != SCHEMA_VERSION:
+            raise ValueError(f"run spec has schema {schema}, this bench3d2d reads schema {SCHEMA_VERSION}")
+        try:
+            spec = cls(
+                model=data["model"],
+                train_dataset=data["train_dataset"],
+                test_sets=tuple(data["test_sets"]),
+                fraction=data["fraction"],
+                seed=data.get("seed", 0),
+                profile=data.get("profile", "quick"),
+                pretrain=data.get("pretrain", "none"),
+                pretrain_source=data.get("pretrain_source"),
+                hparams=data.get("hparams") or {},
+                benchmark=data.get("benchmark", ""),
+            )
+        except KeyError as exc:
+            raise ValueError(f"run spec lacks the field {exc.args[0]!r}") from None
+        if "run_id" in data and data["run_id"] != spec.run_id:
+            raise ValueError(
+                f"run spec says run_id {data['run_id']!r} but its content hashes to {spec.run_id!r}"
+            )
+        return spec
+
+    def pretrain_spec(self) -> PretrainSpec | None:
+        """The SSL pre-training this run depends on (None when trained from scratch)."""
+        if self.pretrain == "none":
+            return None
+        return PretrainSpec(
+            model=self.model,
+            source=str(self.pretrain_source),
+            modality=self.pretrain,
+            profile=self.profile,
+            seed=self.seed,
+        )
+
+    def label(self) -> str:
+        """A short human-readable description."""
+        pre = "scratch" if self.pretrain == "none" else f"ssl-{self.pretrain}"
+        tuned = " tuned" if self.hparams else ""
+        return f"{self.model} {pre} {self.train_dataset} {self.fraction:g}% seed {self.seed}{tuned}"
+
+
+@dataclass(frozen=True)
+class PretrainSpec:
+    """One SSL pre-training (OCT -> SLO or inverted FAF), shared by every run that needs it."""
+
+    model: str
+    source: str
+    modality: str
+    profile: str
+    seed: int = 0
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that define the pre-training."""
+        return {
+            "schema": SCHEMA_VERSION,
+            "model": self.model,
+            "source": self.source,
+            "modality": self.modality,
+            "profile": self.profile,
+            "seed": int(self.seed),
+        }
+
+    @property
+    def key(self) -> str:
+        """First 12 hex digits of the SHA-256 of the canonical JSON identity."""
+        return short_hash(canonical_json(self.identity()))
+
+    def label(self) -> str:
+        """A short human-readable description."""
+        return f"pretrain {self.model} {self.source}->{self.modality} seed {self.seed}"

@@ -1,0 +1,317 @@
+"""``bench3d2d run`` (a sweep), ``bench3d2d run-one`` (one stored run, for workers) and ``status``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``run``, ``run-one`` and ``status`` sub-commands."""
+    p = subparsers.add_parser(
+        "run",
+        help="run a benchmark sweep (resumable)",
+        description="Plan (models x pre-training x fractions x benchmarks x seeds) and run every run that "
+        "is not complete yet. Default: the paper's protocol on the synthetic datasets.",
+    )
+    p.add_argument("--models", nargs="+", default=["all"], help="names, wildcards (ipn*) or 'all' (default)")
+    p.add_argument(
+        "--fractions", default="5,10,20,100", help="label fractions in percent (default 5,10,20,100)"
+    )
+    p.add_argument(
+        "--datasets",
+        default="ga,rpd",
+        help="benchmark groups (ga, rpd), registered dataset names or manifest paths (default ga,rpd)",
+    )
+    p.add_argument("--pretrain", default="none,slo,faf", help="pre-training variants (default none,slo,faf)")
+    p.add_argument("--seeds", default="0", help="seeds, e.g. 0,1,2 or 0-4 (default 0)")
+    p.add_argument("--profile", default="quick", help="training profile: quick (default) or paper")
+    p.add_argument("--out", default="results", help="results folder (default results/)")
+    p.add_argument("--executor", default="local", choices=["local", "subprocess", "slurm"])
+    p.add_argument("--jobs", type=int, default=1, help="parallel workers (subprocess, slurm)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, what is done and a time estimate")
+    p.add_argument("--list", action="store_true", help="with --dry-run: list every run")
+    p.add_argument("--retry-failed", action="store_true", help="run failed runs again (default: skip them)")
+    p.add_argument(
+        "--params",
+        default="default",
+        help="hyper-parameters: default (registry + profile), tuned (best trial of each model's study), "
+        "or a JSON file {model: {param: value}}",
+    )
+    p.add_argument(
+        "--storage", default=None, help="Optuna storage for --params tuned (default RESULTS/tuning.db)"
+    )
+    p.add_argument(
+        "--pretrain-source", default=None, help="dataset SSL pre-training uses (default: per benchmark)"
+    )
+    p.add_argument(
+        "--ssl-all-models", action="store_true", help="pre-train every model, not only those tagged ssl"
+    )
+    p.add_argument("--no-progress", action="store_true", help="plain lines instead of progress bars")
+    p.add_argument(
+        "--stale-after", type=float, default=600.0, help="seconds after which a silent claim is stale"
+    )
+    g = p.add_argument_group("slurm executor (submitit)")
+    g.add_argument("--slurm-partition", default=None)
+    g.add_argument("--slurm-time", type=int, default=24 * 60, help="minutes per job (default 1440)")
+    g.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per job (default 1)")
+    g.add_argument("--slurm-cpus", type=int, default=4, help="CPUs per job (default 4)")
+    g.add_argument("--slurm-mem", type=float, default=None, help="GB of memory per job")
+    g.add_argument("--slurm-cluster", default=None, help="submitit backend: slurm (auto), local or debug")
+    g.add_argument("--detach", action="store_true", help="submit and return (follow with `bench3d2d status`)")
+    p.set_defaults(func=run)
+
+    q = subparsers.add_parser("run-one", help="run one stored run or pre-training (used by the executors)")
+    q.add_argument("results", help="results folder")
+    q.add_argument("id", help="run id (RESULTS/runs/ID) or, with --pretrain, pre-training key")
+    q.add_argument("--pretrain", action="store_true", help="ID is a pre-training key")
+    q.add_argument("--json", action="store_true", help="print the outcome as one JSON line")
+    q.add_argument("--stale-after", type=float, default=600.0)
+    q.set_defaults(func=run_one_command)
+
+    s = subparsers.add_parser("status", help="done, failed, running and pending runs of a results folder")
+    s.add_argument("results", nargs="?", default="results", help="results folder (default results/)")
+    s.add_argument("--failed", action="store_true", help="list every failed run with its error")
+    s.add_argument("--json", action="store_true", help="print JSON for scripts")
+    s.set_defaults(func=status_command)
+
+
+def _hparams_for(args: argparse.Namespace):
+    """The ``hparams_for`` callback of ``expand_plan`` for ``--params``."""
+    choice = args.params
+    if choice == "default":
+        return None
+    if choice == "tuned":
+        from bench3d2d.tune import best_params
+
+        def tuned(model: str, bench: Any, fraction: float, profile: str) -> dict:
+            return best_params(model, bench.train_dataset, fraction, profile, args.storage, args.out)
+
+        return tuned
+    path = Path(choice)
+    if not path.is_file():
+        raise FileNotFoundError(f"--params {choice!r}: not 'default', 'tuned' or an existing JSON file")
+    try:
+        table = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(f"--params {path}: not valid JSON ({exc})") from None
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise ValueError(f"--params {path}: expected an object {{model: {{param: value}}}}")
+    return lambda model, bench, fraction, profile: table.get(model, {})
+
+
+def _fmt_seconds(seconds: float) -> str:
+    seconds = round(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def _plan(args: argparse.Namespace):
+    from bench3d2d.sweep import expand_plan
+
+    return expand_plan(
+        models=args.models,
+        fractions=args.fractions,
+        datasets=args.datasets,
+        pretrain=args.pretrain,
+        seeds=args.seeds,
+        profile=args.profile,
+        hparams_for=_hparams_for(args),
+        pretrain_source=args.pretrain_source,
+        ssl_all_models=args.ssl_all_models,
+    )
+
+
+def print_plan(plan: Any, store: Any, jobs: int, retry_failed: bool, listing: bool = False) -> None:
+    """The ``--dry-run`` summary: sizes, what is done, what will run, a time estimate."""
+    from collections import Counter
+
+    from bench3d2d.sweep import estimate_seconds, select_work
+
+    work = select_work(plan, store, retry_failed=retry_failed)
+    benches = Counter(s.benchmark for s in plan.runs)
+    models = sorted({s.model for s in plan.runs})
+    print(f"plan: {len(plan.runs)} runs ({', '.join(f'{b}: {n}' for b, n in benches.items())}), "
+          f"{len(models)} models, {len(plan.pretrainings)} SSL pre-trainings")  # fmt: skip
+    print(f"results folder: {store.root}")
+    policy = "retried" if retry_failed else "skipped; --retry-failed runs them"
+    print(f"runs: {len(work.complete)} complete, {len(work.failed_skipped)} failed ({policy}), "
+          f"{len(work.runs)} to run")  # fmt: skip
+    print(f"pre-trainings: {len(work.pretrain_complete)} cached, {len(work.pretrainings)} to run")
+    seconds, how = estimate_seconds(work, store, jobs=jobs)
+    print(f"estimated wall time: {_fmt_seconds(seconds)} with {jobs} worker(s) (from {how})")
+    for note in plan.notes:
+        print(f"note: {note}")
+    if listing:
+        todo = {s.run_id for s in work.runs}
+        for spec in plan.runs:
+            mark = "todo" if spec.run_id in todo else store.state(spec.run_id).value
+            print(f"  {spec.run_id}  {mark:10s} {spec.benchmark:4s} {spec.label()}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Plan and run (or, with --dry-run, describe) a sweep."""
+    from bench3d2d.executors import SweepProgress, make_executor
+    from bench3d2d.sweep import ResultsStore, run_sweep
+
+    store = ResultsStore(args.out, stale_after=args.stale_after)
+    plan = _plan(args)
+    if args.dry_run:
+        print_plan(plan, store, args.jobs, args.retry_failed, args.list)
+        return 0
+    if not plan.runs:
+        print("nothing to run: the plan is empty", file=sys.stderr)
+        for note in plan.notes:
+            print(f"note: {note}", file=sys.stderr)
+        return 0
+    params = {
+        "timeout_min": args.slurm_time,
+        "gpus_per_node": args.slurm_gpus,
+        "cpus_per_task": args.slurm_cpus,
+    }
+    if args.slurm_partition:
+        params["slurm_partition"] = args.slurm_partition
+    if args.slurm_mem:
+        params["mem_gb"] = args.slurm_mem
+    executor = make_executor(
+        args.executor,
+        jobs=args.jobs,
+        cluster=args.slurm_cluster,
+        parameters=params,
+        wait=not args.detach,
+    )
+    progress = SweepProgress(total=0, enabled=False if args.no_progress else None)
+    from bench3d2d.sweep import select_work
+
+    work = select_work(plan, store, retry_failed=args.retry_failed)
+    progress.total = len(work.runs) + len(work.pretrainings)
+    print(
+        f"sweep: {len(plan.runs)} runs, {len(plan.pretrainings)} pre-trainings; "
+        f"{len(work.complete)} runs already complete, {len(work.runs)} runs and "
+        f"{len(work.pretrainings)} pre-trainings to do -> {store.root}",
+        file=sys.stderr,
+    )
+    report = run_sweep(plan, store, executor=executor, retry_failed=args.retry_failed, progress=progress)
+    failed = report.failed
+    print(
+        f"done in {_fmt_seconds(report.seconds)}: {report.count('complete')} runs completed, "
+        f"{report.skipped_complete} already complete, {report.count('failed')} failed, "
+        f"{report.count('busy')} busy (another worker), {report.skipped_failed} failed earlier (skipped); "
+        f"pre-trainings: {report.count('complete', 'pretrain')} done, "
+        f"{report.count('failed', 'pretrain')} failed",
+        file=sys.stderr,
+    )
+    for o in failed:
+        print(f"failed {o.kind} {o.id} ({o.label}): {o.error}", file=sys.stderr)
+    if failed:
+        print(f"see `bench3d2d status {store.root} --failed`", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def run_one_command(args: argparse.Namespace) -> int:
+    """Run one stored run (or pre-training) by id; exit 1 if it failed."""
+    from bench3d2d.executors import work_by_id
+
+    outcome = work_by_id(args.results, "pretrain" if args.pretrain else "run", args.id, args.stale_after)
+    if args.json:
+        print(json.dumps(asdict(outcome)), flush=True)
+    else:
+        print(f"{outcome.status} {outcome.kind} {outcome.id} {outcome.label} {outcome.error}".rstrip())
+    return 1 if outcome.status == "failed" else 0
+
+
+def status_summary(results: str | Path) -> dict[str, Any]:
+    """Counts by state, per-benchmark/model breakdown, failed runs and pre-trainings of a results folder."""
+    from bench3d2d._store import ResultsStore
+    from bench3d2d.sweep import pretrain_state, read_pretrain_spec
+
+    store = ResultsStore(results)
+    if not store.root.is_dir():
+        raise FileNotFoundError(f"results folder not found: {store.root}")
+    table = store.table()
+    states = ["complete", "failed", "running", "incomplete", "pending"]
+    counts = {s: int((table["state"] == s).sum()) for s in states}
+    groups = []
+    if not table.empty:
+        for (bench, model, pre), part in table.groupby(["benchmark", "model", "pretrain"], sort=True):
+            groups.append({"benchmark": bench, "model": model, "pretrain": pre,
+                           **{s: int((part["state"] == s).sum()) for s in states}})  # fmt: skip
+    pretrain = {s: 0 for s in states}
+    if store.pretrain_dir.is_dir():
+        for folder in sorted(store.pretrain_dir.iterdir()):
+            try:
+                pre = read_pretrain_spec(store, folder.name)
+            except (FileNotFoundError, ValueError):
+                continue
+            pretrain[pretrain_state(pre, store).value] += 1
+    failed = table[table["state"] == "failed"][["run_id", "model", "pretrain", "fraction", "seed", "error"]]
+    done = table[table["state"] == "complete"]["seconds"].dropna()
+    return {
+        "results": str(store.root),
+        "total": len(table),
+        "runs": counts,
+        "pretrainings": pretrain,
+        "groups": groups,
+        "failed": failed.to_dict(orient="records"),
+        "run_seconds_median": float(done.median()) if len(done) else None,
+        "run_seconds_total": float(done.sum()) if len(done) else 0.0,
+    }
+
+
+def status_command(args: argparse.Namespace) -> int:
+    """Print done, failed, running, incomplete and pending runs."""
+    summary = status_summary(args.results)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(width=160)
+    c = summary["runs"]
+    console.print(
+        f"{summary['results']}: {summary['total']} runs — {c['complete']} complete, {c['failed']} failed, "
+        f"{c['running']} running, {c['incomplete']} incomplete (resume on the next `run`), "
+        f"{c['pending']} pending"
+    )
+    p = summary["pretrainings"]
+    console.print(
+        f"SSL pre-trainings: {p['complete']} complete, {p['failed']} failed, {p['running']} running, "
+        f"{p['incomplete'] + p['pending']} not done"
+    )
+    if summary["run_seconds_median"] is not None:
+        console.print(
+            f"run time: median {summary['run_seconds_median']:.1f} s per run, "
+            f"{_fmt_seconds(summary['run_seconds_total'])} in total"
+        )
+    if summary["groups"]:
+        table = Table()
+        for col in (
+            "benchmark",
+            "model",
+            "pretrain",
+            "complete",
+            "failed",
+            "running",
+            "incomplete",
+            "pending",
+        ):
+            table.add_column(col)
+        for g in summary["groups"]:
+            table.add_row(*(str(g[k]) for k in ("benchmark", "model", "pretrain", "complete", "failed",
+                                                 "running", "incomplete", "pending")))  # fmt: skip
+        console.print(table)
+    failed = summary["failed"]
+    shown = failed if args.failed else failed[:5]
+    for row in shown:
+        text = f"{row['run_id']} {row['model']} {row['pretrain']} {row['fraction']:g}% seed {row['seed']}"
+        console.print(f"[red]failed[/red] {escape(text)}: {escape(str(row['error']))}", highlight=False)
+    if len(failed) > len(shown):
+        console.print(f"... {len(failed) - len(shown)} more failed runs (--failed lists all)")
+    return 0

@@ -1,0 +1,536 @@
+"""Sweeps: run specs with stable ids, plan expansion, the results store, resume, one run at a time.
+
+Every executor ends in the same two functions: :func:`run_one` (one training run) and
+:func:`run_pretrain` (one shared SSL pre-training). Both claim their folder first (two workers
+never run the same id at once), skip work that is already complete, record a failure with its
+traceback instead of raising, and write their result file last and atomically.
+
+The work itself is done by a *backend*: a module (or object) with
+``execute_run(spec, run_dir, *, store, progress, on_validation) -> DataFrame`` (the long per-case
+table) and ``execute_pretrain(pre, out_dir, *, store, progress) -> dict``. The default backend,
+``bench3d2d._backend``, calls the training engine; ``BENCH3D2D_BACKEND=module`` selects another
+(tests use a fast fake; a site may wrap the engine).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import platform
+import socket
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol
+
+import pandas as pd
+
+from bench3d2d._claims import DEFAULT_STALE_AFTER, Claim
+from bench3d2d._plan import (
+    BENCHMARKS,
+    DEFAULT_DATASETS,
+    DEFAULT_FRACTIONS,
+    Benchmark,
+    Plan,
+    expand_plan,
+    parse_fractions,
+    parse_pretrain,
+    parse_seeds,
+    resolve_benchmarks,
+    resolve_models,
+)
+from bench3d2d._spec import SCHEMA_VERSION, PretrainSpec, RunSpec, canonical_json
+from bench3d2d._store import (
+    CASE_COLUMNS,
+    CLAIM_FILE,
+    ERROR_FILE,
+    LOG_FILE,
+    PROGRESS_FILE,
+    RESULT_FILE,
+    SPEC_FILE,
+    ResultsStore,
+    RunState,
+    atomic_write_json,
+    read_json,
+)
+
+__all__ = [
+    "BACKEND_ENV",
+    "BENCHMARKS",
+    "CASE_COLUMNS",
+    "DEFAULT_DATASETS",
+    "DEFAULT_FRACTIONS",
+    "SCHEMA_VERSION",
+    "Backend",
+    "Benchmark",
+    "Outcome",
+    "Plan",
+    "PretrainSpec",
+    "ProgressFn",
+    "ResultsStore",
+    "RunSpec",
+    "RunState",
+    "SweepReport",
+    "canonical_json",
+    "ensure_pretrained",
+    "estimate_seconds",
+    "expand_plan",
+    "get_backend",
+    "parse_fractions",
+    "parse_pretrain",
+    "parse_seeds",
+    "pretrain_state",
+    "resolve_benchmarks",
+    "resolve_models",
+    "run_one",
+    "run_pretrain",
+    "run_sweep",
+    "select_work",
+]
+
+BACKEND_ENV = "BENCH3D2D_BACKEND"
+DEFAULT_BACKEND = "bench3d2d._backend"
+log = logging.getLogger(__name__)
+
+#: ``progress(completed, total, description)``: how far one run or pre-training is.
+ProgressFn = Callable[[float, float, str], None]
+
+
+class Backend(Protocol):
+    """What does the work of one run or pre-training."""
+
+    def execute_run(self, spec: RunSpec, run_dir: Path, **kwargs: Any) -> pd.DataFrame: ...
+
+    def execute_pretrain(self, pre: PretrainSpec, out_dir: Path, **kwargs: Any) -> Mapping[str, Any]: ...
+
+
+def get_backend(name: str | None = None) -> ModuleType:
+    """The backend module: ``name``, else ``$BENCH3D2D_BACKEND``, else the training engine's."""
+    target = name or os.environ.get(BACKEND_ENV) or DEFAULT_BACKEND
+    try:
+        module = importlib.import_module(target)
+    except ImportError as exc:
+        raise LookupError(f"cannot import the sweep backend {target!r} ({BACKEND_ENV}): {exc}") from exc
+    for attr in ("execute_run", "execute_pretrain"):
+        if not callable(getattr(module, attr, None)):
+            raise LookupError(f"sweep backend {target!r} has no function {attr}()")
+    return module
+
+
+@dataclass
+class Outcome:
+    """What happened to one run or pre-training in this sweep."""
+
+    kind: str  # "run" or "pretrain"
+    id: str
+    status: str  # "complete", "skipped" (already complete), "failed", "busy" (another worker has it)
+    label: str = ""
+    seconds: float = 0.0
+    error: str = ""
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _environment() -> dict[str, Any]:
+    from bench3d2d import __version__
+
+    info = {"bench3d2d": __version__, "python": platform.python_version(), "host": socket.gethostname()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+    return info
+
+
+class _RunLog:
+    """Route the ``logging`` records of one run (and our own lines) into its ``log.txt``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handler = logging.FileHandler(path, encoding="utf-8")
+        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.handler.setLevel(logging.INFO)
+        self.root = logging.getLogger()
+        self.old_level = self.root.level
+
+    def __enter__(self) -> _RunLog:
+        self.root.addHandler(self.handler)
+        if self.root.level > logging.INFO or self.root.level == logging.NOTSET:
+            self.root.setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.root.removeHandler(self.handler)
+        self.root.setLevel(self.old_level)
+        self.handler.close()
+
+
+def _file_progress(path: Path, every: float = 1.0) -> ProgressFn:
+    """A progress callback writing ``progress.json`` (at most once per ``every`` seconds)."""
+    last = [0.0]
+
+    def report(completed: float, total: float, description: str = "") -> None:
+        now = time.monotonic()
+        if now - last[0] < every and completed < total:
+            return
+        last[0] = now
+        with contextlib.suppress(OSError):
+            atomic_write_json(path, {"completed": completed, "total": total, "description": description})
+
+    return report
+
+
+def _tee(*fns: ProgressFn | None) -> ProgressFn | None:
+    live = [f for f in fns if f is not None]
+    if not live:
+        return None
+
+    def report(completed: float, total: float, description: str = "") -> None:
+        for f in live:
+            f(completed, total, description)
+
+    return report
+
+
+def run_one(
+    spec: RunSpec,
+    store: ResultsStore,
+    *,
+    backend: Backend | ModuleType | None = None,
+    progress: ProgressFn | None = None,
+    progress_file: bool = False,
+) -> Outcome:
+    """Run one spec unless it is complete or another worker holds it; never raises on run errors.
+
+    The run folder gets ``spec.json``, ``log.txt``, whatever the backend writes (split,
+    checkpoints, predictions), then ``cases.csv`` and, last and atomically, ``result.json``. An
+    exception is stored in ``error.json`` (type, message, traceback) and reported as "failed".
+    """
+    backend = backend or get_backend()
+    run_id = spec.run_id
+    label = spec.label()
+    if store.is_complete(run_id):
+        return Outcome("run", run_id, "skipped", label)
+    folder = store.write_spec(spec)
+    claim = Claim(folder / CLAIM_FILE, stale_after=store.stale_after, note=label)
+    if not claim.acquire():
+        return Outcome("run", run_id, "busy", label, error=f"held by {claim.holder()}")
+    try:
+        if store.is_complete(run_id):  # finished by another worker just before we claimed it
+            return Outcome("run", run_id, "skipped", label)
+        report = _tee(progress, _file_progress(folder / PROGRESS_FILE) if progress_file else None)
+        start = time.time()
+        with _RunLog(folder / LOG_FILE):
+            log.info("run %s (%s) attempt on %s pid %d", run_id, label, socket.gethostname(), os.getpid())
+            log.info("spec %s", canonical_json(spec.to_dict()))
+
+            def on_validation(step: int, score: float) -> None:
+                log.info("validation %d: %.6f", step, score)
+
+            try:
+                cases = backend.execute_run(
+                    spec, folder, store=store, progress=report, on_validation=on_validation
+                )
+                seconds = time.time() - start
+                started = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(start))
+                info = {"seconds": seconds, "started": started, "finished": _now(), "pid": os.getpid()}
+                store.write_result(spec, cases, {**info, "environment": _environment()})
+                log.info("complete in %.1f s", seconds)
+                return Outcome("run", run_id, "complete", label, seconds)
+            except Exception as exc:
+                seconds = time.time() - start
+                store.write_error(spec, exc, {"seconds": seconds})
+                log.exception("run failed after %.1f s", seconds)
+                return Outcome("run", run_id, "failed", label, seconds, f"{type(exc).__name__}: {exc}")
+    finally:
+        (folder / PROGRESS_FILE).unlink(missing_ok=True)
+        claim.release()
+
+
+# -- shared SSL pre-training -------------------------------------------------------------------------
+def pretrain_state(pre: PretrainSpec, store: ResultsStore) -> RunState:
+    """Complete, failed, running, incomplete or pending, as for runs."""
+    folder = store.pretrain_path(pre)
+    if (read_json(folder / RESULT_FILE) or {}).get("status") == "complete":
+        return RunState.COMPLETE
+    from bench3d2d._claims import claim_alive
+
+    if claim_alive(folder / CLAIM_FILE, store.stale_after):
+        return RunState.RUNNING
+    if (folder / ERROR_FILE).is_file():
+        return RunState.FAILED
+    return RunState.INCOMPLETE if (folder / LOG_FILE).is_file() else RunState.PENDING
+
+
+def _write_pretrain_spec(pre: PretrainSpec, store: ResultsStore) -> Path:
+    folder = store.pretrain_path(pre)
+    if read_json(folder / SPEC_FILE) != {**pre.identity(), "key": pre.key}:
+        atomic_write_json(folder / SPEC_FILE, {**pre.identity(), "key": pre.key})
+    return folder
+
+
+def read_pretrain_spec(store: ResultsStore, key: str) -> PretrainSpec:
+    """The pre-training stored under ``RESULTS/pretrain/<key>``."""
+    path = store.pretrain_dir / key / SPEC_FILE
+    data = read_json(path)
+    if data is None:
+        raise FileNotFoundError(f"no readable pre-training spec at {path}")
+    fields = {k: data[k] for k in ("model", "source", "modality", "profile", "seed") if k in data}
+    pre = PretrainSpec(**fields)
+    if pre.key != key:
+        raise ValueError(f"{path} describes pre-training {pre.key}, not {key}")
+    return pre
+
+
+def run_pretrain(
+    pre: PretrainSpec,
+    store: ResultsStore,
+    *,
+    backend: Backend | ModuleType | None = None,
+    progress: ProgressFn | None = None,
+    progress_file: bool = False,
+    wait: bool = True,
+) -> Outcome:
+    """Pre-train once per key (waiting for a worker that is already at it); never raises on errors."""
+    backend = backend or get_backend()
+    folder = _write_pretrain_spec(pre, store)
+    label = pre.label()
+    if pretrain_state(pre, store) is RunState.COMPLETE:
+        return Outcome("pretrain", pre.key, "skipped", label)
+    claim = Claim(folder / CLAIM_FILE, stale_after=store.stale_after, note=label)
+    if not claim.acquire(wait=wait, poll=2.0):
+        return Outcome("pretrain", pre.key, "busy", label, error=f"held by {claim.holder()}")
+    try:
+        if pretrain_state(pre, store) is RunState.COMPLETE:
+            return Outcome("pretrain", pre.key, "skipped", label)
+        report = _tee(progress, _file_progress(folder / PROGRESS_FILE) if progress_file else None)
+        start = time.time()
+        with _RunLog(folder / LOG_FILE):
+            log.info("pre-training %s (%s) on %s pid %d", pre.key, label, socket.gethostname(), os.getpid())
+            try:
+                info = dict(backend.execute_pretrain(pre, folder, store=store, progress=report) or {})
+                seconds = time.time() - start
+                (folder / ERROR_FILE).unlink(missing_ok=True)
+                atomic_write_json(
+                    folder / RESULT_FILE,
+                    {"status": "complete", "key": pre.key, "spec": pre.identity(), "seconds": seconds,
+                     "finished": _now(), "environment": _environment(), **info},
+                )  # fmt: skip
+                return Outcome("pretrain", pre.key, "complete", label, seconds)
+            except Exception as exc:
+                seconds = time.time() - start
+                import traceback
+
+                atomic_write_json(
+                    folder / ERROR_FILE,
+                    {"status": "failed", "key": pre.key, "type": type(exc).__name__, "message": str(exc),
+                     "traceback": traceback.format_exc(), "seconds": seconds, "time": _now()},
+                )  # fmt: skip
+                log.exception("pre-training failed after %.1f s", seconds)
+                return Outcome("pretrain", pre.key, "failed", label, seconds, f"{type(exc).__name__}: {exc}")
+    finally:
+        (folder / PROGRESS_FILE).unlink(missing_ok=True)
+        claim.release()
+
+
+def ensure_pretrained(
+    pre: PretrainSpec,
+    store: ResultsStore,
+    *,
+    backend: Backend | ModuleType | None = None,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """The result record of a pre-training, computing it first (under its claim) if needed."""
+    folder = store.pretrain_path(pre)
+    outcome = run_pretrain(pre, store, backend=backend, progress=progress, wait=True)
+    if outcome.status == "failed":
+        raise RuntimeError(f"SSL pre-training {pre.key} ({pre.label()}) failed: {outcome.error}")
+    result = read_json(folder / RESULT_FILE)
+    if result is None:
+        raise RuntimeError(f"SSL pre-training {pre.key} finished without {folder / RESULT_FILE}")
+    return result
+
+
+# -- sweeps ------------------------------------------------------------------------------------------
+@dataclass
+class Work:
+    """What a sweep still has to do, and what it skips."""
+
+    runs: list[RunSpec]
+    pretrainings: list[PretrainSpec]
+    complete: list[str] = field(default_factory=list)
+    failed_skipped: list[str] = field(default_factory=list)
+    pretrain_complete: list[str] = field(default_factory=list)
+
+
+def select_work(plan: Plan, store: ResultsStore, retry_failed: bool = False) -> Work:
+    """Runs and pre-trainings to execute: not complete, and not failed unless ``retry_failed``."""
+    work = Work(runs=[], pretrainings=[])
+    for spec in plan.runs:
+        state = store.state(spec.run_id)
+        if state is RunState.COMPLETE:
+            work.complete.append(spec.run_id)
+        elif state is RunState.FAILED and not retry_failed:
+            work.failed_skipped.append(spec.run_id)
+        else:
+            work.runs.append(spec)
+    needed = {s.pretrain_spec().key for s in work.runs if s.pretrain != "none"}  # type: ignore[union-attr]
+    for pre in plan.pretrainings:
+        state = pretrain_state(pre, store)
+        if state is RunState.COMPLETE:
+            work.pretrain_complete.append(pre.key)
+        elif pre.key in needed and (state is not RunState.FAILED or retry_failed):
+            work.pretrainings.append(pre)
+    return work
+
+
+#: Rough seconds per run and per pre-training when the results folder has no timings yet
+#: (quick: measured on a 2-core CPU; paper: one GPU). See docs/running.md.
+FALLBACK_SECONDS: dict[str, tuple[float, float]] = {"quick": (10.0, 25.0), "paper": (4 * 3600.0, 8 * 3600.0)}
+
+
+def estimate_seconds(work: Work, store: ResultsStore, jobs: int = 1) -> tuple[float, str]:
+    """Estimated wall seconds for ``work`` with ``jobs`` parallel workers, and how it was estimated.
+
+    Per model and profile: the median duration of complete runs (and pre-trainings) in this
+    results folder; else the median of that profile's runs; else :data:`FALLBACK_SECONDS`.
+    """
+    timings = store.table()
+    timings = timings[(timings["state"] == "complete") & timings["seconds"].notna()]
+    pre_times: dict[tuple[str, str], list[float]] = {}
+    for folder in store.pretrain_dir.glob(f"*/{RESULT_FILE}") if store.pretrain_dir.is_dir() else []:
+        data = read_json(folder) or {}
+        spec = data.get("spec") or {}
+        if data.get("status") == "complete" and "seconds" in data:
+            pre_times.setdefault((spec.get("model", ""), spec.get("profile", "")), []).append(
+                float(data["seconds"])
+            )
+    used_store = used_fallback = False
+
+    def run_secs(spec: RunSpec) -> float:
+        nonlocal used_store, used_fallback
+        same = timings[(timings["profile"] == spec.profile) & (timings["model"] == spec.model)]
+        if same.empty:
+            same = timings[timings["profile"] == spec.profile]
+        if not same.empty:
+            used_store = True
+            return float(same["seconds"].median())
+        used_fallback = True
+        return FALLBACK_SECONDS.get(spec.profile, FALLBACK_SECONDS["paper"])[0]
+
+    def pre_secs(pre: PretrainSpec) -> float:
+        nonlocal used_store, used_fallback
+        values = pre_times.get((pre.model, pre.profile)) or [
+            v for (_, prof), vs in pre_times.items() if prof == pre.profile for v in vs
+        ]
+        if values:
+            used_store = True
+            return float(pd.Series(values).median())
+        used_fallback = True
+        return FALLBACK_SECONDS.get(pre.profile, FALLBACK_SECONDS["paper"])[1]
+
+    total = sum(run_secs(s) for s in work.runs) + sum(pre_secs(p) for p in work.pretrainings)
+    how = " and ".join(
+        x for x, used in (("timings of complete runs in the results folder", used_store),
+                          ("the per-profile fallback table", used_fallback)) if used
+    ) or "nothing to run"  # fmt: skip
+    return total / max(1, jobs), how
+
+
+@dataclass
+class SweepReport:
+    """The outcome of :func:`run_sweep`."""
+
+    plan_size: int
+    pretrain_size: int
+    outcomes: list[Outcome]
+    skipped_complete: int
+    skipped_failed: int
+    seconds: float
+
+    def count(self, status: str, kind: str = "run") -> int:
+        """How many runs (or pre-trainings) ended with ``status``."""
+        return sum(1 for o in self.outcomes if o.status == status and o.kind == kind)
+
+    @property
+    def failed(self) -> list[Outcome]:
+        """Failed runs and pre-trainings."""
+        return [o for o in self.outcomes if o.status == "failed"]
+
+
+def _fail_dependents(
+    runs: Iterable[RunSpec], failed: Mapping[str, Outcome], store: ResultsStore
+) -> list[Outcome]:
+    """Record runs whose pre-training failed as failed (without running them)."""
+    out = []
+    for spec in runs:
+        pre = spec.pretrain_spec()
+        if pre is None or pre.key not in failed:
+            continue
+        store.write_spec(spec)
+        exc = RuntimeError(f"SSL pre-training {pre.key} ({pre.label()}) failed: {failed[pre.key].error}")
+        store.write_error(spec, exc, {"seconds": 0.0, "cause": "pretraining"})
+        out.append(Outcome("run", spec.run_id, "failed", spec.label(), 0.0, f"RuntimeError: {exc}"))
+    return out
+
+
+def run_sweep(
+    plan: Plan,
+    store: ResultsStore,
+    executor: Any = None,
+    retry_failed: bool = False,
+    progress: Any = None,
+) -> SweepReport:
+    """Execute a plan: shared pre-trainings first, then the runs; complete work is skipped.
+
+    ``executor`` is an :mod:`bench3d2d.executors` executor (default: in-process). ``progress`` is
+    an ``executors.SweepProgress`` (default: a rich display on a terminal, plain lines otherwise).
+    """
+    from bench3d2d.executors import LocalExecutor, SweepProgress
+
+    executor = executor or LocalExecutor()
+    start = time.time()
+    for spec in plan.runs:
+        store.write_spec(spec)  # `status` shows planned runs as pending
+    work = select_work(plan, store, retry_failed=retry_failed)
+    outcomes: list[Outcome] = []
+    progress = progress or SweepProgress(total=len(work.runs) + len(work.pretrainings))
+    with progress:
+        if work.pretrainings:
+            outcomes += executor.map(work.pretrainings, store, progress)
+        failed_pre = {o.id: o for o in outcomes if o.kind == "pretrain" and o.status == "failed"}
+        for pre in plan.pretrainings:
+            if pre.key not in failed_pre and pretrain_state(pre, store) is RunState.FAILED:
+                err = read_json(store.pretrain_path(pre) / ERROR_FILE) or {}
+                failed_pre[pre.key] = Outcome(
+                    "pretrain", pre.key, "failed", pre.label(), 0.0, err.get("message", "")
+                )
+        doomed = _fail_dependents(work.runs, failed_pre, store)
+        for o in doomed:
+            progress.advance(o)
+        doomed_ids = {o.id for o in doomed}
+        outcomes += doomed
+        outcomes += executor.map([s for s in work.runs if s.run_id not in doomed_ids], store, progress)
+    return SweepReport(
+        plan_size=len(plan.runs),
+        pretrain_size=len(plan.pretrainings),
+        outcomes=outcomes,
+        skipped_complete=len(work.complete),
+        skipped_failed=len(work.failed_skipped),
+        seconds=time.time() - start,
+    )
+
+
+def default_store(
+    path: str | os.PathLike = "results", stale_after: float = DEFAULT_STALE_AFTER
+) -> ResultsStore:
+    """A results store at ``path`` (default ``results/``)."""
+    return ResultsStore(Path(path), stale_after=stale_after)

@@ -1,0 +1,273 @@
+"""Hyper-parameter tuning with Optuna: one study per (model, dataset, label fraction, profile).
+
+The objective is the best validation Dice of a training run (the score checkpoint selection
+uses); test sets are never looked at. Each validation is reported to the trial, and a
+``MedianPruner`` stops runs that fall below the median of earlier trials at the same step. The
+search space is the model's registry metadata (``model_info(name).search_space``).
+
+Storage: a SQLite file in the results folder by default; ``journal:PATH`` for a journal file
+(many processes on one machine or a shared file system); a ``postgresql://`` (or any
+SQLAlchemy) URL for many workers on many machines. ``--trials N`` is the study's total budget,
+shared by every worker that tunes it: workers stop once N trials exist, and trial numbers are
+never repeated (the storage assigns them).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from bench3d2d._plan import Benchmark, resolve_benchmarks
+from bench3d2d._spec import RunSpec, normalise_fraction, short_hash
+from bench3d2d._store import ResultsStore
+
+__all__ = [
+    "OVER_BUDGET_ATTR",
+    "TuningError",
+    "best_params",
+    "load_study",
+    "make_storage",
+    "resolve_dataset",
+    "study_name",
+    "suggest",
+    "tune",
+]
+
+log = logging.getLogger(__name__)
+OVER_BUDGET_ATTR = "over_budget"
+DB_FILE = "tuning.db"
+
+
+class TuningError(LookupError):
+    """No usable study (missing, or without a complete trial)."""
+
+
+def resolve_dataset(dataset: str) -> Benchmark:
+    """A benchmark group (``ga``, ``rpd``), a registered dataset or a manifest path."""
+    found = resolve_benchmarks([dataset])
+    if len(found) != 1:
+        raise ValueError(f"--dataset takes one dataset or benchmark group, not {dataset!r}")
+    return found[0]
+
+
+def study_name(model: str, dataset: str, fraction: float, profile: str) -> str:
+    """The study of (model, training dataset, fraction in percent, profile)."""
+    frac = normalise_fraction(fraction)
+    data = dataset
+    if "/" in data or "\\" in data:  # a manifest path: its name plus a hash of the full path
+        data = f"{Path(data).stem}-{short_hash(data)[:6]}"
+    return f"{model}|{data}|{frac:g}%|{profile}"
+
+
+def make_storage(url: str | None, results: str | Path = "results") -> Any:
+    """An Optuna storage: SQLite in ``results`` (default), ``journal:PATH``, or a database URL."""
+    import optuna
+
+    if not url:
+        path = Path(results) / DB_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        url = f"sqlite:///{path.resolve()}"
+    if url.startswith("journal:"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = Path(url[len("journal:") :]).expanduser()
+        if not path.name:
+            raise ValueError(f"journal storage {url!r} needs a file path, e.g. journal:results/tuning.log")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if "://" not in url:
+        raise ValueError(
+            f"storage {url!r} is not a URL: use sqlite:///FILE, journal:FILE or postgresql://USER@HOST/DB"
+        )
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        kwargs = {"connect_args": {"timeout": 120}}
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+
+def suggest(trial: Any, space: Mapping[str, tuple]) -> dict[str, Any]:
+    """One value per search-space entry: ``("log"|"float"|"int", lo, hi)`` or ``("categorical", [...])``."""
+    params: dict[str, Any] = {}
+    for name, entry in space.items():
+        kind, *args = entry
+        if kind == "log":
+            params[name] = trial.suggest_float(name, float(args[0]), float(args[1]), log=True)
+        elif kind == "float":
+            params[name] = trial.suggest_float(name, float(args[0]), float(args[1]))
+        elif kind == "int":
+            params[name] = trial.suggest_int(name, int(args[0]), int(args[1]))
+        elif kind == "categorical":
+            params[name] = trial.suggest_categorical(name, list(args[0]))
+        else:
+            raise ValueError(
+                f"search space entry {name!r} has unknown kind {kind!r} (log, float, int, categorical)"
+            )
+    return params
+
+
+def _counted(trial: Any) -> bool:
+    return not trial.user_attrs.get(OVER_BUDGET_ATTR, False)
+
+
+def _budget_left(study: Any, n_trials: int) -> int:
+    return n_trials - sum(1 for t in study.get_trials(deepcopy=False) if _counted(t))
+
+
+def _over_budget(study: Any, trial: Any, n_trials: int) -> bool:
+    """Whether trials created before this one already fill the budget."""
+    before = sum(1 for t in study.get_trials(deepcopy=False) if t.number < trial.number and _counted(t))
+    return before >= n_trials
+
+
+ObjectiveRun = Callable[[RunSpec, Path, Callable[[int, float], None]], Any]
+
+
+def tune(
+    model: str,
+    dataset: str,
+    fraction: float,
+    trials: int,
+    storage: str | None = None,
+    profile: str = "quick",
+    seed: int = 0,
+    results: str | Path = "results",
+    pretrain: str = "none",
+    backend: Any = None,
+    keep_checkpoints: bool = False,
+) -> Any:
+    """Tune ``model`` until its study holds ``trials`` trials; returns the ``optuna.Study``."""
+    import optuna
+
+    from bench3d2d.profiles import get_profile
+    from bench3d2d.registry import model_info
+    from bench3d2d.sweep import get_backend
+
+    if trials < 1:
+        raise ValueError(f"--trials must be at least 1, not {trials}")
+    get_profile(profile)
+    info = model_info(model)
+    space = dict(info.search_space)
+    if not space:
+        raise ValueError(f"model {model!r} declares no search space in its registry metadata")
+    bench = resolve_dataset(dataset)
+    backend = backend or get_backend()
+    store = ResultsStore(results)
+    name = study_name(info.name, bench.train_dataset, fraction, profile)
+    storage_obj = make_storage(storage, results)
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage_obj,
+        direction="maximize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(),
+    )
+    # Workers joining a running study draw other random start-up points than the first one.
+    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)))
+    study.set_user_attr("model", info.name)
+    study.set_user_attr("dataset", bench.train_dataset)
+    study.set_user_attr("fraction", normalise_fraction(fraction))
+    study.set_user_attr("profile", profile)
+    trial_root = Path(results) / "tuning" / name.replace("|", "_").replace("%", "pct")
+
+    while _budget_left(study, trials) > 0:
+        trial = study.ask()
+        if _over_budget(study, trial, trials):
+            trial.set_user_attr(OVER_BUDGET_ATTR, True)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            break
+        params = suggest(trial, space)
+        spec = RunSpec(
+            model=info.name,
+            train_dataset=bench.train_dataset,
+            test_sets=(),
+            fraction=fraction,
+            seed=seed,
+            profile=profile,
+            pretrain=pretrain,
+            pretrain_source=bench.pretrain_source if pretrain != "none" else None,
+            hparams=params,
+            benchmark="tune",
+        )
+        run_dir = trial_root / f"trial-{trial.number:04d}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        scores: list[float] = []
+
+        def on_validation(step: int, score: float, trial: Any = trial, scores: list = scores) -> None:
+            scores.append(float(score))
+            trial.report(float(score), int(step))
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at step {step} (score {score:.4f})")
+
+        try:
+            backend.execute_run(spec, run_dir, store=store, progress=None, on_validation=on_validation)
+        except optuna.TrialPruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            continue
+        except Exception as exc:
+            log.exception("trial %d failed", trial.number)
+            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        finally:
+            if not keep_checkpoints:
+                shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+        finite = [s for s in scores if math.isfinite(s)]
+        if not finite:
+            trial.set_user_attr("error", "no finite validation score was reported")
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        study.tell(trial, max(finite))
+    return study
+
+
+def load_study(name: str, storage: str | None = None, results: str | Path = "results") -> Any:
+    """An existing study by name; :class:`TuningError` listing the stored studies if absent."""
+    import optuna
+
+    storage_obj = make_storage(storage, results)
+    try:
+        return optuna.load_study(study_name=name, storage=storage_obj)
+    except KeyError:
+        names = sorted(optuna.get_all_study_names(storage_obj))
+        have = ", ".join(names) if names else "none"
+        raise TuningError(
+            f"no tuning study {name!r} in {storage or Path(results) / DB_FILE} (studies there: {have}); "
+            "run `bench3d2d tune` first"
+        ) from None
+
+
+def best_params(
+    model: str,
+    dataset: str,
+    fraction: float,
+    profile: str,
+    storage: str | None = None,
+    results: str | Path = "results",
+) -> dict[str, Any]:
+    """Parameters of the best trial for (model, dataset, fraction, profile).
+
+    Uses the study at that exact fraction, else the model's 100 % study on the same dataset.
+    """
+    import optuna
+
+    names = [study_name(model, dataset, fraction, profile)]
+    if normalise_fraction(fraction) != 100.0:
+        names.append(study_name(model, dataset, 100, profile))
+    errors = []
+    for name in names:
+        try:
+            study = load_study(name, storage, results)
+        except TuningError as exc:
+            errors.append(str(exc))
+            continue
+        done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if not done:
+            errors.append(f"study {name!r} has no complete trial yet")
+            continue
+        return dict(study.best_trial.params)
+    raise TuningError("; ".join(errors))
