@@ -1,0 +1,75 @@
+"""``bench3d2d report RESULTS --out DIR``: leaderboard tables, statistics, figures and writers."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from bench3d2d.stats import HEADLINE_METRICS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``report`` sub-command."""
+    p = subparsers.add_parser(
+        "report", help="write the leaderboard of a results folder (Markdown, HTML, CSV/JSON, LaTeX, figures)",
+        description="Read a results folder of `bench3d2d run` (or one per-case CSV/Parquet table) and write "
+                    "README.md, index.html, leaderboard.tex, CSV/JSON tables and figures into --out.",
+    )
+    p.add_argument("results", help="results folder (with runs/), or a per-case .csv/.parquet table")
+    p.add_argument("--out", required=True, help="output folder (created; existing report files are replaced)")
+    p.add_argument("--title", default=None, help="report title (default: the results folder's name)")
+    p.add_argument("--metrics", nargs="+", default=list(HEADLINE_METRICS),
+                   help=f"metrics of the main tables and figures (default: {' '.join(HEADLINE_METRICS)})")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm (default 0.05)")
+    p.add_argument("--bootstrap", type=int, default=9999,
+                   help="bootstrap resamples for the CIs (default 9999)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--overlay-cases", type=int, default=3,
+                   help="example cases per test set and fraction in the overlay figures (0: none)")
+    p.add_argument("--formats", nargs="+", default=None, metavar="FORMAT",
+                   help="subset of: md html csv json latex (default: all)")
+    p.add_argument("--no-figures", action="store_true", help="tables only")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with status 1 when the results had warnings, failed or incomplete runs")
+    p.set_defaults(func=run)
+
+
+def reproduce_command(args: argparse.Namespace) -> str:
+    """The command line that rebuilds the report (shown in it)."""
+    parts = ["bench3d2d", "report", args.results, "--out", args.out]
+    if args.title:
+        parts += ["--title", args.title]
+    if list(args.metrics) != list(HEADLINE_METRICS):
+        parts += ["--metrics", *args.metrics]
+    for flag, value, default in (("--alpha", args.alpha, 0.05), ("--bootstrap", args.bootstrap, 9999),
+                                 ("--seed", args.seed, 0), ("--overlay-cases", args.overlay_cases, 3)):
+        if value != default:
+            parts += [flag, str(value)]
+    if args.formats:
+        parts += ["--formats", *args.formats]
+    if args.no_figures:
+        parts.append("--no-figures")
+    return shlex.join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the report and print where it went, the warnings and the failed runs."""
+    from bench3d2d.report.build import FORMATS, ReportOptions, build_report
+
+    options = ReportOptions(
+        title=args.title, metrics=tuple(args.metrics), alpha=args.alpha, bootstrap_resamples=args.bootstrap,
+        seed=args.seed, overlay_cases=args.overlay_cases, figures=not args.no_figures,
+        formats=tuple(args.formats) if args.formats else FORMATS, command=reproduce_command(args),
+    )
+    report = build_report(args.results, args.out, options)
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    coll = report.collection
+    for run_ in coll.runs_with("failed"):
+        print(f"failed run {run_.run_id}: {run_.to_row()['error']}", file=sys.stderr)
+    n_bad = sum(len(coll.runs_with(s)) for s in ("failed", "incomplete", "invalid"))
+    print(f"report of {len(coll.runs_with('complete'))} complete run(s), {len(report.sections)} board(s), "
+          f"{len(report.files)} file(s) in {args.out}"
+          + (f"; {n_bad} run(s) not complete, {len(report.warnings)} warning(s)" if report.warnings else ""))
+    return 1 if args.strict and (report.warnings or n_bad) else 0

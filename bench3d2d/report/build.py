@@ -1,0 +1,189 @@
+"""``build_report``: results folder -> tables, figures and every writer's output in one folder."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench3d2d import stats
+from bench3d2d.report import figures
+from bench3d2d.report.collect import ResultsCollection, collect, read_prediction
+from bench3d2d.report.tables import Leaderboard, build_leaderboard
+from bench3d2d.report.view import Section, build_sections, fmt_fraction
+
+FORMATS = ("md", "html", "csv", "json", "latex")
+FIGURES_DIR = "figures"
+
+
+@dataclass
+class ReportOptions:
+    """How to build a report."""
+
+    title: str | None = None
+    metrics: tuple[str, ...] = stats.HEADLINE_METRICS  # metrics of the main tables and figures
+    alpha: float = 0.05
+    confidence: float = 0.95
+    bootstrap_resamples: int = 9999
+    seed: int = 0
+    overlay_cases: int = 3
+    figures: bool = True
+    formats: tuple[str, ...] = FORMATS
+    command: str = ""  # the command that reproduces the report (shown in it)
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.formats if f not in FORMATS]
+        if unknown:
+            raise ValueError(f"unknown report format(s) {unknown}; choose from {', '.join(FORMATS)}")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), not {self.alpha}")
+
+
+@dataclass
+class Report:
+    """Everything a writer needs."""
+
+    title: str
+    source: str
+    collection: ResultsCollection
+    leaderboard: Leaderboard
+    sections: list[Section]
+    options: ReportOptions
+    curves: dict[str, str] = field(default_factory=dict)  # train dataset -> figure path (relative)
+    warnings: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+def slug(*parts: object) -> str:
+    """A file-name-safe, collision-free name for user-given parts."""
+    text = "_".join(str(p) for p in parts)
+    safe = re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-.")[:60] or "x"
+    return f"{safe}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
+
+
+def _pick_cases(values: pd.Series, n: int) -> list[str]:
+    """Up to ``n`` cases spread from the best to the worst mean value (deterministic)."""
+    ordered = values.sort_values(ascending=False, kind="stable")
+    if len(ordered) <= n:
+        return list(ordered.index)
+    idx = np.unique(np.round(np.linspace(0, len(ordered) - 1, n)).astype(int))
+    return [ordered.index[i] for i in idx]
+
+
+def _overlay(report: Report, section: Section, out: Path) -> str | None:
+    """The overlay figure of a section, or None when no case has stored predictions for every entry."""
+    coll, lb = report.collection, report.leaderboard
+    if not coll.runs or report.options.overlay_cases <= 0:
+        return None
+    c = coll.cases
+    sel = c[(c["train_dataset"] == section.train_dataset) & (c["test_set"] == section.test_set)
+            & (c["fraction"] == section.fraction)]
+    entries = [(r.model, r.pretrain) for r in section.rows]
+    run_of: dict[tuple, str] = {}
+    for e in entries:
+        rows = sel[(sel["model"] == e[0]) & (sel["pretrain"] == e[1])].sort_values(["seed", "run_id"])
+        if not rows.empty:
+            run_of[e] = str(rows["run_id"].iloc[0])
+    if not run_of:
+        return None
+    case_ids = sorted(sel["case_id"].unique())
+    def stored(case: str) -> bool:
+        return all(e in run_of and coll.prediction_path(run_of[e], section.test_set, case) for e in entries)
+
+    available = [k for k in case_ids if stored(k)]
+    if not available:
+        return None
+    metric = "dice" if "dice" in set(sel["metric"]) else section.metrics[0] if section.metrics else None
+    means = lb.case_means
+    m = means[(means["train_dataset"] == section.train_dataset) & (means["test_set"] == section.test_set)
+              & (means["fraction"] == section.fraction) & (means["metric"] == metric)
+              & means["case_id"].isin(available)]
+    per_case = m.groupby("case_id")["value"].mean()
+    if stats.metric_direction(metric or "") == "lower":
+        per_case = -per_case
+    cases = _pick_cases(per_case.reindex(available).fillna(-math.inf), report.options.overlay_cases)
+
+    def load(case: str, entry: tuple[str, str]):
+        path = coll.prediction_path(run_of[entry], section.test_set, case)
+        if path is None:
+            return "no prediction stored"
+        try:
+            return read_prediction(path)
+        except ValueError as exc:
+            report.warnings.append(str(exc))
+            return "unreadable prediction file"
+
+    fig = figures.overlay_grid(cases, entries, load, title=f"{section.train_dataset} → {section.test_set}, "
+                               f"{fmt_fraction(section.fraction)} labels: lowest seed of each entry")
+    rel = f"{FIGURES_DIR}/overlay_{slug(section.train_dataset, section.test_set, section.fraction)}.png"
+    figures.save(fig, out / rel)
+    return rel
+
+
+_FIGURE_PREFIXES = ("fractions_", "cd_", "overlay_")
+
+
+def _remove_old_figures(out: Path) -> None:
+    """Delete the figures a previous report wrote to ``out`` (only ours), so none is left stale."""
+    folder = out / FIGURES_DIR
+    if folder.is_dir():
+        for old in folder.glob("*.png"):
+            if old.name.startswith(_FIGURE_PREFIXES):
+                old.unlink()
+
+
+def _figures(report: Report, out: Path) -> None:
+    _remove_old_figures(out)
+    lb = report.leaderboard
+    metrics = list(report.options.metrics)
+    for train in sorted(lb.summary["train_dataset"].unique()) if not lb.summary.empty else []:
+        fig = figures.fraction_curves(lb.summary, train, metrics)
+        if fig is not None:
+            rel = f"{FIGURES_DIR}/fractions_{slug(train)}.png"
+            figures.save(fig, out / rel)
+            report.curves[train] = rel
+    for s in report.sections:
+        for m in s.metrics:
+            fam = lb.family(s.train_dataset, s.test_set, s.fraction, m)
+            title = (f"{s.train_dataset} → {s.test_set}, {fmt_fraction(s.fraction)} labels: "
+                     f"{stats.metric_label(m)}")
+            fig = figures.cd_diagram(fam, lb.pairs(s.train_dataset, s.test_set, s.fraction, m),
+                                     alpha=report.options.alpha, title=title)
+            if fig is not None:
+                rel = f"{FIGURES_DIR}/cd_{slug(s.train_dataset, s.test_set, s.fraction, m)}.png"
+                figures.save(fig, out / rel)
+                s.figures[f"cd:{m}"] = rel
+        rel = _overlay(report, s, out)
+        if rel:
+            s.figures["overlay"] = rel
+
+
+def build_report(results: str | Path, out: str | Path, options: ReportOptions | None = None) -> Report:
+    """Read ``results`` (a results folder or one per-case table), compute every table and figure and write
+    the requested formats into ``out``. Returns the :class:`Report` (its ``files`` are the files written)."""
+    from bench3d2d.report.writers import WRITERS
+
+    options = options or ReportOptions()
+    results, out = Path(results), Path(out)
+    coll = collect(results)
+    lb = build_leaderboard(coll.cases, alpha=options.alpha, confidence=options.confidence,
+                           n_resamples=options.bootstrap_resamples, seed=options.seed)
+    sections = build_sections(lb, list(options.metrics))
+    title = options.title or f"bench3d2d leaderboard: {results.resolve().name}"
+    report = Report(title=title, source=results.resolve().name, collection=coll, leaderboard=lb,
+                    sections=sections, options=options, warnings=list(coll.warnings))
+    if coll.cases.empty:
+        report.warnings.append("no per-case results: the tables are empty (see 'Runs' for what failed)")
+    out.mkdir(parents=True, exist_ok=True)
+    if options.figures:
+        _figures(report, out)
+        report.files += sorted((out / FIGURES_DIR).glob("*.png")) if (out / FIGURES_DIR).is_dir() else []
+    for fmt in ("csv", "json", "latex", "md", "html"):
+        if fmt in options.formats:
+            report.files += WRITERS[fmt](report, out)
+    return report

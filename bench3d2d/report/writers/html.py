@@ -1,0 +1,92 @@
+"""A self-contained HTML page (``index.html``): figures embedded, sortable tables, no network access.
+
+Rendered with jinja2 and autoescaping on: every name (model, dataset, test set, case, run, warning
+text) comes from users or plugins and is escaped; the only script is the page's own inline sorter.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import jinja2
+
+from bench3d2d import __version__, stats
+from bench3d2d.report.collect import FAILED, INCOMPLETE, INVALID
+from bench3d2d.report.view import WORSE_MARKER, fmt_p, metric_header, settings_lines
+from bench3d2d.report.writers._io import write_atomic
+
+if TYPE_CHECKING:
+    from bench3d2d.report.build import Report
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        autoescape=True,  # every {{ }} is escaped, whatever the template's extension
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["sortkey"] = _sortkey
+    env.filters["p"] = fmt_p
+    env.globals["metric_header"] = metric_header
+    env.globals["metric_label"] = stats.metric_label
+    return env
+
+
+def _sortkey(value: object) -> str:
+    """``data-sort`` attribute: a number as text, or empty for NaN (sorted last)."""
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return ""
+    return "" if not math.isfinite(v) else repr(v)
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def render_html(report: Report, out: Path) -> str:
+    """The page as text; figures are read from ``out`` and embedded."""
+    images: dict[str, str] = {}
+
+    def image(rel: str) -> str:
+        if rel not in images:
+            images[rel] = _data_uri(out / rel)
+        return images[rel]
+
+    coll = report.collection
+    runs = coll.runs_table()
+    counts = {s: len(coll.runs_with(s)) for s in ("complete", FAILED, INCOMPLETE, INVALID)}
+    trains = sorted({s.train_dataset for s in report.sections})
+    template = _environment().get_template("report.html.j2")
+    return template.render(
+        report=report,
+        title=report.title,
+        sections=report.sections,
+        trains=trains,
+        curves=report.curves,
+        image=image,
+        runs=runs.to_dict(orient="records"),
+        has_runs=bool(coll.runs),
+        counts=counts,
+        n_cases=int(coll.cases["case_id"].nunique()) if not coll.cases.empty else 0,
+        warnings=report.warnings,
+        settings=settings_lines(report.leaderboard.settings),
+        marker=WORSE_MARKER,
+        alpha=report.options.alpha,
+        command=report.options.command,
+        version=__version__,
+    )
+
+
+def write_html(report: Report, out: Path) -> list[Path]:
+    """``index.html``."""
+    return [write_atomic(out / "index.html", render_html(report, out))]

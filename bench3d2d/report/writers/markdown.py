@@ -1,0 +1,171 @@
+"""Markdown for GitHub (``README.md``, so that GitHub shows it when the folder is opened)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from bench3d2d import stats
+from bench3d2d.report.collect import FAILED, INCOMPLETE, INVALID
+from bench3d2d.report.view import WORSE_MARKER, Section, fmt_p, metric_header, settings_lines
+from bench3d2d.report.writers._io import write_atomic
+
+if TYPE_CHECKING:
+    from bench3d2d.report.build import Report
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]|~$])")
+_MD_LEADING = re.compile(r"^([#+\-=!])")
+_MD_NUMBERED = re.compile(r"^(\d+)([.)])")
+
+
+def md_escape(text: object) -> str:
+    """Text from users (names) made inert in GitHub Markdown: HTML entities, escaped punctuation, one line."""
+    s = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    s = re.sub(r"\s+", " ", s).strip()
+    s = _MD_SPECIAL.sub(r"\\\1", s)
+    s = _MD_NUMBERED.sub(r"\1\\\2", s)
+    return _MD_LEADING.sub(r"\\\1", s)
+
+
+def _table(header: list[str], rows: list[list[str]], align: list[str] | None = None) -> list[str]:
+    align = align or ["l"] * len(header)
+    sep = ["---:" if a == "r" else ":---:" if a == "c" else "---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def _board(section: Section) -> list[str]:
+    header = ["#", "Model", "Pre-training", "n"]
+    align = ["r", "l", "l", "r"]
+    for m in section.metrics:
+        header += [f"{metric_header(m)} mean ± sd", "median", "95 % CI", "mean rank", "p (Holm)"]
+        align += ["r", "r", "c", "r", "r"]
+    rows = []
+    for i, r in enumerate(section.rows, start=1):
+        cells = [str(i), md_escape(r.model), md_escape(r.pretrain_label), str(r.n)]
+        for m in section.metrics:
+            c = r.cells.get(m)
+            if c is None:
+                cells += ["–"] * 5
+                continue
+            mean = f"**{c.mean_std}**" if c.is_best else c.mean_std + (f" {c.marker}" if c.marker else "")
+            nan = f" ({c.n_nan} NaN)" if c.n_nan else ""
+            cells += [mean + nan, c.median, c.ci, c.rank, c.p_holm]
+        rows.append(cells)
+    return _table(header, rows, align)
+
+
+def _others(section: Section) -> list[str]:
+    if not section.other_metrics:
+        return []
+    header = ["Model", "Pre-training"] + [metric_header(m) + " mean ± sd" for m in section.other_metrics]
+    rows = []
+    for r in section.rows:
+        cells = [md_escape(r.model), md_escape(r.pretrain_label)]
+        for m in section.other_metrics:
+            c = r.cells.get(m)
+            if c is None:
+                cells.append("–")
+                continue
+            text = f"**{c.mean_std}**" if c.is_best else c.mean_std + (f" {c.marker}" if c.marker else "")
+            cells.append(text + (f" ({c.n_nan} NaN)" if c.n_nan else ""))
+        rows.append(cells)
+    return ["Other metrics:", "", *_table(header, rows), ""]
+
+
+def _pairs(metric: str, pairs: pd.DataFrame) -> list[str]:
+    if pairs.empty:
+        return []
+    rows = [[md_escape(p["entry_a"]), md_escape(p["entry_b"]), str(int(p["n"])), f"{p['mean_diff']:.4g}",
+             fmt_p(p["p"]), fmt_p(p["p_holm"]) + (" \\*" if p["significant"] else "")]
+            for _, p in pairs.iterrows()]
+    return [f"All pairs, {stats.metric_label(metric)} (\\* adjusted p < α):", "",
+            *_table(["A", "B", "n", "mean(A − B)", "p", "p (Holm)"], rows, ["l", "l", "r", "r", "r", "r"]),
+            ""]
+
+
+def _runs(report: Report) -> list[str]:
+    coll = report.collection
+    counts = {s: len(coll.runs_with(s)) for s in ("complete", FAILED, INCOMPLETE, INVALID)}
+    lines = ["## Runs", ""]
+    if not coll.runs:
+        return [*lines, "The input was a per-case table, not a results folder: no runs to list.", ""]
+    lines += [", ".join(f"{n} {s}" for s, n in counts.items()) + ".", ""]
+    bad = [r for r in coll.runs if r.status != "complete" or r.problems]
+    if bad:
+        rows = []
+        for r in bad:
+            row = r.to_row()
+            what = row["error"] or row["problems"] or r.status
+            rows.append([md_escape(r.run_id), r.status, md_escape(row["model"] or "?"),
+                         md_escape(row["pretrain"] or "?"), md_escape(row["fraction"] or "?"),
+                         md_escape(row["seed"] if row["seed"] is not None else "?"), md_escape(what)[:300]])
+        header = ["run", "status", "model", "pre-training", "fraction", "seed", "error / problem"]
+        lines += _table(header, rows)
+        lines.append("")
+    return lines
+
+
+def render_markdown(report: Report) -> str:
+    """The whole Markdown board."""
+    opts = report.options
+    coll = report.collection
+    n_complete = len(coll.runs_with("complete"))
+    lines = [f"# {md_escape(report.title)}", ""]
+    lines.append(f"Source: `{report.source}`"
+                 + (f" · {n_complete} complete run(s) of {len(coll.runs)}" if coll.runs else "")
+                 + f" · {coll.cases['case_id'].nunique() if not coll.cases.empty else 0} test case id(s).")
+    if opts.command:
+        lines += ["", "Reproduce with:", "", "```sh", opts.command, "```"]
+    lines.append("")
+    if report.warnings:
+        lines += [f"> **{len(report.warnings)} warning(s)** while reading the results: see "
+                  "[Warnings](#warnings).", ""]
+    lines += [f"{WORSE_MARKER}: significantly worse than the best entry (Wilcoxon signed-rank, Holm-adjusted "
+              f"p < {opts.alpha:g}). Best mean in bold. ↑ higher is better, ↓ lower is better. "
+              "[How these numbers were made](#how-these-numbers-were-made).", ""]
+    for train in sorted({s.train_dataset for s in report.sections}):
+        lines += [f"## Trained on {md_escape(train)}", ""]
+        if train in report.curves:
+            lines += [f"![Metrics against label fraction]({report.curves[train]})", ""]
+        for s in (s for s in report.sections if s.train_dataset == train):
+            lines += [f"### {md_escape(s.test_set)} · {s.fraction:g} % of the labels", ""]
+            lines += [*_board(s), ""]
+            for m in s.metrics:
+                lines.append(f"Friedman ({stats.metric_label(m)}): {s.friedman[m]}.  ")
+            lines.append("")
+            lines += _others(s)
+            details = []
+            for m in s.metrics:
+                if f"cd:{m}" in s.figures:
+                    alt = f"Critical-difference diagram, {stats.metric_label(m)}"
+                    details += [f"![{alt}]({s.figures[f'cd:{m}']})", ""]
+            for m in s.metrics + s.other_metrics:
+                details += _pairs(m, s.pairwise[m])
+            if details:
+                summary = "<details><summary>Critical-difference diagrams and all pairwise tests</summary>"
+                lines += [summary, "",
+                          *details, "</details>", ""]
+            if "overlay" in s.figures:
+                lines += ["Examples (TP green, TN black, FP red, FN blue):", "",
+                          f"![Example predictions]({s.figures['overlay']})", ""]
+    if not report.sections:
+        lines += ["No per-case results to rank.", ""]
+    lines += _runs(report)
+    lines += ["## Warnings", ""]
+    lines += [f"- {md_escape(w)}" for w in report.warnings] or ["None."]
+    lines += ["", "## How these numbers were made", ""]
+    lines += [f"- {t}" for t in settings_lines(report.leaderboard.settings)]
+    lines += ["- Files: `cases.csv` (every case, model, pre-training, seed and metric), `summary.csv`, "
+              "`pairwise.csv`, `friedman.csv`, `runs.csv`, `report.json`, `leaderboard.tex`, `index.html`.",
+              ""]
+    return "\n".join(lines)
+
+
+def write_markdown(report: Report, out: Path) -> list[Path]:
+    """``README.md``."""
+    return [write_atomic(out / "README.md", render_markdown(report))]

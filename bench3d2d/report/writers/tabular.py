@@ -1,0 +1,86 @@
+"""CSV, Parquet and JSON output: the long per-case table and every leaderboard table."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from bench3d2d.report.writers._io import write_atomic
+
+if TYPE_CHECKING:
+    from bench3d2d.report.build import Report
+
+_CASE_ORDER = ["train_dataset", "test_set", "fraction", "model", "pretrain", "case_id", "seed", "metric"]
+
+
+def sorted_cases(report: Report) -> pd.DataFrame:
+    """The long per-case table of every complete run, in a stable order."""
+    cases = report.collection.cases
+    return cases.sort_values([*_CASE_ORDER, "run_id"], kind="stable").reset_index(drop=True)
+
+
+def _csv(df: pd.DataFrame) -> str:
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, lineterminator="\n")
+    return buf.getvalue()
+
+
+def write_csv(report: Report, out: Path) -> list[Path]:
+    """``cases.csv`` (and ``cases.parquet`` when pyarrow is installed), ``case_means.csv``,
+    ``summary.csv``, ``pairwise.csv``, ``friedman.csv`` and ``runs.csv``."""
+    lb = report.leaderboard
+    files = [write_atomic(out / "cases.csv", _csv(sorted_cases(report)))]
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        buf = io.BytesIO()
+        sorted_cases(report).to_parquet(buf, index=False)
+        files.append(write_atomic(out / "cases.parquet", buf.getvalue()))
+    for name, df in (("case_means", lb.case_means), ("summary", lb.summary), ("pairwise", lb.pairwise),
+                     ("friedman", lb.friedman), ("runs", report.collection.runs_table())):
+        files.append(write_atomic(out / f"{name}.csv", _csv(df)))
+    return files
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: NaN and infinities to null, numpy scalars to Python."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    return [_plain(r) for r in df.to_dict(orient="records")]
+
+
+def write_json(report: Report, out: Path) -> list[Path]:
+    """``report.json``: settings, warnings, runs and every table (NaN written as null)."""
+    lb = report.leaderboard
+    doc = {
+        "title": report.title,
+        "source": report.source,
+        "settings": _plain(lb.settings),
+        "warnings": report.warnings,
+        "runs": _records(report.collection.runs_table()),
+        "summary": _records(lb.summary),
+        "pairwise": _records(lb.pairwise),
+        "friedman": _records(lb.friedman),
+        "figures": {"fractions": report.curves,
+                    "sections": [{"train_dataset": s.train_dataset, "test_set": s.test_set,
+                                  "fraction": s.fraction, **s.figures} for s in report.sections]},
+    }
+    text = json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False)
+    return [write_atomic(out / "report.json", text + "\n")]
