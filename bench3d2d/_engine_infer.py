@@ -1,0 +1,69 @@
+"""Evaluation-mode forward passes: the §4 input, batched by grid shape, averaged over an ensemble."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench3d2d._engine_data import CaseSource
+from bench3d2d.data.evalgrid import to_eval_grid
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CUDA when enabled; a no-op context elsewhere."""
+    if device.type == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _batches(source: CaseSource, case_ids: Iterable[str],
+             batch: int) -> Iterator[list[tuple[str, np.ndarray]]]:
+    """Groups of at most ``batch`` consecutive cases whose evaluation grids have the same shape."""
+    group: list[tuple[str, np.ndarray]] = []
+    for cid in case_ids:
+        x = to_eval_grid(np.asarray(source.volume(cid)))
+        if group and (len(group) >= batch or group[0][1].shape != x.shape):
+            yield group
+            group = []
+        group.append((cid, x))
+    if group:
+        yield group
+
+
+@torch.no_grad()
+def ensemble_probs(models: Sequence[nn.Module], source: CaseSource, case_ids: Iterable[str] | None = None,
+                   batch: int = 1, amp: bool = True,
+                   channels_last: bool = False) -> Iterator[tuple[str, np.ndarray]]:
+    """``(case_id, mean sigmoid map on the evaluation grid)`` for each case, models in eval mode.
+
+    Cases are batched (``batch`` at a time, same grid shape); in evaluation mode batch-norm uses
+    its running statistics and instance-norm each sample's own, so batching changes nothing.
+    """
+    if not models:
+        raise ValueError("no models to predict with")
+    states = [m.training for m in models]
+    for m in models:
+        m.eval()
+    try:
+        for group in _batches(source, case_ids if case_ids is not None else source.case_ids, max(1, batch)):
+            x_cpu = torch.from_numpy(np.stack([x for _, x in group])[:, None])
+            total = None
+            for m in models:
+                dev = next(m.parameters()).device
+                x = x_cpu.to(dev)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last_3d)
+                with autocast(dev, amp):
+                    logits = m(x)
+                p = torch.sigmoid(logits.float())[:, 0].cpu()
+                total = p if total is None else total + p
+            mean = (total / len(models)).numpy()
+            for (cid, _), prob in zip(group, mean):
+                yield cid, prob
+    finally:
+        for m, s in zip(models, states):
+            m.train(s)

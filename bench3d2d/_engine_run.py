@@ -1,0 +1,250 @@
+"""``train_and_evaluate``: one benchmark run from names to the per-case metrics table.
+
+Load and prepare the training dataset, split it patient-wise, take the label fraction, pre-train
+(or reuse cached SSL weights), fine-tune with ``fit``, then ensemble-predict every test set and
+write ``split.json``, ``cases.csv``, a few prediction maps and ``log.txt`` into the run folder.
+``result.json`` (the completion marker) is the harness's job.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bench3d2d._engine_data import CaseSource
+from bench3d2d._engine_fit import FitResult, build_model, fit, run_log
+from bench3d2d._engine_predict import evaluate, load_ensemble
+from bench3d2d.profiles import Profile, get_profile
+from bench3d2d.tasks import segmentation
+
+log = logging.getLogger("bench3d2d.engine")
+
+#: Columns of ``cases.csv`` (docs/architecture.md, results store).
+CASE_COLUMNS = ["train_dataset", "test_set", "fraction", "case_id", "model", "pretrain", "seed",
+                "metric", "value"]
+
+
+@dataclass
+class RunResult:
+    """Outcome of one run: long per-case metrics, the fit, the split record and timings (s)."""
+
+    cases: pd.DataFrame
+    fit: FitResult
+    split: dict[str, Any]
+    timings: dict[str, float]
+    pretrain: dict[str, Any] | None = None
+    out_dir: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self, metrics: Sequence[str] = ("dice", "area_diff_mm2", "precision", "recall",
+                                                "hd95_mm")) -> pd.DataFrame:
+        """Mean, std, median and NaN count per test set and metric."""
+        from bench3d2d.metrics import summarise
+
+        sub = self.cases[self.cases["metric"].isin(list(metrics))]
+        return summarise(sub, by=("test_set", "metric"))
+
+
+def _write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as fh:
+            df.to_csv(fh, index=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _save_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(buf.getvalue())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _safe_name(name: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "x"
+
+
+def long_table(wide: pd.DataFrame, *, train_dataset: str, test_set: str, fraction: float, model: str,
+               pretrain: str, seed: int) -> pd.DataFrame:
+    """Wide per-case metrics (``case_id`` + one column per metric) -> the long ``cases.csv`` form."""
+    long = wide.melt(id_vars=["case_id"], var_name="metric", value_name="value")
+    long.insert(0, "train_dataset", train_dataset)
+    long.insert(1, "test_set", test_set)
+    long.insert(2, "fraction", fraction)
+    long["model"] = model
+    long["pretrain"] = pretrain
+    long["seed"] = int(seed)
+    return long[CASE_COLUMNS]
+
+
+def _fraction_number(fraction: float | int | str) -> float:
+    from bench3d2d.data.splits import parse_fraction
+
+    value = float(parse_fraction(fraction) * 100)
+    return int(value) if value.is_integer() else value
+
+
+def train_and_evaluate(
+    model_name: str,
+    train_dataset: str,
+    test_sets: Sequence[str] | Mapping[str, str | CaseSource] | None = None,
+    fraction: float | int | str = 100,
+    seed: int = 0,
+    profile: Profile | str = "quick",
+    pretrain: str | None = None,
+    out_dir: Path | str = "run",
+    cache_dir: Path | str = "cache",
+    *,
+    hparams: Mapping[str, Any] | None = None,
+    progress: bool = False,
+    on_validation: Callable[[int, float], None] | None = None,
+    pretrain_source: str | None = None,
+    pretrain_dir: Path | str | None = None,
+    pretrain_exclude: Sequence[str] | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    data_seed: int = 0,
+    split_seed: int = 0,
+    device: str | torch.device | None = None,
+    threads: int | None = None,
+    n_prediction_maps: int = 3,
+) -> RunResult:
+    """One benchmark run: train ``model_name`` on a label ``fraction`` (percent) of ``train_dataset``.
+
+    Test sets: the training dataset's own test split (named like the dataset) plus every entry
+    of ``test_sets`` (dataset names, used whole, or ``{name: CaseSource}``); patients seen in
+    training or validation are removed from them. ``pretrain`` is ``None``/``"none"``, ``"slo"``
+    or ``"faf"``: weights come from :func:`bench3d2d.ssl.pretrain` on ``pretrain_source`` (default:
+    the training dataset's registry metadata ``pretrain_source``), cached in ``pretrain_dir``
+    (default ``cache_dir/pretrain``). ``hparams`` override the profile for fine-tuning only.
+    Writes ``split.json``, ``cases.csv``, ``predictions/<test_set>/<case>.npz``, ``checkpoints/``
+    and ``log.txt`` under ``out_dir``; returns a :class:`RunResult`.
+    """
+    from bench3d2d.data import label_subset, load_dataset, make_split, prepare
+    from bench3d2d.data.splits import write_json_atomic
+
+    out_dir = Path(out_dir)
+    cache_dir = Path(cache_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base_profile = get_profile(profile)
+    prof = base_profile.with_overrides(hparams)
+    pre = None if pretrain in (None, "", "none") else str(pretrain)
+    pre_label = pre or "none"
+    frac = _fraction_number(fraction)
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+
+    with run_log(out_dir / "log.txt"):
+        log.info("run: model %s, dataset %s, fraction %s %%, seed %d, profile %s, pretrain %s, hparams %s",
+                 model_name, train_dataset, frac, seed, prof.name, pre_label, dict(hparams or {}))
+        t0 = time.perf_counter()
+        ds = load_dataset(train_dataset, size=prof.data_size, seed=data_seed)
+        prep = prepare(ds, prof.depth, cache_dir)
+        split = make_split(prep.patient_ids(), seed=split_seed, dataset=train_dataset)
+        labelled = label_subset(split.train, frac, seed)
+        train = prep.subset_patients(labelled)
+        val = prep.subset_patients(split.val)
+        sources: dict[str, CaseSource] = {train_dataset: prep.subset_patients(split.test)}
+        seen = set(labelled) | set(split.val)
+        removed: dict[str, list[str]] = {}
+        named = test_sets.items() if isinstance(test_sets, Mapping) else [(n, n) for n in (test_sets or [])]
+        for name, src in named:
+            if name == train_dataset:
+                continue
+            if isinstance(src, str):
+                src = prepare(load_dataset(src, size=prof.data_size, seed=data_seed), prof.depth, cache_dir)
+            patient_of = getattr(src, "patient", None)
+            if patient_of is not None:
+                overlap = [c for c in src.case_ids if patient_of(c) in seen]
+                if overlap:
+                    removed[name] = overlap
+                    src = src.subset([c for c in src.case_ids if c not in set(overlap)])
+                    log.warning("test set %s: removed %d cases of patients used for training/validation",
+                                name, len(overlap))
+            sources[name] = src
+        split_record = {
+            **split.to_dict(),
+            "fraction": frac,
+            "seed": int(seed),
+            "split_seed": int(split_seed),
+            "label_patients": labelled,
+            "n_label_patients": len(labelled),
+            "n_train_scans": len(train.case_ids),
+            "n_val_scans": len(val.case_ids),
+            "test_sets": {n: len(s.case_ids) for n, s in sources.items()},
+            "removed_from_test_sets": removed,
+        }
+        write_json_atomic(out_dir / "split.json", split_record)
+        timings["data_s"] = time.perf_counter() - t0
+
+        init, pre_info = None, None
+        if pre is not None:
+            from bench3d2d import ssl
+
+            source = pretrain_source or ssl.default_source(train_dataset)
+            t0 = time.perf_counter()
+            res = ssl.pretrain(model_name, source, pre, profile=base_profile, seed=seed,
+                               root=Path(pretrain_dir) if pretrain_dir else cache_dir / "pretrain",
+                               cache_dir=cache_dir, exclude=pretrain_exclude, data_seed=data_seed,
+                               split_seed=split_seed, model_kwargs=model_kwargs, device=device,
+                               threads=threads, progress=progress)
+            init = res.weights
+            pre_info = {"key": res.key, "weights": str(res.weights), "score": res.score, "cached": res.cached,
+                        "seconds": res.seconds, "source": source}
+            timings["pretrain_s"] = time.perf_counter() - t0
+            log.info("pre-trained weights %s (SSIM %.4f, %s)", res.weights, res.score,
+                     "cached" if res.cached else f"{res.seconds:.1f} s")
+
+        t0 = time.perf_counter()
+        torch.manual_seed(int(seed))
+        model = build_model(model_name, prof.depth, 1, 1, **dict(model_kwargs or {}))
+        fit_result = fit(model, segmentation(), train, val, profile=prof, seed=seed, out_dir=out_dir,
+                         init_weights=init, device=device, threads=threads, progress=progress,
+                         on_validation=on_validation, description=f"{model_name} {pre_label} {frac}%")
+        timings["fit_s"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        models = load_ensemble([c.path for c in fit_result.checkpoints], device)
+        tables = []
+        for name, src in sources.items():
+            wide, maps = evaluate(models, src, amp=prof.amp, keep_maps=n_prediction_maps,
+                                  batch=prof.eval_batch, channels_last=prof.channels_last)
+            tables.append(long_table(wide, train_dataset=train_dataset, test_set=name, fraction=frac,
+                                     model=model_name, pretrain=pre_label, seed=seed))
+            for cid, arrays in maps.items():
+                pred_dir = out_dir / "predictions" / _safe_name(name)
+                _save_npz_atomic(pred_dir / f"{_safe_name(cid)}.npz", arrays)
+            dice = wide["dice"]
+            log.info("test %s: %d cases, Dice mean %.4f (median %.4f), k = %d checkpoints", name, len(wide),
+                     dice.mean(), dice.median(), len(models))
+        cases = pd.concat(tables, ignore_index=True)
+        _write_csv_atomic(cases, out_dir / "cases.csv")
+        timings["evaluate_s"] = time.perf_counter() - t0
+        timings["total_s"] = time.perf_counter() - t_start
+        log.info("run done in %.1f s (%s)", timings["total_s"],
+                 ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    return RunResult(cases, fit_result, split_record, timings, pre_info, out_dir,
+                     {"k": len(models), "profile": prof.to_dict()})

@@ -1,0 +1,234 @@
+"""Self-supervised pre-training by inter-modal reconstruction (``spec/protocol.md`` §8), for any model.
+
+:func:`pretrain` trains the same architecture (K = 1) to reconstruct SLO or inverted FAF from the
+OCT volume with −mean SSIM, selects the best-SSIM checkpoint and caches its weights under a key
+of (model, source, modality, profile, seed, excluded patients); every fraction and target
+dataset that needs them reuses the file. Fine-tuning loads all of them (head included) strictly
+through ``engine.fit(init_weights=...)``; nothing is frozen and the optimiser starts fresh.
+
+Which patients to leave out of pre-training (protocol §1.2: the GA-M-S test patients) is data,
+not code: the ``exclude`` dataset names, by default the source's registry metadata
+``pretrain_exclude``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import re
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench3d2d import checkpoints as ckpt_io
+from bench3d2d._engine_data import CaseSource
+from bench3d2d._engine_fit import FitResult, build_model, fit
+from bench3d2d.profiles import Profile, get_profile
+from bench3d2d.tasks import reconstruction
+
+log = logging.getLogger("bench3d2d.ssl")
+
+WEIGHTS = "weights.pt"
+INFO = "info.json"
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    """Pre-trained weights and how they were obtained."""
+
+    weights: Path
+    key: str
+    score: float
+    cached: bool
+    seconds: float
+    info: Mapping[str, Any]
+
+
+def pretrain_on(
+    model: str,
+    train: CaseSource,
+    val: CaseSource,
+    modality: str,
+    *,
+    profile: Profile | str,
+    seed: int,
+    out_dir: Path,
+    model_kwargs: Mapping[str, Any] | None = None,
+    device: str | torch.device | None = None,
+    threads: int | None = None,
+    progress: bool = False,
+) -> tuple[Path, FitResult]:
+    """Reconstruction training of ``model`` on given cases; writes and returns ``out_dir/weights.pt``.
+
+    The weights are those of the best validation SSIM (§8.2). Resumes like ``fit``.
+    """
+    profile = get_profile(profile)
+    task = reconstruction(modality)
+    torch.manual_seed(int(seed))
+    net = build_model(model, profile.depth, 1, task.out_channels, **dict(model_kwargs or {}))
+    result = fit(net, task, train, val, profile=profile, seed=seed, out_dir=out_dir, device=device,
+                 threads=threads, progress=progress, description=f"pretrain {model} {modality}")
+    best = result.best
+    ckpt = ckpt_io.read(best.path)
+    net.load_state_dict(ckpt["state_dict"])
+    weights = Path(out_dir) / WEIGHTS
+    ckpt_io.save_weights(net, weights, task="reconstruction", target=modality, score=best.score,
+                         step=best.step, score_name="ssim", selected="best validation SSIM")
+    return weights, result
+
+
+def pretrain_key(model: str, source: str, modality: str, profile: Profile, seed: int,
+                 excluded: Sequence[str], data_seed: int = 0, split_seed: int = 0,
+                 model_kwargs: Mapping[str, Any] | None = None) -> str:
+    """Readable, unique cache key: ``<model>-<modality>-<source>-<profile>-s<seed>-<hash>``."""
+    payload = {
+        "model": model, "source": source, "modality": modality, "profile": profile.to_dict(),
+        "seed": int(seed), "data_seed": int(data_seed), "split_seed": int(split_seed),
+        "excluded": sorted(excluded), "model_kwargs": dict(model_kwargs or {}),
+    }
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    safe_source = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source).name if "/" in source else source)
+    return f"{model}-{modality}-{safe_source}-{profile.name}-s{seed}-{digest}"
+
+
+def default_source(train_dataset: str) -> str:
+    """The pre-training source of a dataset: its registry metadata ``pretrain_source``, else the
+    registered dataset tagged ``pretraining`` (the one with the same task when there are several)."""
+    from bench3d2d.data import dataset_info, list_datasets
+
+    try:
+        info = dataset_info(train_dataset)
+    except LookupError:
+        info = None
+    if info is not None and info.extra.get("pretrain_source"):
+        return str(info.extra["pretrain_source"])
+    tagged = [n for n in list_datasets() if "pretraining" in dataset_info(n).tags]
+    if len(tagged) > 1 and info is not None:
+        same_task = [n for n in tagged if dataset_info(n).task == info.task]
+        tagged = same_task if len(same_task) == 1 else tagged
+    if len(tagged) != 1:
+        raise ValueError(
+            f"cannot choose a pre-training source for {train_dataset!r} (datasets tagged 'pretraining': "
+            f"{tagged or 'none'}); pass one explicitly (--pretrain-source)"
+        )
+    return tagged[0]
+
+
+def default_exclusions(source: str, size: str = "quick", seed: int = 0) -> list[str]:
+    """Datasets whose patients stay out of pre-training on ``source`` (protocol §1.2).
+
+    The source's registry metadata ``pretrain_exclude`` when given; otherwise every registered
+    dataset tagged ``test`` that is a view of the same cohort (same namespace).
+    """
+    from bench3d2d.data import dataset_info, list_datasets, load_dataset
+
+    try:
+        extra = dataset_info(source).extra
+    except LookupError:
+        return []
+    if "pretrain_exclude" in extra:
+        value = extra["pretrain_exclude"]
+        return [value] if isinstance(value, str) else list(value)
+    namespace = load_dataset(source, size=size, seed=seed).namespace
+    return [n for n in list_datasets() if n != source and "test" in dataset_info(n).tags
+            and load_dataset(n, size=size, seed=seed).namespace == namespace]
+
+
+@contextlib.contextmanager
+def _lock(path: Path):
+    """An exclusive advisory file lock, so that concurrent runs pre-train a key only once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def pretrain(
+    model: str,
+    source: str,
+    modality: str,
+    *,
+    profile: Profile | str = "quick",
+    seed: int = 0,
+    root: Path,
+    cache_dir: Path,
+    exclude: Sequence[str] | None = None,
+    data_seed: int = 0,
+    split_seed: int = 0,
+    model_kwargs: Mapping[str, Any] | None = None,
+    device: str | torch.device | None = None,
+    threads: int | None = None,
+    progress: bool = False,
+) -> PretrainResult:
+    """Pre-train ``model`` on dataset ``source`` (OCT -> ``modality``), or reuse the cached weights.
+
+    Data: the source's patient-wise split (``split_seed``), train and val parts, minus the
+    patients of the ``exclude`` datasets. The weights land in ``root/<key>/weights.pt``.
+    """
+    from bench3d2d.data import load_dataset, make_split, prepare
+
+    prof = get_profile(profile)
+    excluded_sets = (default_exclusions(source, prof.data_size, data_seed) if exclude is None
+                     else list(exclude))
+    key = pretrain_key(model, source, modality, prof, seed, excluded_sets, data_seed, split_seed,
+                       model_kwargs)
+    run_dir = Path(root) / key
+    weights = run_dir / WEIGHTS
+    with _lock(Path(root) / f".{key}.lock"):
+        if weights.exists() and (run_dir / INFO).exists():
+            info = json.loads((run_dir / INFO).read_text())
+            log.info("reusing pre-trained weights %s", weights)
+            return PretrainResult(weights, key, float(info["score"]), True, 0.0, info)
+        t0 = time.perf_counter()
+        ds = load_dataset(source, size=prof.data_size, seed=data_seed)
+        prep = prepare(ds, prof.depth, Path(cache_dir))
+        split = make_split(prep.patient_ids(), seed=split_seed, dataset=source)
+        drop: set[str] = set()
+        for name in excluded_sets:
+            drop |= set(load_dataset(name, size=prof.data_size, seed=data_seed).patient_ids())
+        train_p = [p for p in split.train if p not in drop]
+        val_p = [p for p in split.val if p not in drop]
+        if not train_p or not val_p:
+            raise ValueError(f"pre-training source {source!r} has no training or validation patients left "
+                             f"after excluding {excluded_sets}")
+        train = prep.subset_patients(train_p)
+        val = prep.subset_patients(val_p)
+        for part, cases in (("training", train), ("validation", val)):
+            missing = [c for c in cases.case_ids if cases.target(c, modality) is None]
+            if missing:
+                raise ValueError(f"pre-training source {source!r}: {part} case {missing[0]!r} has no "
+                                 f"{modality!r} image ({len(missing)} such cases)")
+        log.info("pre-training %s on %s -> %s: %d/%d training/validation scans (excluded %d patients of %s)",
+                 model, source, modality, len(train), len(val), len(drop), excluded_sets)
+        _, result = pretrain_on(model, train, val, modality, profile=prof, seed=seed, out_dir=run_dir,
+                                model_kwargs=model_kwargs, device=device, threads=threads, progress=progress)
+        seconds = time.perf_counter() - t0
+        info = {
+            "key": key, "model": model, "source": source, "modality": modality, "profile": prof.name,
+            "seed": seed, "data_seed": data_seed, "split_seed": split_seed,
+            "excluded_datasets": excluded_sets,
+            "excluded_patients": sorted(drop), "train_patients": train_p, "val_patients": val_p,
+            "n_train_scans": len(train), "n_val_scans": len(val), "score": result.best.score,
+            "score_name": "ssim", "best_step": result.best.step, "steps": result.steps,
+            "seconds": seconds, "history": result.history, "selected": "best validation SSIM",
+        }
+        from bench3d2d.data.splits import write_json_atomic
+
+        write_json_atomic(run_dir / INFO, info)
+        return PretrainResult(weights, key, result.best.score, False, seconds, info)
+
+
+def clear(root: Path, key: str) -> None:
+    """Delete one cached pre-training (weights, checkpoints, log)."""
+    shutil.rmtree(Path(root) / key, ignore_errors=True)
