@@ -32,6 +32,17 @@ def n_params(module: torch.nn.Module) -> int:
 # --- parameter counts -------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def ipn128() -> IPN:
+    """IPN at depth 128, built once (its truncated-normal init re-draws and takes a moment)."""
+    return IPN(depth=128)
+
+
+@pytest.fixture(scope="module")
+def ipnv2_128() -> IPNv2:
+    return IPNv2(depth=128)
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [("ipn", 1_552_705), ("ipnv2", 2_113_025), ("lachinov", 1_513_697), ("resensnet", 4_718_737)],
@@ -46,16 +57,16 @@ def test_parameter_count_at_depth_128(name, expected):
     assert count_parameters(bench3d2d.create_model(name, depth=128)) == expected
 
 
-def test_ipn_block_counts():
+def test_ipn_block_counts(ipn128):
     """spec §4.3: PLM1 223,104, PLM2-5 331,968 each, head 27 x 64 + 1 = 1,729."""
-    m = IPN(depth=128)
+    m = ipn128
     assert [n_params(p) for p in m.plms] == [223_104] + [331_968] * 4
     assert n_params(m.head) == 1_729
 
 
-def test_ipnv2_block_counts():
+def test_ipnv2_block_counts(ipnv2_128):
     """spec §5.1 at D = 128."""
-    m = IPNv2(depth=128)
+    m = ipnv2_128
     assert n_params(m.in3d) == 1_792
     assert [n_params(p) for p in m.plms] == [221_312] * 3
     assert n_params(m.skip) == 64 * 64 * 128 + 64 == 524_352
@@ -135,11 +146,11 @@ def test_pool_rule_without_solution_names_the_rule():
         bench3d2d.create_model("ipn", depth=33)
 
 
-def test_ipn_layers_follow_the_pool_rule():
-    m = IPN(depth=128)
+def test_ipn_layers_follow_the_pool_rule(ipn128, ipnv2_128):
+    m = ipn128
     assert [p.pool.kernel_size for p in m.plms] == [(1, 1, f) for f in (4, 4, 2, 2, 2)]
     assert all(p.pool.ceil_mode for p in m.plms)
-    v2 = IPNv2(depth=128)
+    v2 = ipnv2_128
     assert [plm[0].kernel_size for plm in v2.plms] == [(1, 1, f) for f in (8, 4, 4)]
     assert v2.skip.kernel_size == v2.skip.stride == (1, 1, 128)
 
@@ -147,9 +158,10 @@ def test_ipn_layers_follow_the_pool_rule():
 # --- the issue's shapes and one training step ----------------------------------------------------
 
 
-@pytest.mark.parametrize("name", BASELINES)
+@pytest.mark.slow  # 1-8 s of CPU each (IPN's full-depth 64-channel convs are the heaviest)
+@pytest.mark.parametrize("name", ("fpbnet", *BASELINES))
 def test_shape_and_one_training_step(name):
-    """(2, 1, 16, 64, 128) -> (2, 1, 16, 64); one SGD step changes the weights and lowers nothing to NaN."""
+    """(2, 1, 16, 64, 128) -> (2, 1, 16, 64); one SGD step moves every weight tensor, loss finite."""
     torch.manual_seed(0)
     model = bench3d2d.create_model(name, depth=128)
     x = torch.randn(2, 1, 16, 64, 128)
