@@ -1,0 +1,133 @@
+"""``bench3d2d data``: list, describe, preview, prepare and split datasets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``data`` sub-command and its actions."""
+    p = subparsers.add_parser("data", help="datasets: list, info, preview, prepare, split")
+    actions = p.add_subparsers(dest="data_action", metavar="ACTION")
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("name", help="registered dataset name, manifest (.csv/.json), .vol file or folder")
+        sp.add_argument(
+            "--size", default="quick", help="size preset of synthetic data: quick (default) or paper"
+        )
+        sp.add_argument("--seed", type=int, default=0, help="cohort seed of synthetic data (default 0)")
+
+    sp = actions.add_parser("list", help="registered datasets")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.set_defaults(func=run_list)
+
+    sp = actions.add_parser("info", help="counts, sizes, spacing, lesion area statistics")
+    common(sp)
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.set_defaults(func=run_info)
+
+    sp = actions.add_parser("preview", help="figure: B-scan with mask, en-face mask, SLO, FAF")
+    common(sp)
+    sp.add_argument("--out", required=True, help="output PNG file")
+    sp.add_argument("--scan", default=None, help="scan id (default: an annotated scan with a large lesion)")
+    sp.set_defaults(func=run_preview)
+
+    sp = actions.add_parser("prepare", help="preprocess into the memory-mapped cache (protocol §2)")
+    common(sp)
+    sp.add_argument("--depth", type=int, default=64, help="depth after resizing (paper: 128; default 64)")
+    sp.add_argument("--cache-dir", default=".bench3d2d-cache", help="cache folder (default .bench3d2d-cache)")
+    sp.add_argument("--no-flatten", action="store_true", help="do not flatten at Bruch's membrane")
+    sp.set_defaults(func=run_prepare)
+
+    sp = actions.add_parser("split", help="patient-wise 60/10/30 split, saved as JSON")
+    common(sp)
+    sp.add_argument("--out", required=True, help="output JSON file")
+    sp.add_argument("--split-seed", type=int, default=0, help="split seed (default 0)")
+    sp.set_defaults(func=run_split)
+
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Print the registered datasets."""
+    from bench3d2d.data import dataset_info, list_datasets
+
+    rows = [
+        {"name": n, "task": dataset_info(n).task, "description": dataset_info(n).description}
+        for n in list_datasets()
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['name']:<20} {r['task']:<4} {r['description']}")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    """Print counts, shapes, spacing and lesion statistics."""
+    from bench3d2d.data import load_dataset
+    from bench3d2d.data.preview import dataset_stats
+
+    stats = dataset_stats(load_dataset(args.name, size=args.size, seed=args.seed))
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return 0
+    area = stats["lesion_area_mm2"]
+    print(f"dataset        {stats['name']}")
+    print(f"patients       {stats['patients']}  (eyes {stats['eyes']})")
+    print(
+        f"scans          {stats['scans']}  (annotated {stats['annotated_scans']}, "
+        f"second rater {stats['scans_with_extra_masks']})"
+    )
+    n_slo, n_faf, n_bm = stats["with_slo"], stats["with_faf"], stats["with_bm_surface"]
+    print(f"modalities     SLO {n_slo}, FAF {n_faf}, BM surface {n_bm}")
+    print(f"shapes (H,W,D) {', '.join('x'.join(map(str, s)) for s in stats['shapes'])}")
+    print(f"spacing (mm)   {', '.join(' x '.join(f'{v:.4g}' for v in s) for s in stats['spacing_mm'])}")
+    if area["mean"] is not None:
+        print(
+            f"lesion area    mean {area['mean']:.2f} mm², median {area['median']:.2f}, "
+            f"range {area['min']:.2f}-{area['max']:.2f}, empty masks {area['empty_masks']}"
+        )
+    return 0
+
+
+def run_preview(args: argparse.Namespace) -> int:
+    """Write the preview figure."""
+    from bench3d2d.data import load_dataset
+    from bench3d2d.data.preview import pick_scan, preview_figure
+
+    ds = load_dataset(args.name, size=args.size, seed=args.seed)
+    scan = pick_scan(ds, args.scan)
+    out = preview_figure(scan, args.out, title=f"{ds.name}: {scan.scan_id}")
+    print(f"wrote {out}")
+    return 0
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    """Prepare the dataset into the cache and report the key and timing."""
+    from bench3d2d.data import load_dataset, prepare
+
+    t0 = time.perf_counter()
+    ds = load_dataset(args.name, size=args.size, seed=args.seed)
+    prepared = prepare(ds, depth=args.depth, cache_dir=Path(args.cache_dir), flatten=not args.no_flatten)
+    dt = time.perf_counter() - t0
+    print(f"prepared {len(prepared)} scans of {prepared.name} in {dt:.1f} s -> {prepared.root}")
+    print(f"cache key {prepared.key}")
+    return 0
+
+
+def run_split(args: argparse.Namespace) -> int:
+    """Write the patient-wise split."""
+    from bench3d2d.data import load_dataset, make_split
+
+    ds = load_dataset(args.name, size=args.size, seed=args.seed)
+    split = make_split(ds.patient_ids(), seed=args.split_seed, dataset=ds.name)
+    split.to_json(args.out)
+    print(
+        f"wrote {args.out}: train {len(split.train)}, val {len(split.val)}, test {len(split.test)} patients"
+    )
+    return 0
