@@ -170,9 +170,10 @@ def validate_cases(raw: pd.DataFrame, where: str) -> tuple[pd.DataFrame, list[st
             problems.append(f"{where}: line(s) {_name_rows(list(lines[new]))}: {what}; row(s) left out")
         bad |= mask
 
-    text = df.loc[:, list(_TEXT_COLUMNS)]
-    empty = text.isna() | text.astype("string").apply(lambda s: s.str.strip()).eq("").fillna(True)
-    flag(empty.any(axis=1).to_numpy(), "a name field is empty (truncated file?)")
+    flag(df.isna().any(axis=1).to_numpy(), "fewer fields than columns (truncated file?)")
+    text = df.loc[:, list(_TEXT_COLUMNS)].astype("string")
+    empty = text.apply(lambda s: s.str.strip()).eq("").fillna(True)
+    flag(empty.any(axis=1).to_numpy(), "a name field is empty")
     fraction = pd.to_numeric(df["fraction"], errors="coerce")
     flag(~np.isfinite(fraction.to_numpy(dtype=float)), "fraction is not a number")
     seed = pd.to_numeric(df["seed"], errors="coerce")
@@ -181,7 +182,7 @@ def validate_cases(raw: pd.DataFrame, where: str) -> tuple[pd.DataFrame, list[st
     flag(~seed_ok, "seed is not an integer")
     value_text = df["value"].astype("string").str.strip()
     value = pd.to_numeric(value_text.where(~value_text.isin(_NAN_TEXT)), errors="coerce")
-    is_nan_text = df["value"].isna() | value_text.isin(_NAN_TEXT).fillna(True)
+    is_nan_text = value_text.isin(_NAN_TEXT).fillna(True)  # missing fields were flagged above
     flag((value.isna() & ~is_nan_text).to_numpy(), "value is not a number")
     flag(np.isinf(value.to_numpy(dtype=float)), "value is infinite")
 
@@ -204,6 +205,8 @@ def read_cases_file(path: Path, where: str | None = None) -> tuple[pd.DataFrame,
             raw = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises several types for damaged files
             raise ValueError(f"{where}: cannot be read as Parquet ({type(exc).__name__}: {exc})") from None
+        if "value" in raw.columns:  # a NaN metric in Parquet is a value, not a missing field
+            raw["value"] = raw["value"].astype("string").fillna("nan")
         raw = raw.astype({c: "string" for c in raw.columns if c in CASE_COLUMNS})
     else:
         long_lines: list[int] = []

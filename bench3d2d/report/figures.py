@@ -31,6 +31,7 @@ _EXTRA_STYLES = ["-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3))]
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h"]
 
 STYLE = {
+    "text.parse_math": False,  # names come from users: "$...$" in a name is text, not mathtext
     "font.family": "DejaVu Sans",
     "font.size": 8,
     "axes.titlesize": 9,
