@@ -39,6 +39,10 @@ def execute_run(spec, run_dir, *, store=None, progress=None, on_validation=None)
     _count(spec.run_id)
     if spec.model in os.environ.get("FAKE_FAIL_MODELS", "").split(","):
         raise RuntimeError(f"fake failure of {spec.model}")
+    if spec.run_id in os.environ.get("FAKE_FAIL_RUNS", "").split(","):
+        raise RuntimeError(f"fake failure of run {spec.run_id}")
+    if spec.run_id in os.environ.get("FAKE_CRASH_RUNS", "").split(","):
+        os.kill(os.getpid(), 9)  # the worker dies as if killed for memory
     create_model(spec.model, depth=64)  # a factory that raises makes the run fail, as in the engine
     if spec.pretrain != "none":
         ensure_pretrained(spec.pretrain_spec(), store, backend=__import__(__name__))
