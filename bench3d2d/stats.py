@@ -20,6 +20,7 @@ Rules, all applied per *family* = (train dataset, test set, fraction, metric):
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -49,6 +50,7 @@ METRIC_LABELS: dict[str, str] = {
     "precision": "Precision",
     "recall": "Recall",
     "hd95_mm": "HD95 (mm)",
+    "interrater_dice": "Inter-rater Dice",
 }
 
 #: The metrics of the paper's figures and of the leaderboards' main tables.
@@ -72,13 +74,24 @@ PINGOUIN_VERSION: str = pg.__version__
 
 
 def metric_direction(metric: str) -> str | None:
-    """``"higher"``, ``"lower"`` or ``None`` (descriptive only) for a metric name."""
-    return METRIC_DIRECTION.get(metric)
+    """``"higher"``, ``"lower"`` or ``None`` (descriptive only) for a metric name.
+
+    A per-rater metric ``<metric>:<rater>`` (test sets with several raters) has its base metric's
+    direction; ``interrater_dice`` is a property of the test set, not of the entries: descriptive.
+    """
+    return METRIC_DIRECTION.get(str(metric).split(":", 1)[0])
 
 
 def metric_label(metric: str) -> str:
-    """Display name of a metric."""
-    return METRIC_LABELS.get(metric, metric)
+    """Display name of a metric (``dice:rater2`` -> ``Dice (rater2)``)."""
+    base, _, rater = str(metric).partition(":")
+    label = METRIC_LABELS.get(base, base)
+    if not rater:
+        return label
+    unit = re.search(r" \([^)]*\)$", label)
+    if unit:  # "HD95 (mm)" -> "HD95, rater2 (mm)"
+        return f"{label[:unit.start()]}, {rater}{unit.group(0)}"
+    return f"{label} ({rater})"
 
 
 def pretrain_label(pretrain: str) -> str:

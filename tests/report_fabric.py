@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -22,20 +23,31 @@ def run_id_of(spec: dict) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def safe_name(name: str) -> str:
+    """File-name form of a name, as the harness writes prediction folders and files."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "x"
+
+
 def write_run(root: Path, spec: dict, rows: pd.DataFrame | None = None, *, status: str = "complete",
               error: dict | None = None, predictions: dict | None = None) -> Path:
-    """One run folder: spec.json, and cases.csv + result.json (complete) or error.json (failed)."""
+    """One run folder as the harness writes it: spec.json, and cases.csv + result.json (complete),
+    error.json (failed), log.txt only ("running": started, no result) or nothing more ("pending")."""
     run = root / "runs" / run_id_of(spec)
     run.mkdir(parents=True, exist_ok=True)
     (run / "spec.json").write_text(json.dumps(spec))
     if rows is not None:
         rows.to_csv(run / "cases.csv", index=False)
     for (test_set, case_id), arrays in (predictions or {}).items():
-        folder = run / "predictions" / test_set
+        folder = run / "predictions" / safe_name(test_set)
         folder.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(folder / f"{case_id}.npz", **arrays)
+        np.savez_compressed(folder / f"{safe_name(case_id)}.npz", **arrays)
+    if status != "pending":
+        (run / "log.txt").write_text("started\n")
     if status == "complete":
-        (run / "result.json").write_text(json.dumps({"status": "complete", "summary": {}}))
+        data = (run / "cases.csv").read_bytes()
+        (run / "result.json").write_text(json.dumps({
+            "status": "complete", "run_id": run.name, "spec": spec, "cases_file": "cases.csv",
+            "cases_rows": len(rows), "cases_sha256": hashlib.sha256(data).hexdigest(), "summary": []}))
     elif status == "failed":
         (run / "error.json").write_text(json.dumps(error or {"type": "RuntimeError", "message": "boom",
                                                                "traceback": "..."}))

@@ -41,14 +41,17 @@ def test_failed_and_incomplete_runs_are_listed_not_dropped(results):
             "pretrain": "none"}
     write_run(results, spec, status="failed",
               error={"type": "RuntimeError", "message": "CUDA out of memory", "traceback": "..."})
-    write_run(results, {**spec, "model": "ipnv2"}, status="running")  # spec.json only
+    write_run(results, {**spec, "model": "ipnv2"}, status="running")  # spec.json and log.txt
+    write_run(results, {**spec, "model": "resensnet"}, status="pending")  # spec.json only
     coll = collect(results)
     table = coll.runs_table().set_index("model")
     assert table.loc["lachinov", "status"] == "failed"
     assert "RuntimeError: CUDA out of memory" in table.loc["lachinov", "error"]
     assert table.loc["ipnv2", "status"] == "incomplete"
+    assert table.loc["resensnet", "status"] == "pending"
     assert any("1 run(s) failed" in w for w in coll.warnings)
     assert any("1 run(s) incomplete" in w for w in coll.warnings)
+    assert any("1 run(s) pending" in w for w in coll.warnings)
     assert len(coll.cases) == 48
 
 
@@ -61,7 +64,8 @@ def test_truncated_cases_file_keeps_good_rows_and_names_the_file_and_line(result
     n_lines = cut.count("\n") + 1
     problem = [w for w in coll.warnings if f"runs/{run.name}/cases.csv" in w]
     assert problem, coll.warnings
-    assert f"line(s) {n_lines}: fewer fields than columns (truncated file?)" in problem[0]
+    assert "does not match the checksum in result.json" in problem[0]
+    assert f"line(s) {n_lines}: fewer fields than columns (truncated file?)" in problem[1]
     assert len(coll.cases) == 48 - 2  # the cut row and the missing last row
     assert (coll.runs_table().set_index("run_id").loc[run.name, "rows"]) == 24 - 2
 
@@ -83,8 +87,9 @@ def test_foreign_cases_file_is_named_with_its_missing_columns(results):
     run = _run_dirs(results)[0]
     pd.DataFrame({"patient": ["a"], "score": [1.0]}).to_csv(run / "cases.csv", index=False)
     coll = collect(results)
-    msg = next(w for w in coll.warnings if f"runs/{run.name}/cases.csv" in w)
-    assert "not a per-case table" in msg and "train_dataset" in msg
+    msg = next(w for w in coll.warnings if f"runs/{run.name}/cases.csv: not a per-case table" in w)
+    assert "column(s) train_dataset" in msg and "found: patient, score" in msg
+    assert not any("checksum" in w for w in coll.warnings)  # unreadable: no talk of rows being used
     assert coll.runs_table().set_index("run_id").loc[run.name, "status"] == "invalid"
     assert len(coll.cases) == 24
 
@@ -141,9 +146,14 @@ def test_read_prediction_checks_the_file(results, tmp_path):
     coll = collect(results)
     run = coll.runs[0]
     path = coll.prediction_path(run.run_id, "synth-ga:test", "case00")
+    assert path == run.path / "predictions" / "synth-ga_test" / "case00.npz"  # the harness's file name
     pred = read_prediction(path)
     assert pred.pred.dtype == bool and pred.mask.shape == pred.prob.shape and pred.background is not None
     assert coll.prediction_path(run.run_id, "synth-ga:test", "case05") is None
+    raw = run.path / "predictions" / "synth-ga:test"
+    raw.mkdir()
+    (raw / "case05.npz").write_bytes(path.read_bytes())
+    assert coll.prediction_path(run.run_id, "synth-ga:test", "case05") == raw / "case05.npz"
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(ValueError, match=r"bad\.npz: cannot be read"):

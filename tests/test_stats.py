@@ -157,6 +157,14 @@ def test_every_metric_of_the_harness_has_a_label_and_known_direction_rule():
     assert set(stats.HEADLINE_METRICS) <= set(stats.METRIC_DIRECTION)
 
 
+def test_per_rater_metrics_follow_their_base_metric():
+    assert stats.metric_direction("dice:rater2") == "higher"
+    assert stats.metric_direction("area_diff_mm2:rater1") == "lower"
+    assert stats.metric_direction("interrater_dice") is None
+    assert stats.metric_label("dice:rater2") == "Dice (rater2)"
+    assert stats.metric_label("hd95_mm:rater1") == "HD95, rater1 (mm)"
+
+
 def test_labels():
     assert stats.entry_label("fpbnet", "none") == "fpbnet (scratch)"
     assert stats.pretrain_label("slo") == "SSL-SLO" and stats.pretrain_label("faf") == "SSL-FAF"

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     coll = report.collection
     for run_ in coll.runs_with("failed"):
         print(f"failed run {run_.run_id}: {run_.to_row()['error']}", file=sys.stderr)
-    n_bad = sum(len(coll.runs_with(s)) for s in ("failed", "incomplete", "invalid"))
+    n_bad = len(coll.runs) - len(coll.runs_with("complete"))
     print(f"report of {len(coll.runs_with('complete'))} complete run(s), {len(report.sections)} board(s), "
           f"{len(report.files)} file(s) in {args.out}"
           + (f"; {n_bad} run(s) not complete, {len(report.warnings)} warning(s)" if report.warnings else ""))

@@ -6,7 +6,9 @@ Everything the report knows about the file layout is in this module. Each run fo
 * ``complete``: ``result.json`` is a JSON object with ``status == "complete"``; its ``cases.csv`` rows
   enter the tables;
 * ``failed``: ``error.json`` is there (error type, message, traceback) and no complete result;
-* ``incomplete``: a ``spec.json`` but neither result nor error (still running, or killed);
+* ``incomplete``: started (``log.txt`` or ``checkpoints/``) but neither result nor error: running, or
+  interrupted (a rerun of the sweep resumes it);
+* ``pending``: only a ``spec.json`` (planned, never started);
 * ``invalid``: a result or case file that cannot be read or is not ours (truncated, foreign).
 
 Nothing is dropped silently: every file that cannot be used, every row of a ``cases.csv`` that cannot
@@ -19,8 +21,10 @@ Instead of a folder, a single per-case table (``.csv`` or ``.parquet`` with the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +34,8 @@ import pandas as pd
 
 from bench3d2d.stats import CASE_COLUMNS
 
-COMPLETE, FAILED, INCOMPLETE, INVALID = "complete", "failed", "incomplete", "invalid"
-STATUSES = (COMPLETE, FAILED, INCOMPLETE, INVALID)
+COMPLETE, FAILED, INCOMPLETE, PENDING, INVALID = "complete", "failed", "incomplete", "pending", "invalid"
+STATUSES = (COMPLETE, FAILED, INCOMPLETE, PENDING, INVALID)
 
 RUNS_DIR = "runs"
 SPEC_FILE = "spec.json"
@@ -110,12 +114,25 @@ class ResultsCollection:
         return pd.DataFrame([r.to_row() for r in self.runs], columns=cols)
 
     def prediction_path(self, run_id: str, test_set: str, case_id: str) -> Path | None:
-        """The prediction file of a case in a run, or None when it does not exist."""
+        """The prediction file of a case in a run, or None when it does not exist.
+
+        Looks for ``predictions/<test_set>/<case_id>.npz`` with the names as written, then with the
+        file-name-safe form the harness uses for names with other characters (``:`` -> ``_``).
+        """
         run = next((r for r in self.runs if r.run_id == run_id), None)
         if run is None:
             return None
-        path = run.path / PREDICTIONS_DIR / str(test_set) / f"{case_id}.npz"
-        return path if path.is_file() else None
+        folder = run.path / PREDICTIONS_DIR
+        for t, c in ((str(test_set), str(case_id)), (safe_name(test_set), safe_name(case_id))):
+            path = folder / t / f"{c}.npz"
+            if path.is_file():
+                return path
+        return None
+
+
+def safe_name(name: object) -> str:
+    """The file-name form of a test set or case name in ``predictions/`` (as the harness writes it)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "x"
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -257,7 +274,7 @@ def _classify(run_dir: Path, root: Path) -> tuple[RunRecord, pd.DataFrame | None
         else:
             try:
                 table, row_problems = read_cases_file(cases_path, _rel(cases_path, root))
-                problems += row_problems
+                problems += _checksum_problems(cases_path, result, root) + row_problems
                 run.status = COMPLETE
             except ValueError as exc:
                 problems.append(str(exc))
@@ -267,14 +284,28 @@ def _classify(run_dir: Path, root: Path) -> tuple[RunRecord, pd.DataFrame | None
         run.error = error if error is not None else {"type": "unreadable error file", "message": ""}
     elif result_path.exists():
         run.status = INVALID
-    else:
+    elif (run_dir / "log.txt").exists() or (run_dir / "checkpoints").exists():
         run.status = INCOMPLETE
+    else:
+        run.status = PENDING
     run.problems = problems
     if table is not None:
         table = _check_against_spec(table, run, root)
         table["run_id"] = run.run_id
         run.n_rows = len(table)
     return run, table
+
+
+def _checksum_problems(cases_path: Path, result: dict[str, Any], root: Path) -> list[str]:
+    """A problem when ``cases.csv`` differs from the checksum or row count ``result.json`` recorded."""
+    out = []
+    expected = result.get("cases_sha256")
+    if isinstance(expected, str):
+        actual = hashlib.sha256(cases_path.read_bytes()).hexdigest()
+        if actual != expected:
+            out.append(f"{_rel(cases_path, root)}: does not match the checksum in result.json (changed or "
+                       "truncated after the run finished); its readable rows are used")
+    return out
 
 
 def _check_against_spec(table: pd.DataFrame, run: RunRecord, root: Path) -> pd.DataFrame:
@@ -332,8 +363,8 @@ def collect(results: str | Path) -> ResultsCollection:
             tables.append(table)
     cases = pd.concat(tables, ignore_index=True) if tables else _empty_table()
     cases = cases.loc[:, list(TABLE_COLUMNS)]
-    for status, what in ((FAILED, "failed"), (INCOMPLETE, "incomplete (no result yet)"),
-                         (INVALID, "invalid")):
+    for status, what in ((FAILED, "failed"), (INCOMPLETE, "incomplete (started, no result yet)"),
+                         (PENDING, "pending (never started)"), (INVALID, "invalid")):
         ids = [r.run_id for r in runs if r.status == status]
         if ids:
             warnings.append(f"{len(ids)} run(s) {what}, not in the tables: {', '.join(ids[:10])}"

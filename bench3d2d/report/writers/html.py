@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import jinja2
 
 from bench3d2d import __version__, stats
-from bench3d2d.report.collect import FAILED, INCOMPLETE, INVALID
+from bench3d2d.report.collect import STATUSES
 from bench3d2d.report.view import WORSE_MARKER, fmt_p, metric_header, settings_lines
 from bench3d2d.report.writers._io import write_atomic
 
@@ -64,7 +64,7 @@ def render_html(report: Report, out: Path) -> str:
 
     coll = report.collection
     runs = coll.runs_table()
-    counts = {s: len(coll.runs_with(s)) for s in ("complete", FAILED, INCOMPLETE, INVALID)}
+    counts = {s: len(coll.runs_with(s)) for s in STATUSES}
     trains = sorted({s.train_dataset for s in report.sections})
     template = _environment().get_template("report.html.j2")
     return template.render(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from bench3d2d import stats
-from bench3d2d.report.collect import FAILED, INCOMPLETE, INVALID
+from bench3d2d.report.collect import STATUSES
 from bench3d2d.report.view import WORSE_MARKER, Section, fmt_p, metric_header, settings_lines
 from bench3d2d.report.writers._io import write_atomic
 
@@ -90,7 +90,7 @@ def _pairs(metric: str, pairs: pd.DataFrame) -> list[str]:
 
 def _runs(report: Report) -> list[str]:
     coll = report.collection
-    counts = {s: len(coll.runs_with(s)) for s in ("complete", FAILED, INCOMPLETE, INVALID)}
+    counts = {s: len(coll.runs_with(s)) for s in STATUSES}
     lines = ["## Runs", ""]
     if not coll.runs:
         return [*lines, "The input was a per-case table, not a results folder: no runs to list.", ""]
