@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common(sp)
     sp.add_argument("--out", required=True, help="output PNG file")
     sp.add_argument("--scan", default=None, help="scan id (default: an annotated scan with a large lesion)")
+    sp.add_argument("--dpi", type=int, default=110, help="figure resolution (default 110)")
     sp.set_defaults(func=run_preview)
 
     sp = actions.add_parser("prepare", help="preprocess into the memory-mapped cache (protocol §2)")
@@ -102,7 +103,7 @@ def run_preview(args: argparse.Namespace) -> int:
 
     ds = load_dataset(args.name, size=args.size, seed=args.seed)
     scan = pick_scan(ds, args.scan)
-    out = preview_figure(scan, args.out, title=f"{ds.name}: {scan.scan_id}")
+    out = preview_figure(scan, args.out, title=f"{ds.name}: {scan.scan_id}", dpi=args.dpi)
     print(f"wrote {out}")
     return 0
 

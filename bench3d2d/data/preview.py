@@ -18,12 +18,13 @@ def pick_scan(dataset: Dataset, scan_id: str | None = None) -> Scan:
     if scan_id is not None:
         item = dataset.header(scan_id)
         return dataset.scans[dataset.scan_ids.index(item.scan_id)]
-    best, best_area = None, -1
+    best, best_area, voxels = None, -1, 0
     for i, scan in enumerate(dataset.scans):
         area = -1 if scan.mask is None else int(scan.mask.sum())
         if area > best_area:
             best, best_area = scan, area
-        if i >= 11:  # look at a handful only
+        voxels += scan.volume.size
+        if i >= 11 or (best_area > 0 and voxels > 20_000_000):  # a handful, fewer of large scans
             break
     assert best is not None
     return best
@@ -70,6 +71,7 @@ def preview_figure(scan: Scan, out: str | os.PathLike, title: str = "", dpi: int
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".png", dir=out.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)
     try:
         fig.savefig(tmp, bbox_inches="tight")
         os.replace(tmp, out)
