@@ -29,6 +29,7 @@ __all__ = [
     "OVER_BUDGET_ATTR",
     "TuningError",
     "best_params",
+    "database_url",
     "load_study",
     "make_storage",
     "resolve_dataset",
@@ -63,6 +64,21 @@ def study_name(model: str, dataset: str, fraction: float, profile: str) -> str:
     return f"{model}|{data}|{frac:g}%|{profile}"
 
 
+def database_url(url: str) -> str:
+    """A SQLAlchemy URL; ``postgresql://`` gets the installed driver (psycopg 3, else psycopg2)."""
+    import importlib.util
+
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            rest = url[len(prefix) :]
+            if importlib.util.find_spec("psycopg") is not None:
+                return "postgresql+psycopg://" + rest
+            if importlib.util.find_spec("psycopg2") is not None:
+                return "postgresql+psycopg2://" + rest
+            raise ImportError(f"storage {url!r} needs a PostgreSQL driver: pip install psycopg2-binary")
+    return url
+
+
 def make_storage(url: str | None, results: str | Path = "results") -> Any:
     """An Optuna storage: SQLite in ``results`` (default), ``journal:PATH``, or a database URL."""
     import optuna
@@ -86,7 +102,7 @@ def make_storage(url: str | None, results: str | Path = "results") -> Any:
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 120}}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    return optuna.storages.RDBStorage(database_url(url), engine_kwargs=kwargs)
 
 
 def suggest(trial: Any, space: Mapping[str, tuple]) -> dict[str, Any]:
