@@ -1,0 +1,42 @@
+"""``bench3d2d data``: preview figure, info, prepare, split, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from bench3d2d.cli import main
+
+
+def test_preview_writes_a_figure(tmp_path, capsys):
+    out = tmp_path / "x.png"
+    assert main(["data", "preview", "synthetic-ga-s", "--out", str(out)]) == 0
+    img = np.asarray(Image.open(out))
+    assert img.shape[0] > 100 and img.shape[1] > 400  # four panels side by side
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_info_split_and_prepare(tmp_path, capsys):
+    assert main(["data", "info", "synthetic-rpd", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["patients"] == 20 and info["annotated_scans"] == info["scans"] > 0
+    assert info["shapes"] == [[32, 64, 96]] and info["lesion_area_mm2"]["mean"] > 0
+    assert main(["data", "split", "synthetic-rpd", "--out", str(tmp_path / "split.json")]) == 0
+    split = json.loads((tmp_path / "split.json").read_text())
+    assert split["counts"] == {"train": 12, "val": 2, "test": 6}
+    assert (
+        main(["data", "prepare", "synthetic-ga-m-s", "--depth", "32", "--cache-dir", str(tmp_path / "c")])
+        == 0
+    )
+    assert "prepared" in capsys.readouterr().out
+    assert main(["data", "list"]) == 0 and "synthetic-ga-s-2" in capsys.readouterr().out
+
+
+def test_unknown_dataset_is_a_one_line_error(capsys):
+    assert main(["data", "info", "synthetic-gas"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown dataset 'synthetic-gas'" in err and "synthetic-ga-s" in err
+    assert main(["data", "info", "missing/manifest.csv"]) == 2
+    assert "dataset path not found" in capsys.readouterr().err
