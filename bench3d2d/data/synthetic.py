@@ -415,7 +415,9 @@ def synthetic_dataset(
     return Dataset(name, items, namespace=namespace, info=info)
 
 
-@register_dataset("synthetic-ga-m", task="ga", tags=("synthetic", "pretraining"))
+@register_dataset(
+    "synthetic-ga-m", task="ga", tags=("synthetic", "pretraining"), pretrain_exclude=("synthetic-ga-m-s",)
+)
 def synthetic_ga_m(size: str = "quick", seed: int = 0, **options) -> Dataset:
     """GA, many scans with SLO and FAF; masks only on the GA-M-S patients (meta["annotated"])."""
     return synthetic_dataset("ga-m", "all", size, seed, **options)
@@ -427,25 +429,27 @@ def synthetic_ga_m_s(size: str = "quick", seed: int = 0, **options) -> Dataset:
     return synthetic_dataset("ga-m", "annotated", size, seed, **options)
 
 
-@register_dataset("synthetic-ga-s", task="ga", tags=("synthetic",))
+@register_dataset("synthetic-ga-s", task="ga", tags=("synthetic",), pretrain_source="synthetic-ga-m")
 def synthetic_ga_s(size: str = "quick", seed: int = 0, **options) -> Dataset:
     """Annotated GA; part of the patients with a second rater (extra_masks["rater2"])."""
     return synthetic_dataset("ga-s", "all", size, seed, **options)
 
 
-@register_dataset("synthetic-ga-s-1", task="ga", tags=("synthetic", "train"))
+@register_dataset(
+    "synthetic-ga-s-1", task="ga", tags=("synthetic", "train"), pretrain_source="synthetic-ga-m"
+)
 def synthetic_ga_s_1(size: str = "quick", seed: int = 0, **options) -> Dataset:
     """GA-S patients with one rater (train / val / test split source)."""
     return synthetic_dataset("ga-s", "one-rater", size, seed, **options)
 
 
-@register_dataset("synthetic-ga-s-2", task="ga", tags=("synthetic", "test"))
+@register_dataset("synthetic-ga-s-2", task="ga", tags=("synthetic", "test"), pretrain_source="synthetic-ga-m")
 def synthetic_ga_s_2(size: str = "quick", seed: int = 0, **options) -> Dataset:
     """GA-S patients with two raters: mask = rater 1, extra_masks["rater2"] (a test set)."""
     return synthetic_dataset("ga-s", "two-raters", size, seed, **options)
 
 
-@register_dataset("synthetic-rpd", task="rpd", tags=("synthetic",))
+@register_dataset("synthetic-rpd", task="rpd", tags=("synthetic",), pretrain_source="synthetic-ga-m")
 def synthetic_rpd(size: str = "quick", seed: int = 0, **options) -> Dataset:
     """Annotated RPD, few scans (mostly one eye and one visit per patient)."""
     return synthetic_dataset("rpd", "all", size, seed, **options)
