@@ -311,12 +311,17 @@ def _plan(family: str, size: str, seed: int, n_patients: int) -> list[_EyePlan]:
     return plans
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=2)
 def _eye_cached(
     family: str, size: str, seed: int, patient: int, eye: str, n_visits: int, diff_json: str, rater2: bool
 ):
     diff = Difficulty.from_options(json.loads(diff_json))
-    return generate_eye(family, size, seed, patient, eye, n_visits, diff, rater2)
+    visits = generate_eye(family, size, seed, patient, eye, n_visits, diff, rater2)
+    for v in visits:  # cached arrays are shared by the scans handed out: make them read-only
+        for arr in v.values():
+            if isinstance(arr, np.ndarray):
+                arr.flags.writeable = False
+    return visits
 
 
 def _make_scan(
