@@ -71,6 +71,9 @@ def test_failed_runs_and_bad_files_are_reported(built, capsys):
     md = (out / "README.md").read_text()
     assert built["failed"] in md and "MemoryError: &lt;out of memory&gt;" in md
     assert built["pending"] in md and "incomplete" in md
+    # the boards these runs belong to say that an entry is missing
+    assert md.count(f"ipn (scratch), seed 0: failed (run {built['failed']})") == 2  # 20 %: both test sets
+    assert md.count(f"ipn (scratch), seed 0: incomplete (run {built['pending']})") == 2  # 100 %
     assert f"runs/{built['victim']}/cases.csv" in md.replace("\\", "")
     runs = pd.read_csv(out / "runs.csv").set_index("run_id")
     assert runs.loc[built["failed"], "status"] == "failed"

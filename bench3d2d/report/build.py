@@ -163,6 +163,26 @@ def _figures(report: Report, out: Path) -> None:
             s.figures["overlay"] = rel
 
 
+def _missing_runs(coll: ResultsCollection, section: Section) -> list[str]:
+    """Runs planned for a section (same train dataset, fraction and test set) that are not complete."""
+    out = []
+    for run in coll.runs:
+        if run.status == "complete":
+            continue
+        train, fraction = run.field("train_dataset", "dataset"), run.field("fraction")
+        tests = run.field("test_sets")
+        try:
+            same_fraction = fraction is not None and math.isclose(float(fraction), section.fraction)
+        except (TypeError, ValueError):
+            same_fraction = False
+        named = {str(t).split(":", 1)[0] for t in tests} if isinstance(tests, list) else {section.test_set}
+        if train == section.train_dataset and same_fraction and section.test_set in named | {train}:
+            model, pre = run.field("model") or "?", run.field("pretrain") or "none"
+            out.append(f"{stats.entry_label(str(model), str(pre))}, seed {run.field('seed')}: {run.status} "
+                       f"(run {run.run_id})")
+    return out
+
+
 def build_report(results: str | Path, out: str | Path, options: ReportOptions | None = None) -> Report:
     """Read ``results`` (a results folder or one per-case table), compute every table and figure and write
     the requested formats into ``out``. Returns the :class:`Report` (its ``files`` are the files written)."""
@@ -174,6 +194,8 @@ def build_report(results: str | Path, out: str | Path, options: ReportOptions | 
     lb = build_leaderboard(coll.cases, alpha=options.alpha, confidence=options.confidence,
                            n_resamples=options.bootstrap_resamples, seed=options.seed)
     sections = build_sections(lb, list(options.metrics))
+    for s in sections:
+        s.missing = _missing_runs(coll, s)
     title = options.title or f"bench3d2d leaderboard: {results.resolve().name}"
     report = Report(title=title, source=results.resolve().name, collection=coll, leaderboard=lb,
                     sections=sections, options=options, warnings=list(coll.warnings))

@@ -36,6 +36,11 @@ from bench3d2d.stats import CASE_COLUMNS
 
 COMPLETE, FAILED, INCOMPLETE, PENDING, INVALID = "complete", "failed", "incomplete", "pending", "invalid"
 STATUSES = (COMPLETE, FAILED, INCOMPLETE, PENDING, INVALID)
+#: What a status means, for the runs table when there is no error or problem to show.
+STATUS_NOTES = {
+    INCOMPLETE: "started, no result yet: running, or interrupted (the next `bench3d2d run` resumes it)",
+    PENDING: "planned, never started",
+}
 
 RUNS_DIR = "runs"
 SPEC_FILE = "spec.json"
@@ -79,6 +84,8 @@ class RunRecord:
         err = self.error or {}
         message = err.get("message") or err.get("error") or ""
         kind = err.get("type") or err.get("error_type") or ""
+        error = f"{kind}: {message}".strip(": ") if self.error is not None else ""
+        problems = "; ".join(self.problems)
         return {
             "run_id": self.run_id,
             "status": self.status,
@@ -89,8 +96,9 @@ class RunRecord:
             "seed": self.field("seed"),
             "profile": self.field("profile"),
             "rows": self.n_rows,
-            "error": f"{kind}: {message}".strip(": ") if self.error is not None else "",
-            "problems": "; ".join(self.problems),
+            "error": error,
+            "problems": problems,
+            "detail": "; ".join(t for t in (error, problems) if t) or STATUS_NOTES.get(self.status, ""),
         }
 
 
@@ -110,7 +118,7 @@ class ResultsCollection:
     def runs_table(self) -> pd.DataFrame:
         """Every run with its status, spec fields, rows used, error and problems."""
         cols = ["run_id", "status", "model", "pretrain", "train_dataset", "fraction", "seed", "profile",
-                "rows", "error", "problems"]
+                "rows", "error", "problems", "detail"]
         return pd.DataFrame([r.to_row() for r in self.runs], columns=cols)
 
     def prediction_path(self, run_id: str, test_set: str, case_id: str) -> Path | None:

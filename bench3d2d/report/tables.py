@@ -201,7 +201,7 @@ def build_leaderboard(
     summary["wilcoxon_method"] = summary["wilcoxon_method"].fillna("")
     settings = {
         "alpha": alpha, "confidence": confidence, "bootstrap_resamples": n_resamples, "bootstrap_seed": seed,
-        "bootstrap_method": "BCa (percentile if BCa fails)",
+        "bootstrap_method": "BCa, or percentile where BCa fails",
         "test": "paired Wilcoxon signed-rank, two-sided, zero differences discarded ('wilcox'), "
                 "SciPy 'auto' p-value, no continuity correction",
         "correction": "Holm within each family (train dataset, test set, fraction, metric)",

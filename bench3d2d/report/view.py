@@ -88,6 +88,7 @@ class Section:
     pairwise: dict[str, pd.DataFrame]
     figures: dict[str, str] = field(default_factory=dict)  # "cd:<metric>" / "overlay" -> relative path
     anchor: str = ""
+    missing: list[str] = field(default_factory=list)  # runs of this section that are not complete
 
     @property
     def cd_metrics(self) -> list[str]:
@@ -176,7 +177,7 @@ def settings_lines(settings: dict[str, Any]) -> list[str]:
     return [
         "Entry = model × pre-training (scratch, SSL-SLO, SSL-FAF) within a train dataset, test set and "
         "label fraction. Each case's metric is averaged over seeds first; cases are paired by case id.",
-        f"Mean ± standard deviation, median and {settings['confidence']:.0%} bootstrap confidence "
+        f"Mean ± standard deviation, median and {settings['confidence'] * 100:g} % bootstrap confidence "
         f"interval of the mean ({settings['bootstrap_method']}, {settings['bootstrap_resamples']} resamples, "
         f"seed {settings['bootstrap_seed']}) over test cases; NaN values (e.g. HD95 of an empty mask) are "
         "left out and counted.",

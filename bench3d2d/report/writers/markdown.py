@@ -88,6 +88,16 @@ def _pairs(metric: str, pairs: pd.DataFrame) -> list[str]:
             ""]
 
 
+def _number(value: object) -> str:
+    """A spec number as written (``20``, ``12.5``); anything else escaped; ``?`` when absent."""
+    if value is None:
+        return "?"
+    try:
+        return f"{float(value):g}"  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return md_escape(value)
+
+
 def _runs(report: Report) -> list[str]:
     coll = report.collection
     counts = {s: len(coll.runs_with(s)) for s in STATUSES}
@@ -100,10 +110,9 @@ def _runs(report: Report) -> list[str]:
         rows = []
         for r in bad:
             row = r.to_row()
-            what = row["error"] or row["problems"] or r.status
             rows.append([md_escape(r.run_id), r.status, md_escape(row["model"] or "?"),
-                         md_escape(row["pretrain"] or "?"), md_escape(row["fraction"] or "?"),
-                         md_escape(row["seed"] if row["seed"] is not None else "?"), md_escape(what)[:300]])
+                         md_escape(row["pretrain"] or "?"), _number(row["fraction"]), _number(row["seed"]),
+                         md_escape(row["detail"][:400])])
         header = ["run", "status", "model", "pre-training", "fraction", "seed", "error / problem"]
         lines += _table(header, rows)
         lines.append("")
@@ -135,6 +144,9 @@ def render_markdown(report: Report) -> str:
         for s in (s for s in report.sections if s.train_dataset == train):
             lines += [f"### {md_escape(s.test_set)} · {s.fraction:g} % of the labels", ""]
             lines += [*_board(s), ""]
+            if s.missing:
+                lines += ["**Not in this table** (see [Runs](#runs)): "
+                          + "; ".join(md_escape(m) for m in s.missing) + ".", ""]
             for m in s.metrics:
                 lines.append(f"Friedman ({stats.metric_label(m)}): {s.friedman[m]}.  ")
             lines.append("")
