@@ -130,16 +130,21 @@ def test_per_case_table_and_missing_folder(tmp_path, results):
     again = collect(tmp_path / "cases.csv")
     assert len(again.cases) == 48 and again.runs == [] and again.warnings == []
     assert again.cases["value"].isna().sum() == 2
-    coll.cases.to_parquet(tmp_path / "cases.parquet")
-    from_parquet = collect(tmp_path / "cases.parquet")
-    assert from_parquet.warnings == [] and from_parquet.cases["value"].isna().sum() == 2
-    pd.testing.assert_frame_equal(from_parquet.cases.drop(columns="run_id"),
-                                  again.cases.drop(columns="run_id"))
     with pytest.raises(FileNotFoundError, match="not found"):
         collect(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no 'runs/' folder"):
         collect(tmp_path / "empty")
+
+
+def test_per_case_parquet_table(tmp_path, results):
+    pytest.importorskip("pyarrow", reason="pyarrow is not installed (Parquet is optional)")
+    coll = collect(results)
+    coll.cases.drop(columns="run_id").to_parquet(tmp_path / "cases.parquet")
+    from_parquet = collect(tmp_path / "cases.parquet")
+    assert from_parquet.warnings == [] and from_parquet.cases["value"].isna().sum() == 2  # NaN kept
+    pd.testing.assert_frame_equal(from_parquet.cases.drop(columns="run_id"),
+                                  coll.cases.drop(columns="run_id"))
 
 
 def test_read_prediction_checks_the_file(results, tmp_path):
