@@ -23,6 +23,8 @@ from bench3d2d._spec import PretrainSpec, RunSpec
 RUNS_DIR = "runs"
 PRETRAIN_DIR = "pretrain"
 SPLITS_DIR = "splits"
+CACHE_DIR = "cache"
+CACHE_ENV = "BENCH3D2D_CACHE_DIR"
 SPEC_FILE = "spec.json"
 SPLIT_FILE = "split.json"
 LOG_FILE = "log.txt"
@@ -156,6 +158,12 @@ class ResultsStore:
     def splits_dir(self) -> Path:
         """``RESULTS/splits`` (each dataset's patient-wise split)."""
         return self.root / SPLITS_DIR
+
+    @property
+    def cache_dir(self) -> Path:
+        """Prepared-data cache: ``$BENCH3D2D_CACHE_DIR``, else ``RESULTS/cache``."""
+        env = os.environ.get(CACHE_ENV)
+        return Path(env) if env else self.root / CACHE_DIR
 
     def run_dir(self, run_id: str) -> Path:
         """The folder of one run."""

@@ -69,6 +69,9 @@ def work(
 
 def work_by_id(root: str, kind: str, ident: str, stale_after: float | None = None) -> Outcome:
     """Load a stored spec by id and :func:`work` on it, reporting progress to ``progress.json``."""
+    from bench3d2d.sweep import get_backend
+
+    get_backend()  # imported first: a site backend may register models and profiles
     store = ResultsStore(root) if stale_after is None else ResultsStore(root, stale_after=stale_after)
     if kind == "run":
         item: Item = store.read_spec(ident)
@@ -240,6 +243,14 @@ class SubprocessExecutor:
         self.python = python or sys.executable
         self.poll_every = poll
 
+    def _env(self) -> dict[str, str]:
+        """The workers' environment: the cores shared out between the ``jobs`` workers."""
+        from bench3d2d._backend import THREADS_ENV
+
+        env = dict(os.environ)
+        env.setdefault(THREADS_ENV, str(max(1, (os.cpu_count() or 1) // self.jobs)))
+        return env
+
     def command(self, item: Item, store: ResultsStore) -> list[str]:
         """The worker's command line."""
         cmd = [self.python, "-m", "bench3d2d", "run-one", str(store.root), _ident(item), "--json"]
@@ -261,7 +272,7 @@ class SubprocessExecutor:
                     out_path = folder / "worker.out"
                     with open(out_path, "ab") as out:
                         proc = subprocess.Popen(
-                            self.command(item, store), stdout=out, stderr=subprocess.STDOUT
+                            self.command(item, store), stdout=out, stderr=subprocess.STDOUT, env=self._env()
                         )
                     running[_ident(item)] = (item, proc, out_path)
                     progress.start(_ident(item), item.label())

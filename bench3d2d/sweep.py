@@ -151,25 +151,29 @@ def _environment() -> dict[str, Any]:
 
 
 class _RunLog:
-    """Route the ``logging`` records of one run (and our own lines) into its ``log.txt``."""
+    """Route the ``bench3d2d`` loggers' records of one run (and our own lines) into its ``log.txt``.
+
+    The handler sits on the ``bench3d2d`` logger, where the engine looks for one before adding its
+    own, so every line is written once.
+    """
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.handler = logging.FileHandler(path, encoding="utf-8")
+        self.path = Path(path).resolve()
+        self.handler = logging.FileHandler(self.path, encoding="utf-8")
         self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         self.handler.setLevel(logging.INFO)
-        self.root = logging.getLogger()
-        self.old_level = self.root.level
+        self.logger = logging.getLogger("bench3d2d")
+        self.old_level = self.logger.level
 
     def __enter__(self) -> _RunLog:
-        self.root.addHandler(self.handler)
-        if self.root.level > logging.INFO or self.root.level == logging.NOTSET:
-            self.root.setLevel(logging.INFO)
+        self.logger.addHandler(self.handler)
+        if self.logger.level > logging.INFO or self.logger.level == logging.NOTSET:
+            self.logger.setLevel(logging.INFO)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.root.removeHandler(self.handler)
-        self.root.setLevel(self.old_level)
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.old_level)
         self.handler.close()
 
 
@@ -242,7 +246,8 @@ def run_one(
                 seconds = time.time() - start
                 started = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(start))
                 info = {"seconds": seconds, "started": started, "finished": _now(), "pid": os.getpid()}
-                store.write_result(spec, cases, {**info, "environment": _environment()})
+                extra = dict(getattr(cases, "attrs", {}).get("run_info") or {})
+                store.write_result(spec, cases, {**extra, **info, "environment": _environment()})
                 log.info("complete in %.1f s", seconds)
                 return Outcome("run", run_id, "complete", label, seconds)
             except Exception as exc:

@@ -157,8 +157,9 @@ def print_plan(plan: Any, store: Any, jobs: int, retry_failed: bool, listing: bo
 def run(args: argparse.Namespace) -> int:
     """Plan and run (or, with --dry-run, describe) a sweep."""
     from bench3d2d.executors import SweepProgress, make_executor
-    from bench3d2d.sweep import ResultsStore, run_sweep
+    from bench3d2d.sweep import ResultsStore, get_backend, run_sweep
 
+    get_backend()  # fail fast; a site backend may register models and profiles on import
     store = ResultsStore(args.out, stale_after=args.stale_after)
     plan = _plan(args)
     if args.dry_run:

@@ -1,0 +1,149 @@
+"""The default sweep backend: one run or pre-training through the training engine (private).
+
+``execute_run`` turns a :class:`~bench3d2d.sweep.RunSpec` into one call of
+``engine.train_and_evaluate`` in the run folder; ``execute_pretrain`` into one call of
+``ssl.pretrain`` in the pre-training folder. Shared SSL weights are made first, once per key,
+under the pre-training's claim (``sweep.ensure_pretrained``), then found in the cache by the run.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench3d2d._spec import PretrainSpec, RunSpec
+from bench3d2d._store import ResultsStore, atomic_write_json, read_json
+
+#: Threads per worker (the subprocess executor sets it to cores / jobs); unset: torch's default.
+THREADS_ENV = "BENCH3D2D_THREADS"
+TEST_SUFFIX = ":test"
+
+
+def _threads() -> int | None:
+    value = os.environ.get(THREADS_ENV)
+    return int(value) if value else None
+
+
+def engine_test_sets(spec: RunSpec) -> list[str]:
+    """The datasets tested whole; ``"<train dataset>:test"`` is the engine's own test split."""
+    whole = []
+    for name in spec.test_sets:
+        if name.endswith(TEST_SUFFIX):
+            if name[: -len(TEST_SUFFIX)] != spec.train_dataset:
+                raise ValueError(
+                    f"test set {name!r}: only the training dataset's own test split can be named with "
+                    f"':test' (training dataset: {spec.train_dataset!r})"
+                )
+            continue
+        whole.append(name)
+    return whole
+
+
+def _record_split(store: ResultsStore, dataset: str, split: Mapping[str, Any]) -> None:
+    """Keep the dataset's patient-wise split in ``RESULTS/splits/<dataset>.json`` (first run writes it)."""
+    from bench3d2d.report.collect import safe_name
+
+    path = store.splits_dir / f"{safe_name(Path(dataset).name if '/' in dataset else dataset)}.json"
+    keys = ("dataset", "seed", "ratios", "train", "val", "test", "counts", "split_seed")
+    record = {k: split[k] for k in keys if k in split}
+    existing = read_json(path)
+    if existing is None:
+        atomic_write_json(path, record)
+    elif {k: existing.get(k) for k in ("train", "val", "test")} != {
+        k: record.get(k) for k in ("train", "val", "test")
+    }:
+        raise ValueError(
+            f"{path} holds another split of {dataset!r} than this run used (split seed changed?)"
+        )
+
+
+def execute_run(
+    spec: RunSpec,
+    run_dir: Path,
+    *,
+    store: ResultsStore,
+    progress: Any = None,
+    on_validation: Any = None,
+) -> pd.DataFrame:
+    """Train and test one run with the engine; returns the long per-case table."""
+    from bench3d2d.engine import train_and_evaluate
+    from bench3d2d.profiles import get_profile
+    from bench3d2d.sweep import ensure_pretrained
+
+    pre = spec.pretrain_spec()
+    pretrain_dir = None
+    if pre is not None:
+        ensure_pretrained(pre, store, backend=sys.modules[__name__])
+        pretrain_dir = store.pretrain_path(pre)
+    rounds = get_profile(spec.profile).with_overrides(spec.hparams).rounds
+    done = [0]
+
+    def validated(step: int, score: float) -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], rounds, "")
+        if on_validation is not None:
+            on_validation(step, score)
+
+    result = train_and_evaluate(
+        spec.model,
+        spec.train_dataset,
+        engine_test_sets(spec),
+        fraction=spec.fraction,
+        seed=spec.seed,
+        profile=spec.profile,
+        pretrain=spec.pretrain,
+        out_dir=run_dir,
+        cache_dir=store.cache_dir,
+        hparams=dict(spec.hparams) or None,
+        progress=False,
+        on_validation=validated,
+        pretrain_source=spec.pretrain_source,
+        pretrain_dir=pretrain_dir,
+        threads=_threads(),
+    )
+    if spec.test_sets:
+        _record_split(store, spec.train_dataset, result.split)
+    cases = result.cases.copy()
+    cases.attrs["run_info"] = {
+        "timings": dict(result.timings),
+        "checkpoints": int(result.extra.get("k", len(result.fit.checkpoints))),
+        "best_validation": float(result.fit.best.score),
+        "pretrained": result.pretrain,
+        "profile": result.extra.get("profile"),
+    }
+    return cases
+
+
+def execute_pretrain(
+    pre: PretrainSpec,
+    out_dir: Path,
+    *,
+    store: ResultsStore,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """SSL pre-training of one key into ``out_dir`` (the engine's cache lives inside it)."""
+    from bench3d2d import ssl
+
+    res = ssl.pretrain(
+        pre.model,
+        pre.source,
+        pre.modality,
+        profile=pre.profile,
+        seed=pre.seed,
+        root=Path(out_dir),
+        cache_dir=store.cache_dir,
+        threads=_threads(),
+    )
+    return {
+        "weights": str(res.weights),
+        "engine_key": res.key,
+        "validation_ssim": float(res.score),
+        "cached": bool(res.cached),
+        "engine_seconds": float(res.seconds),
+    }
