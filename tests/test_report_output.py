@@ -185,3 +185,16 @@ def test_no_nan_text_in_boards(built):
     md = (built["out"] / "README.md").read_text()
     assert not re.search(r"\bnan\b", md)
     assert math.isfinite(float(pd.read_csv(built["out"] / "summary.csv")["mean"].dropna().iloc[0]))
+
+
+def test_a_folder_where_every_run_failed_still_gives_a_report(tmp_path):
+    spec = {"model": "ipn", "train_dataset": "synth-ga", "fraction": 5.0, "seed": 0, "pretrain": "none"}
+    failed = write_run(tmp_path / "results", spec, status="failed",
+                       error={"type": "ValueError", "message": "bad volume", "traceback": "..."})
+    out = tmp_path / "board"
+    assert main(["report", str(tmp_path / "results"), "--out", str(out), "--bootstrap", "100"]) == 0
+    md = (out / "README.md").read_text()
+    assert "No per-case results to rank." in md
+    assert f"| {failed.name} | failed | ipn |" in md and "ValueError: bad volume" in md
+    assert failed.name in (out / "index.html").read_text()
+    assert pd.read_csv(out / "runs.csv")["status"].tolist() == ["failed"]
