@@ -164,13 +164,13 @@ def tune(
 
     if trials < 1:
         raise ValueError(f"--trials must be at least 1, not {trials}")
+    backend = backend or get_backend()  # first: a site backend may register models and profiles
     get_profile(profile)
     info = model_info(model)
     space = dict(info.search_space)
     if not space:
         raise ValueError(f"model {model!r} declares no search space in its registry metadata")
     bench = resolve_dataset(dataset)
-    backend = backend or get_backend()
     store = ResultsStore(results)
     name = study_name(info.name, bench.train_dataset, fraction, profile)
     storage_obj = make_storage(storage, results)
