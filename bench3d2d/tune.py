@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,6 @@ def database_url(url: str) -> str:
 
 def make_storage(url: str | None, results: str | Path = "results") -> Any:
     """An Optuna storage: SQLite in ``results`` (default), ``journal:PATH``, or a database URL."""
-    import optuna
 
     if not url:
         path = Path(results) / DB_FILE
@@ -102,7 +102,22 @@ def make_storage(url: str | None, results: str | Path = "results") -> Any:
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 120}}
-    return optuna.storages.RDBStorage(database_url(url), engine_kwargs=kwargs)
+    return _rdb_storage(database_url(url), kwargs)
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any], attempts: int = 6) -> Any:
+    """``RDBStorage``, retried while another worker is creating the same fresh database's tables."""
+    import optuna
+    import sqlalchemy.exc
+
+    for attempt in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def suggest(trial: Any, space: Mapping[str, tuple]) -> dict[str, Any]:
