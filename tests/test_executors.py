@@ -114,3 +114,17 @@ def test_cli_run_one(tmp_path, fake_env, capsys):
     assert capsys.readouterr().out.startswith("skipped run")
     assert main(["run-one", str(tmp_path), "000000000000"]) == 2  # clear error, no traceback
     assert "no readable run spec" in capsys.readouterr().err
+
+
+def test_cli_run_with_every_executor_option(tmp_path, fake_env, capsys):
+    from bench3d2d.cli import main
+
+    out = tmp_path / "results"
+    argv = ["run", "--models", "fpbnet", "--datasets", "rpd", "--fractions", "20", "--pretrain", "none",
+            "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main([*argv, "--executor", "slurm", "--slurm-cluster", "debug", "--slurm-time", "5"]) == 0
+    assert "1 runs completed" in capsys.readouterr().err
+    assert main([*argv, "--executor", "local", "--jobs", "2"]) == 2
+    assert "use --executor subprocess" in capsys.readouterr().err
+    assert main([*argv, "--seeds", "1", "--executor", "slurm", "--slurm-cluster", "debug", "--detach"]) == 0
+    assert "submitted 1 job(s) to debug" in capsys.readouterr().err

@@ -6,6 +6,7 @@ The harness is tested with a fast fake backend (tests/_sweep_fake.py) in place o
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import socket
@@ -381,3 +382,42 @@ def test_estimate_uses_store_timings(tmp_path, fake_env):
     result.write_text(json.dumps(data))
     seconds, how = estimate_seconds(select_work(plan, store), store, jobs=1)
     assert seconds == pytest.approx(90.0) and "timings" in how
+
+
+def _hold(path: str, log: str, start: float, wait: bool) -> None:
+    """Child process: take the claim (at ``start``), hold it briefly, log the interval."""
+    while time.time() < start:
+        time.sleep(0.001)
+    claim = Claim(path, heartbeat=None)
+    if claim.acquire(wait=wait, poll=0.01):
+        t0 = time.time()
+        time.sleep(0.15)
+        t1 = time.time()
+        claim.release()
+        with open(log, "a") as fh:
+            fh.write(f"{t0} {t1}\n")
+
+
+@pytest.mark.parametrize("stale_first", [False, True])
+def test_claims_race_between_processes(tmp_path, stale_first):
+    import multiprocessing
+
+    path, log = tmp_path / "claim.json", tmp_path / "held.log"
+    if stale_first:  # a dead worker's claim: exactly one racer may take it over
+        proc = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        )
+        path.write_text(json.dumps({"host": socket.gethostname(), "pid": int(proc.stdout), "token": "dead"}))
+    ctx = multiprocessing.get_context("fork")
+    start = time.time() + 0.5
+    procs = [ctx.Process(target=_hold, args=(str(path), str(log), start, not stale_first)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    spans = sorted(tuple(map(float, line.split())) for line in log.read_text().splitlines())
+    # Waiting racers all get it in turn; after a dead worker's claim, at least one takes it over.
+    assert len(spans) == 4 if not stale_first else len(spans) >= 1
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # never two at once
+    assert not path.exists()
