@@ -1,0 +1,179 @@
+"""Faster CPU training for any model, computing the same function: ``accelerate(model)``.
+
+PyTorch runs a ``Conv3d`` through one generic 3-D kernel whatever its shape. Most convolutions
+of the 3D->2D networks are anisotropic — (1,3,3) inside a B-scan, (3,1,1) across B-scans,
+(1,1,k) along depth, 1x1x1 projections, (3,3,1) on depth-1 maps — and each is exactly a 2-D
+convolution on a *view* of the input once the tensor is stored channels-last
+(``torch.channels_last_3d``: memory order B, H, W, D, C):
+
+* an axis with kernel 1, stride 1 and no padding (a *passive* axis) adds nothing to the sum;
+* passive H: fold H into the batch, ``(B*H, C, W, D)`` is a channels-last 4-D view;
+* passive W and D: merge them, ``(B, C, H, W*D)`` is a channels-last 4-D view;
+* passive D of size 1: drop it.
+
+oneDNN's 2-D channels-last kernels are much faster than its 3-D kernels on this CPU, forward
+and backward (measurements: ``docs/performance.md``). Outputs stay channels-last, so the next
+layer needs no copy; normalisation, ReLU, pooling and additions keep the layout.
+Every other configuration (grouped, dilated or padded passive axes, string padding, non-zero
+padding modes, anything with three active axes) runs the ordinary ``Conv3d`` forward, on a
+channels-last input.
+
+:func:`accelerate` swaps the class of every plain ``nn.Conv3d`` (and of every
+``nn.InstanceNorm3d`` without running statistics) in place. Parameters, buffers, hooks and
+``state_dict`` keys are untouched, so optimiser state and checkpoints are interchangeable with
+the plain model; :func:`decelerate` undoes it. The plain model is the baseline the benchmarks
+compare with (``benchmarks/``); ``tests/test_fastconv.py`` checks equal outputs and gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["FastConv3d", "FastInstanceNorm3d", "accelerate", "conv_path", "decelerate", "is_accelerated"]
+
+CL3D = torch.channels_last_3d
+
+# Dispatch paths (returned by ``conv_path`` and recorded in tests and docs).
+POINTWISE = "pointwise"  # 1x1x1, stride 1 -> a matrix product over channels (F.linear)
+UNFOLD = "unfold"  # one input channel -> gather the kernel taps, then one matrix product
+FOLD_H = "fold-h"  # passive H -> conv2d over (W, D) with H folded into the batch
+MERGE_WD = "merge-wd"  # passive W and D -> conv2d over (H, W*D)
+SQUEEZE_D = "squeeze-d"  # passive D of size 1 -> conv2d over (H, W)
+CONV3D_CL = "conv3d-cl"  # everything else: conv3d on a channels-last input
+
+
+def _passive(k: int, s: int, p: int) -> bool:
+    """Kernel 1, stride 1, no padding: the axis passes through the convolution unchanged."""
+    return k == 1 and s == 1 and p == 0
+
+
+def conv_path(conv: nn.Conv3d, input_shape: tuple[int, ...] | None = None) -> str:
+    """Which computation :class:`FastConv3d` uses for ``conv`` (and, for SQUEEZE_D, the input shape)."""
+    if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        return CONV3D_CL
+    k, s, p = conv.kernel_size, conv.stride, conv.padding
+    passive = [_passive(k[i], s[i], p[i]) for i in range(3)]
+    if all(passive) and conv.groups == 1:
+        return POINTWISE
+    if conv.in_channels == 1 and conv.groups == 1:
+        return UNFOLD
+    if passive[0]:
+        return FOLD_H
+    if passive[1] and passive[2]:
+        return MERGE_WD
+    if passive[2] and input_shape is not None and input_shape[-1] == 1:
+        return SQUEEZE_D
+    return CONV3D_CL
+
+
+def _cl(y: torch.Tensor) -> torch.Tensor:
+    """The 4-D result stored channels-last (a no-op when it already is), so the 5-D view is CL3D."""
+    return y.contiguous(memory_format=torch.channels_last)
+
+
+class FastConv3d(nn.Conv3d):
+    """A ``Conv3d`` whose forward runs anisotropic kernels as 2-D convolutions on channels-last views.
+
+    Same parameters, same ``state_dict``, same function (to floating-point rounding); the output
+    is stored channels-last (``torch.channels_last_3d``).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Dispatch on kernel, stride and padding (module docstring); fall back to ``Conv3d``."""
+        if x.dim() != 5:
+            return super().forward(x)
+        x = x.contiguous(memory_format=CL3D)
+        path = conv_path(self, tuple(x.shape))
+        if path == CONV3D_CL:
+            return super().forward(x).contiguous(memory_format=CL3D)
+        w, b, g = self.weight, self.bias, self.groups
+        (sh, sw, sd), (ph, pw, pd), (dh, dw, dd) = self.stride, self.padding, self.dilation
+        B, _, H, W, D = x.shape
+        if path == POINTWISE:  # (B, H, W, D, C) is a contiguous view: one matrix product
+            return F.linear(x.permute(0, 2, 3, 4, 1), w.flatten(1), b).permute(0, 4, 1, 2, 3)
+        if path == UNFOLD:
+            return _unfold_conv(x, w, b, self.stride, self.padding, self.dilation)
+        if path == FOLD_H:  # (B*H, C, W, D) is a channels-last view
+            y = F.conv2d(x.transpose(1, 2).flatten(0, 1), w.squeeze(2), b, (sw, sd), (pw, pd), (dw, dd), g)
+            return _cl(y).unflatten(0, (B, H)).transpose(1, 2)
+        if path == MERGE_WD:  # (B, C, H, W*D) is a channels-last view
+            y = F.conv2d(x.flatten(3, 4), w.squeeze(4), b, (sh, 1), (ph, 0), (dh, 1), g)
+            return _cl(y).unflatten(3, (W, D))
+        # SQUEEZE_D: (B, C, H, W) with D = 1
+        y = F.conv2d(x.squeeze(4), w.squeeze(4), b, (sh, sw), (ph, pw), (dh, dw), g)
+        return _cl(y).unsqueeze(4)
+
+
+def _unfold_conv(
+    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride: tuple, padding: tuple, dilation: tuple
+) -> torch.Tensor:
+    """Convolution of a one-channel input as im2col + matrix product (the taps become the channels).
+
+    oneDNN's weight gradient for a single input channel is slow; gathering the T = kh*kw*kd taps
+    costs T copies of a one-channel volume and turns the rest into one well-shaped GEMM.
+    """
+    B, _, H, W, D = x.shape
+    (kh, kw, kd), (sh, sw, sd), (ph, pw, pd), (dh, dw, dd) = w.shape[2:], stride, padding, dilation
+    out = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d in
+           zip((H, W, D), (kh, kw, kd), (sh, sw, sd), (ph, pw, pd), (dh, dw, dd))]
+    xp = F.pad(x.reshape(B, H, W, D), (pd, pd, pw, pw, ph, ph))
+    taps = [
+        xp[:, i * dh : i * dh + sh * (out[0] - 1) + 1 : sh,
+           j * dw : j * dw + sw * (out[1] - 1) + 1 : sw,
+           k * dd : k * dd + sd * (out[2] - 1) + 1 : sd]
+        for i in range(kh) for j in range(kw) for k in range(kd)
+    ]
+    y = F.linear(torch.stack(taps, dim=-1), w.flatten(1), b)  # (B, Ho, Wo, Do, C_out)
+    return y.permute(0, 4, 1, 2, 3)
+
+
+class FastInstanceNorm3d(nn.InstanceNorm3d):
+    """``InstanceNorm3d`` without running statistics, computed as a group norm with one channel per
+    group, which keeps a channels-last input channels-last instead of copying it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Group norm with ``num_groups = C`` (identical statistics); other cases as the parent."""
+        if x.dim() != 5 or self.track_running_stats:
+            return super().forward(x)
+        return F.group_norm(x, x.shape[1], self.weight, self.bias, self.eps)
+
+
+_SWAPS: dict[type, type] = {nn.Conv3d: FastConv3d, nn.InstanceNorm3d: FastInstanceNorm3d}
+_UNSWAPS: dict[type, type] = {fast: plain for plain, fast in _SWAPS.items()}
+
+
+def _swappable(module: nn.Module) -> bool:
+    """Exactly a plain ``Conv3d`` / ``InstanceNorm3d`` (subclasses may override forward: left alone)."""
+    if type(module) is nn.InstanceNorm3d:
+        return not module.track_running_stats
+    return type(module) in _SWAPS
+
+
+def accelerate(model: nn.Module) -> nn.Module:
+    """Make ``model`` faster on CPU in place, computing the same function; returns ``model``.
+
+    Swaps the class of every plain ``nn.Conv3d`` to :class:`FastConv3d` and of every
+    ``nn.InstanceNorm3d`` without running statistics to :class:`FastInstanceNorm3d`. Parameters
+    (the same ``Parameter`` objects), buffers, hooks and ``state_dict`` are unchanged, so call it
+    before or after building the optimiser and loading weights. Idempotent.
+    """
+    for module in model.modules():
+        if _swappable(module):
+            module.__class__ = _SWAPS[type(module)]
+    return model
+
+
+def decelerate(model: nn.Module) -> nn.Module:
+    """Undo :func:`accelerate` in place (the plain PyTorch modules again); returns ``model``."""
+    for module in model.modules():
+        plain = _UNSWAPS.get(type(module))
+        if plain is not None:
+            module.__class__ = plain
+    return model
+
+
+def is_accelerated(model: nn.Module) -> bool:
+    """True when ``model`` contains at least one module swapped by :func:`accelerate`."""
+    return any(type(m) in _UNSWAPS for m in model.modules())
