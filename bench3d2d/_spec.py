@@ -37,6 +37,13 @@ def short_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
 
+def profile_fingerprint(name: str) -> str:
+    """Short hash of a named profile's full settings, so that editing a profile changes run ids."""
+    from bench3d2d.profiles import get_profile
+
+    return short_hash(canonical_json(get_profile(name).to_dict()))[:8]
+
+
 def normalise_fraction(value: float | str) -> float:
     """A label fraction in percent, as a float in (0, 100]."""
     try:
@@ -67,8 +74,11 @@ class RunSpec:
     pretrain_source: str | None = None
     hparams: Mapping[str, Any] = field(default_factory=dict)
     benchmark: str = ""
+    profile_hash: str = ""
 
     def __post_init__(self) -> None:
+        if not self.profile_hash:
+            object.__setattr__(self, "profile_hash", profile_fingerprint(self.profile))
         object.__setattr__(self, "test_sets", tuple(str(t) for t in self.test_sets))
         object.__setattr__(self, "fraction", normalise_fraction(self.fraction))
         object.__setattr__(self, "seed", int(self.seed))
@@ -92,6 +102,7 @@ class RunSpec:
             "fraction": self.fraction,
             "seed": self.seed,
             "profile": self.profile,
+            "profile_hash": self.profile_hash,
             "pretrain": self.pretrain,
             "pretrain_source": self.pretrain_source,
             "hparams": dict(self.hparams),
@@ -124,6 +135,7 @@ class RunSpec:
                 pretrain_source=data.get("pretrain_source"),
                 hparams=data.get("hparams") or {},
                 benchmark=data.get("benchmark", ""),
+                profile_hash=data.get("profile_hash", ""),
             )
         except KeyError as exc:
             raise ValueError(f"run spec lacks the field {exc.args[0]!r}") from None
@@ -143,6 +155,7 @@ class RunSpec:
             modality=self.pretrain,
             profile=self.profile,
             seed=self.seed,
+            profile_hash=self.profile_hash,
         )
 
     def label(self) -> str:
@@ -161,6 +174,11 @@ class PretrainSpec:
     modality: str
     profile: str
     seed: int = 0
+    profile_hash: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.profile_hash:
+            object.__setattr__(self, "profile_hash", profile_fingerprint(self.profile))
 
     def identity(self) -> dict[str, Any]:
         """The fields that define the pre-training."""
@@ -170,6 +188,7 @@ class PretrainSpec:
             "source": self.source,
             "modality": self.modality,
             "profile": self.profile,
+            "profile_hash": self.profile_hash,
             "seed": int(self.seed),
         }
 

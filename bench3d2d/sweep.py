@@ -288,7 +288,8 @@ def read_pretrain_spec(store: ResultsStore, key: str) -> PretrainSpec:
     data = read_json(path)
     if data is None:
         raise FileNotFoundError(f"no readable pre-training spec at {path}")
-    fields = {k: data[k] for k in ("model", "source", "modality", "profile", "seed") if k in data}
+    names = ("model", "source", "modality", "profile", "seed", "profile_hash")
+    fields = {k: data[k] for k in names if k in data}
     pre = PretrainSpec(**fields)
     if pre.key != key:
         raise ValueError(f"{path} describes pre-training {pre.key}, not {key}")

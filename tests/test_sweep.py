@@ -21,6 +21,7 @@ import pytest
 
 from bench3d2d import registry
 from bench3d2d._claims import Claim, is_stale, read_claim
+from bench3d2d._spec import profile_fingerprint
 from bench3d2d.cli import main
 from bench3d2d.sweep import (
     BENCHMARKS,
@@ -74,8 +75,8 @@ def test_run_id_is_stable_and_canonical():
     # Pinned: a change of the canonical form or schema must be deliberate (it orphans stored runs).
     canonical = (
         '{"fraction":10.0,"hparams":{},"model":"fpbnet","pretrain":"none","pretrain_source":null,'
-        '"profile":"quick","schema":1,"seed":1,"test_sets":["synthetic-ga-s-1:test","synthetic-ga-s-2"],'
-        '"train_dataset":"synthetic-ga-s-1"}'
+        f'"profile":"quick","profile_hash":"{profile_fingerprint("quick")}","schema":1,"seed":1,'
+        '"test_sets":["synthetic-ga-s-1:test","synthetic-ga-s-2"],"train_dataset":"synthetic-ga-s-1"}'
     )
     assert SPEC.run_id == hashlib.sha256(canonical.encode()).hexdigest()[:12]
     assert RunSpec.from_dict(json.loads(json.dumps(SPEC.to_dict()))) == SPEC
@@ -84,6 +85,8 @@ def test_run_id_is_stable_and_canonical():
     b = RunSpec("m", "d", (), 5, hparams={"batch_size": 4, "lr": 0.1})
     assert a.run_id == b.run_id != RunSpec("m", "d", (), 5, hparams={"lr": 0.2, "batch_size": 4}).run_id
     assert SPEC.run_id != RunSpec(**{**SPEC.__dict__, "seed": 2}).run_id
+    # Editing a profile's settings gives new ids: results of the old settings are never reused.
+    assert SPEC.run_id != RunSpec(**{**SPEC.__dict__, "profile_hash": "0" * 8}).run_id
 
 
 def test_spec_rejects_bad_input():
