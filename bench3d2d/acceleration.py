@@ -27,11 +27,22 @@ compare with (``benchmarks/``); ``tests/test_fastconv.py`` checks equal outputs 
 
 from __future__ import annotations
 
+import ctypes
+import platform
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FastConv3d", "FastInstanceNorm3d", "accelerate", "conv_path", "decelerate", "is_accelerated"]
+__all__ = [
+    "FastConv3d",
+    "FastInstanceNorm3d",
+    "accelerate",
+    "conv_path",
+    "decelerate",
+    "is_accelerated",
+    "retain_freed_memory",
+]
 
 CL3D = torch.channels_last_3d
 
@@ -177,3 +188,25 @@ def decelerate(model: nn.Module) -> nn.Module:
 def is_accelerated(model: nn.Module) -> bool:
     """True when ``model`` contains at least one module swapped by :func:`accelerate`."""
     return any(type(m) in _UNSWAPS for m in model.modules())
+
+
+#: glibc ``mallopt`` parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+
+
+def retain_freed_memory() -> bool:
+    """Serve every allocation from the heap and keep freed memory (glibc); True when applied.
+
+    By default glibc maps each block of 32 MiB or more afresh and unmaps it when freed, so a
+    training step at (8, 1, 8, 64, 128) first-touches ~2.6 GB of new pages (~0.5 s of page
+    faults, ~20 % of the accelerated step on this machine). With mmap off and trimming off,
+    freed blocks are reused. Process-wide, irreversible, and it does not change any result; the
+    process keeps its peak resident memory. A no-op returning False on other C libraries.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
