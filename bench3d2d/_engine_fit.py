@@ -34,7 +34,7 @@ from bench3d2d._engine_data import (
     require_targets,
     round_schedule,
 )
-from bench3d2d._engine_infer import autocast, ensemble_probs
+from bench3d2d._engine_infer import autocast, ensemble_probs, to_channels_last
 from bench3d2d.profiles import Profile, get_profile
 from bench3d2d.registry import create_model, model_info
 from bench3d2d.tasks import Task
@@ -272,15 +272,17 @@ def _restore_rng(state: Mapping[str, Any], np_rng: np.random.Generator, device: 
 
 def _save_last(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, np_rng: np.random.Generator,
                device: torch.device, progress: dict[str, Any], config: Mapping[str, Any]) -> None:
+    """Write the resumable state; once finished, only the record (the top-k files hold the weights)."""
+    finished = bool(progress.get("finished"))
     ckpt_io.atomic_torch_save(
         {
             "format": ckpt_io.FORMAT,
             "kind": "last",
             "meta": {**ckpt_io.architecture(model), "config": dict(config),
                      "config_fingerprint": _config_fingerprint(config)},
-            "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            "optimizer": optimizer.state_dict(),
-            "rng": _rng_state(np_rng, device),
+            "state_dict": {} if finished else {k: v.detach().cpu().clone()
+                                                for k, v in model.state_dict().items()},
+            **({} if finished else {"optimizer": optimizer.state_dict(), "rng": _rng_state(np_rng, device)}),
             "progress": progress,
         },
         path,
@@ -324,6 +326,7 @@ def fit(
     ``init_weights`` (e.g. SSL pre-trained weights) are loaded strictly before training.
     ``on_validation(step, score)`` is called after each validation (it may raise to stop,
     e.g. Optuna's ``TrialPruned``). Resumes from ``out_dir/checkpoints/last.pt`` when present.
+    On return ``model`` holds the weights of the best checkpoint.
     """
     profile = get_profile(profile)
     out_dir = Path(out_dir)
@@ -364,7 +367,7 @@ def _fit(model, task, train, val, profile, seed, ckpt_dir, init_weights, dev, pr
     np_rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED]))
     model.to(dev)
     if profile.channels_last:
-        model.to(memory_format=torch.channels_last_3d)
+        to_channels_last(model)
     optimizer = make_optimizer(model, profile)
     kept: list[Checkpoint] = []
     history: list[dict[str, float]] = []
@@ -379,9 +382,6 @@ def _fit(model, task, train, val, profile, seed, ckpt_dir, init_weights, dev, pr
                 "use another output folder or delete it to start again"
             )
         ckpt_io.check_architecture(model, state["meta"], last_path)
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        _restore_rng(state["rng"], np_rng, dev)
         prog = state["progress"]
         start_round, step, elapsed_before = int(prog["round"]), int(prog["step"]), float(prog["seconds"])
         history = list(prog["history"])
@@ -392,7 +392,11 @@ def _fit(model, task, train, val, profile, seed, ckpt_dir, init_weights, dev, pr
         _remove_strays(ckpt_dir, kept)
         if prog.get("finished"):
             log.info("fit already finished in %s (step %d); nothing to do", ckpt_dir, step)
+            ckpt_io.load_weights(model, kept[0].path)
             return FitResult(kept, history, step, elapsed_before, step, config)
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        _restore_rng(state["rng"], np_rng, dev)
         log.info("resuming from %s at round %d, step %d", last_path, start_round, step)
     else:
         _remove_strays(ckpt_dir, [])
@@ -461,6 +465,7 @@ def _fit(model, task, train, val, profile, seed, ckpt_dir, init_weights, dev, pr
         raise RuntimeError("no checkpoint was kept (every validation score was NaN)")
     log.info("fit done: %d steps in %.1f s; kept %d checkpoints, best %s %.4f at step %d", step, seconds,
              len(kept), task.score_name, kept[0].score, kept[0].step)
+    ckpt_io.load_weights(model, kept[0].path)
     return FitResult(kept, history, step, seconds, resumed_from, config)
 
 

@@ -20,6 +20,14 @@ def autocast(device: torch.device, enabled: bool):
     return contextlib.nullcontext()
 
 
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Store the 5-D (Conv3d) weights channels-last; other tensors keep their layout."""
+    for p in model.parameters():
+        if p.dim() == 5:
+            p.data = p.data.contiguous(memory_format=torch.channels_last_3d)
+    return model
+
+
 def _batches(source: CaseSource, case_ids: Iterable[str],
              batch: int) -> Iterator[list[tuple[str, np.ndarray]]]:
     """Groups of at most ``batch`` consecutive cases whose evaluation grids have the same shape."""

@@ -26,6 +26,7 @@ from bench3d2d._engine_data import CaseSource
 from bench3d2d._engine_fit import FitResult, build_model, fit, run_log
 from bench3d2d._engine_predict import evaluate, load_ensemble
 from bench3d2d.profiles import Profile, get_profile
+from bench3d2d.registry import model_info
 from bench3d2d.tasks import segmentation
 
 log = logging.getLogger("bench3d2d.engine")
@@ -127,6 +128,7 @@ def train_and_evaluate(
     pretrain_exclude: Sequence[str] | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     data_seed: int = 0,
+    data_options: Mapping[str, Any] | None = None,
     split_seed: int = 0,
     device: str | torch.device | None = None,
     threads: int | None = None,
@@ -140,6 +142,7 @@ def train_and_evaluate(
     or ``"faf"``: weights come from :func:`bench3d2d.ssl.pretrain` on ``pretrain_source`` (default:
     the training dataset's registry metadata ``pretrain_source``), cached in ``pretrain_dir``
     (default ``cache_dir/pretrain``). ``hparams`` override the profile for fine-tuning only.
+    ``data_options`` go to every ``load_dataset`` call (e.g. synthetic ``difficulty``).
     Writes ``split.json``, ``cases.csv``, ``predictions/<test_set>/<case>.npz``, ``checkpoints/``
     and ``log.txt`` under ``out_dir``; returns a :class:`RunResult`.
     """
@@ -149,19 +152,21 @@ def train_and_evaluate(
     out_dir = Path(out_dir)
     cache_dir = Path(cache_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    model_info(model_name)  # an unknown model fails here, before any data is prepared
     base_profile = get_profile(profile)
     prof = base_profile.with_overrides(hparams)
     pre = None if pretrain in (None, "", "none") else str(pretrain)
     pre_label = pre or "none"
     frac = _fraction_number(fraction)
     timings: dict[str, float] = {}
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
 
     with run_log(out_dir / "log.txt"):
         log.info("run: model %s, dataset %s, fraction %s %%, seed %d, profile %s, pretrain %s, hparams %s",
                  model_name, train_dataset, frac, seed, prof.name, pre_label, dict(hparams or {}))
         t0 = time.perf_counter()
-        ds = load_dataset(train_dataset, size=prof.data_size, seed=data_seed)
+        opts = dict(data_options or {})
+        ds = load_dataset(train_dataset, size=prof.data_size, seed=data_seed, **opts)
         prep = prepare(ds, prof.depth, cache_dir)
         split = make_split(prep.patient_ids(), seed=split_seed, dataset=train_dataset)
         labelled = label_subset(split.train, frac, seed)
@@ -175,7 +180,8 @@ def train_and_evaluate(
             if name == train_dataset:
                 continue
             if isinstance(src, str):
-                src = prepare(load_dataset(src, size=prof.data_size, seed=data_seed), prof.depth, cache_dir)
+                src = prepare(load_dataset(src, size=prof.data_size, seed=data_seed, **opts), prof.depth,
+                              cache_dir)
             patient_of = getattr(src, "patient", None)
             if patient_of is not None:
                 overlap = [c for c in src.case_ids if patient_of(c) in seen]
@@ -209,7 +215,8 @@ def train_and_evaluate(
             res = ssl.pretrain(model_name, source, pre, profile=base_profile, seed=seed,
                                root=Path(pretrain_dir) if pretrain_dir else cache_dir / "pretrain",
                                cache_dir=cache_dir, exclude=pretrain_exclude, data_seed=data_seed,
-                               split_seed=split_seed, model_kwargs=model_kwargs, device=device,
+                               split_seed=split_seed, data_options=opts, model_kwargs=model_kwargs,
+                               device=device,
                                threads=threads, progress=progress)
             init = res.weights
             pre_info = {"key": res.key, "weights": str(res.weights), "score": res.score, "cached": res.cached,
@@ -244,6 +251,7 @@ def train_and_evaluate(
         _write_csv_atomic(cases, out_dir / "cases.csv")
         timings["evaluate_s"] = time.perf_counter() - t0
         timings["total_s"] = time.perf_counter() - t_start
+        timings["cpu_s"] = time.process_time() - cpu_start
         log.info("run done in %.1f s (%s)", timings["total_s"],
                  ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     return RunResult(cases, fit_result, split_record, timings, pre_info, out_dir,

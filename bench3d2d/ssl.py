@@ -76,9 +76,7 @@ def pretrain_on(
     net = build_model(model, profile.depth, 1, task.out_channels, **dict(model_kwargs or {}))
     result = fit(net, task, train, val, profile=profile, seed=seed, out_dir=out_dir, device=device,
                  threads=threads, progress=progress, description=f"pretrain {model} {modality}")
-    best = result.best
-    ckpt = ckpt_io.read(best.path)
-    net.load_state_dict(ckpt["state_dict"])
+    best = result.best  # fit leaves the best checkpoint's weights in ``net``
     weights = Path(out_dir) / WEIGHTS
     ckpt_io.save_weights(net, weights, task="reconstruction", target=modality, score=best.score,
                          step=best.step, score_name="ssim", selected="best validation SSIM")
@@ -87,12 +85,14 @@ def pretrain_on(
 
 def pretrain_key(model: str, source: str, modality: str, profile: Profile, seed: int,
                  excluded: Sequence[str], data_seed: int = 0, split_seed: int = 0,
-                 model_kwargs: Mapping[str, Any] | None = None) -> str:
+                 model_kwargs: Mapping[str, Any] | None = None,
+                 data_options: Mapping[str, Any] | None = None) -> str:
     """Readable, unique cache key: ``<model>-<modality>-<source>-<profile>-s<seed>-<hash>``."""
     payload = {
         "model": model, "source": source, "modality": modality, "profile": profile.to_dict(),
         "seed": int(seed), "data_seed": int(data_seed), "split_seed": int(split_seed),
         "excluded": sorted(excluded), "model_kwargs": dict(model_kwargs or {}),
+        "data_options": dict(data_options or {}),
     }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
     safe_source = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source).name if "/" in source else source)
@@ -166,6 +166,7 @@ def pretrain(
     exclude: Sequence[str] | None = None,
     data_seed: int = 0,
     split_seed: int = 0,
+    data_options: Mapping[str, Any] | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     device: str | torch.device | None = None,
     threads: int | None = None,
@@ -175,14 +176,16 @@ def pretrain(
 
     Data: the source's patient-wise split (``split_seed``), train and val parts, minus the
     patients of the ``exclude`` datasets. The weights land in ``root/<key>/weights.pt``.
+    ``data_options`` go to ``load_dataset`` (e.g. synthetic ``difficulty``) and enter the key.
     """
     from bench3d2d.data import load_dataset, make_split, prepare
 
     prof = get_profile(profile)
     excluded_sets = (default_exclusions(source, prof.data_size, data_seed) if exclude is None
                      else list(exclude))
+    opts = dict(data_options or {})
     key = pretrain_key(model, source, modality, prof, seed, excluded_sets, data_seed, split_seed,
-                       model_kwargs)
+                       model_kwargs, opts)
     run_dir = Path(root) / key
     weights = run_dir / WEIGHTS
     with _lock(Path(root) / f".{key}.lock"):
@@ -191,12 +194,12 @@ def pretrain(
             log.info("reusing pre-trained weights %s", weights)
             return PretrainResult(weights, key, float(info["score"]), True, 0.0, info)
         t0 = time.perf_counter()
-        ds = load_dataset(source, size=prof.data_size, seed=data_seed)
+        ds = load_dataset(source, size=prof.data_size, seed=data_seed, **opts)
         prep = prepare(ds, prof.depth, Path(cache_dir))
         split = make_split(prep.patient_ids(), seed=split_seed, dataset=source)
         drop: set[str] = set()
         for name in excluded_sets:
-            drop |= set(load_dataset(name, size=prof.data_size, seed=data_seed).patient_ids())
+            drop |= set(load_dataset(name, size=prof.data_size, seed=data_seed, **opts).patient_ids())
         train_p = [p for p in split.train if p not in drop]
         val_p = [p for p in split.val if p not in drop]
         if not train_p or not val_p:

@@ -1,0 +1,151 @@
+"""``bench3d2d train`` (one run: fine-tune and test) and ``bench3d2d pretrain`` (SSL weights)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CACHE = ".bench3d2d-cache"
+
+
+def _hparam(text: str) -> tuple[str, Any]:
+    """``key=value`` with a JSON value when it parses (``lr=0.01``, ``crop=[16,64]``), else text."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    key, value = text.split("=", 1)
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="quick", help="training profile: quick (default) or paper")
+    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    p.add_argument("--cache-dir", default=DEFAULT_CACHE,
+                   help=f"prepared-data cache (default {DEFAULT_CACHE})")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no log lines on the terminal")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train`` and ``pretrain`` sub-commands."""
+    p = subparsers.add_parser(
+        "train",
+        help="train one model on a label fraction and test it (top-k ensemble)",
+        description="Fine-tune (or train from scratch) one model on a fraction of a dataset's training "
+        "patients, keep the top-k checkpoints by validation Dice, and print the per-case metrics "
+        "summary of the ensemble on the test split. Resumes when run again with the same arguments.",
+    )
+    p.add_argument("--model", required=True, help="registered model name (see `bench3d2d models`)")
+    p.add_argument("--dataset", required=True, help="registered dataset name or manifest path")
+    p.add_argument("--fraction", default="100", help="label fraction in percent (default 100)")
+    p.add_argument("--pretrain", default="none", choices=["none", "slo", "faf"],
+                   help="start from SSL weights reconstructing this modality (default none)")
+    p.add_argument("--pretrain-source", default=None,
+                   help="dataset for SSL pre-training (default: the dataset's registry metadata)")
+    p.add_argument("--pretrain-dir", default=None,
+                   help="where SSL weights are cached (default CACHE/pretrain)")
+    p.add_argument("--test-sets", nargs="*", default=[], help="further datasets to test on, used whole")
+    p.add_argument("--hparam", action="append", type=_hparam, default=[], metavar="KEY=VALUE",
+                   help="override a profile setting (lr, weight_decay, optimizer, batch_size, rounds, ...)")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, log.txt, cases.csv, split.json)")
+    _common(p)
+    p.set_defaults(func=run_train)
+
+    q = subparsers.add_parser(
+        "pretrain",
+        help="SSL pre-training: reconstruct SLO or FAF from the OCT (cached)",
+        description="Train a model to reconstruct SLO or inverted FAF from the OCT volume on a source "
+        "dataset's train/val split (test patients of the same cohort excluded), and cache the weights of "
+        "the best validation SSIM for fine-tuning.",
+    )
+    q.add_argument("--model", required=True, help="registered model name")
+    q.add_argument("--source", required=True, help="dataset with SLO/FAF images (e.g. synthetic-ga-m)")
+    q.add_argument("--modality", required=True, choices=["slo", "faf"], help="reconstruction target")
+    q.add_argument("--exclude", nargs="*", default=None,
+                   help="datasets whose patients stay out (default: the source's test views)")
+    q.add_argument("--out", default=None, help="pre-training root folder (default CACHE/pretrain)")
+    _common(q)
+    q.set_defaults(func=run_pretrain)
+
+
+def _setup_logging(quiet: bool) -> None:
+    if quiet:
+        return
+    logger = logging.getLogger("bench3d2d")
+    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+               for h in logger.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def _fmt(v: float) -> str:
+    return "nan" if isinstance(v, float) and math.isnan(v) else f"{v:.4f}"
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Run ``engine.train_and_evaluate`` and print the summary table."""
+    from bench3d2d.engine import NonFiniteLossError, train_and_evaluate
+
+    _setup_logging(args.quiet)
+    try:
+        result = train_and_evaluate(
+            args.model, args.dataset, args.test_sets, fraction=args.fraction, seed=args.seed,
+            profile=args.profile, pretrain=args.pretrain, out_dir=Path(args.out),
+            cache_dir=Path(args.cache_dir), hparams=dict(args.hparam) or None, progress=not args.no_progress,
+            pretrain_source=args.pretrain_source, pretrain_dir=args.pretrain_dir, device=args.device,
+            threads=args.threads,
+        )
+    except NonFiniteLossError as exc:
+        print(f"bench3d2d: error: {exc}", file=sys.stderr)
+        return 1
+    summary = result.summary()
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{args.model} ({args.pretrain}) on {args.dataset}, {args.fraction} % labels, "
+                  f"seed {args.seed}, top-{result.extra['k']} ensemble")
+    for col in ("test set", "metric", "n", "NaN", "mean", "std", "median"):
+        table.add_column(col, justify="left" if col in ("test set", "metric") else "right")
+    for row in summary.itertuples(index=False):
+        table.add_row(row.test_set, row.metric, str(row.n), str(row.n_nan), _fmt(row.mean), _fmt(row.std),
+                      _fmt(row.median))
+    Console(width=120).print(table)
+    t = result.timings
+    print(f"time: {t['total_s']:.1f} s (fit {t['fit_s']:.1f} s, evaluation {t['evaluate_s']:.1f} s"
+          + (f", pre-training {t['pretrain_s']:.1f} s" if "pretrain_s" in t else "") + ")")
+    print(f"per-case metrics: {Path(args.out) / 'cases.csv'}")
+    return 0
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    """Run ``ssl.pretrain`` and print where the weights are."""
+    from bench3d2d import ssl
+    from bench3d2d.engine import NonFiniteLossError
+
+    _setup_logging(args.quiet)
+    root = Path(args.out) if args.out else Path(args.cache_dir) / "pretrain"
+    try:
+        res = ssl.pretrain(
+            args.model, args.source, args.modality, profile=args.profile, seed=args.seed, root=root,
+            cache_dir=Path(args.cache_dir), exclude=args.exclude, device=args.device, threads=args.threads,
+            progress=not args.no_progress,
+        )
+    except NonFiniteLossError as exc:
+        print(f"bench3d2d: error: {exc}", file=sys.stderr)
+        return 1
+    state = "reused (cached)" if res.cached else f"trained in {res.seconds:.1f} s"
+    print(f"pre-trained {args.model} on {args.source} -> {args.modality}: validation SSIM {res.score:.4f}, "
+          f"{state}")
+    print(f"weights: {res.weights}")
+    return 0
