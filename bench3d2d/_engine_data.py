@@ -163,7 +163,7 @@ def make_batch(source: CaseSource, case_ids: Sequence[str], target_key: str, cro
 
 def eval_input(source: CaseSource, case_id: str) -> torch.Tensor:
     """The §4 input of one case: the volume on the evaluation grid, shape (1, 1, H', W', D)."""
-    return torch.from_numpy(to_eval_grid(source.volume(case_id)))[None, None]
+    return torch.from_numpy(np.array(to_eval_grid(source.volume(case_id)), dtype=np.float32))[None, None]
 
 
 def eval_target(source: CaseSource, case_id: str, key: str, binary: bool) -> torch.Tensor:
@@ -172,4 +172,4 @@ def eval_target(source: CaseSource, case_id: str, key: str, binary: bool) -> tor
     if t is None:
         raise ValueError(f"case {case_id!r} has no {key!r} target")
     grid = mask_to_eval_grid(t) if binary else to_eval_grid(t)
-    return torch.from_numpy(np.asarray(grid, dtype=np.float32))[None, None]
+    return torch.from_numpy(np.array(grid, dtype=np.float32))[None, None]  # a writable copy

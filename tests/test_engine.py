@@ -194,3 +194,20 @@ def test_fit_rejects_cases_without_targets(tmp_path):
 
 def test_toy_shape_is_valid_for_fpbnet():
     assert SHAPE[0] % 4 == 0 and SHAPE[1] % 16 == 0 and SHAPE[2] >= 64
+
+
+def test_two_raters_give_per_rater_metrics_their_mean_and_the_interrater_dice():
+    from bench3d2d.engine import evaluate_case
+
+    r1 = np.zeros((8, 8), np.float32)
+    r1[2:6, 2:6] = 1  # 16 px
+    r2 = np.zeros((8, 8), np.float32)
+    r2[2:6, 2:4] = 1  # 8 px, inside r1
+    prob = r1 * 0.9  # predicts r1 exactly
+    out = evaluate_case(prob, {"mask": r1, "mask:rater2": r2}, (0.1, 0.1))
+    assert out["dice:rater1"] == pytest.approx(1.0)
+    assert out["dice:rater2"] == pytest.approx(2 * 8 / 24)
+    assert out["dice"] == pytest.approx((1.0 + 2 * 8 / 24) / 2)
+    assert out["interrater_dice"] == pytest.approx(2 * 8 / 24)
+    single = evaluate_case(prob, {"mask": r1}, (0.1, 0.1))
+    assert "dice:rater1" not in single and single["dice"] == pytest.approx(1.0)

@@ -70,3 +70,28 @@ def test_pretrain_on_synthetic_source_is_cached_and_excludes_test_patients(tmp_p
     assert second.cached and second.weights == first.weights and second.key == first.key
     third = pretrain("fpbnet", "synthetic-ga-m", "slo", **kw)
     assert third.key != first.key
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_with_faf_pretraining_shares_the_weights(tmp_path):
+    import pandas as pd
+
+    from bench3d2d.engine import train_and_evaluate
+    from bench3d2d.profiles import QUICK
+
+    tiny = QUICK.with_overrides({"rounds": 1, "steps_per_round": 2, "top_k": 1})
+    runs = {}
+    for fraction in (5, 20):
+        runs[fraction] = train_and_evaluate(
+            "fpbnet", "synthetic-ga-s-1", ["synthetic-ga-s-2"], fraction=fraction, seed=0, profile=tiny,
+            pretrain="faf", out_dir=tmp_path / f"run{fraction}", cache_dir=tmp_path / "cache", threads=1)
+    assert not runs[5].pretrain["cached"] and runs[20].pretrain["cached"]
+    assert runs[5].pretrain["weights"] == runs[20].pretrain["weights"]
+    assert "initialised from" in (tmp_path / "run20" / "log.txt").read_text()
+    cases = pd.read_csv(tmp_path / "run5" / "cases.csv")
+    assert set(cases["test_set"]) == {"synthetic-ga-s-1", "synthetic-ga-s-2"}
+    assert (cases["pretrain"] == "faf").all()
+    ga_s2 = cases[cases["test_set"] == "synthetic-ga-s-2"]
+    assert {"dice", "dice:rater1", "dice:rater2", "interrater_dice"} <= set(ga_s2["metric"])
+    # the label subsets are nested for one seed (protocol §9)
+    assert set(runs[5].split["label_patients"]) <= set(runs[20].split["label_patients"])
