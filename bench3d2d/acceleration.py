@@ -33,6 +33,7 @@ import platform
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 __all__ = [
     "FastConv3d",
@@ -84,6 +85,42 @@ def _cl(y: torch.Tensor) -> torch.Tensor:
     return y.contiguous(memory_format=torch.channels_last)
 
 
+class _Reshaped(torch.autograd.Function):
+    """``view(y)`` returned as a tensor autograd does not track as a view of ``y``.
+
+    An in-place op on a tracked view (``Conv3d -> ReLU(inplace=True)``) makes autograd copy and
+    clone the whole gradient in backward (``CopySlices``), which costs more than a matrix
+    product here. ``y`` is a fresh result that no autograd node saved, so sharing its memory
+    with the output is safe. Backward applies ``unview`` to the gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, y: torch.Tensor, view, unview) -> torch.Tensor:  # type: ignore[override]
+        ctx.unview = unview
+        v = view(y)
+        return y.new_empty(0).set_(y.untyped_storage(), v.storage_offset(), v.size(), v.stride())
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        return ctx.unview(grad), None, None
+
+
+def _reshaped(y: torch.Tensor, view, unview) -> torch.Tensor:
+    """``view(y)``; through :class:`_Reshaped` when autograd records, so in-place consumers stay cheap."""
+    if torch.is_grad_enabled() and y.requires_grad:
+        return _Reshaped.apply(y, view, unview)
+    return view(y)
+
+
+def _to_5d(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(0, 4, 1, 2, 3)
+
+
+def _from_5d(g: torch.Tensor) -> torch.Tensor:
+    return g.permute(0, 2, 3, 4, 1)
+
+
 class FastConv3d(nn.Conv3d):
     """A ``Conv3d`` whose forward runs anisotropic kernels as 2-D convolutions on channels-last views.
 
@@ -103,24 +140,29 @@ class FastConv3d(nn.Conv3d):
         (sh, sw, sd), (ph, pw, pd), (dh, dw, dd) = self.stride, self.padding, self.dilation
         B, _, H, W, D = x.shape
         if path == POINTWISE:  # (B, H, W, D, C) is a contiguous view: one matrix product
-            return F.linear(x.permute(0, 2, 3, 4, 1), w.flatten(1), b).permute(0, 4, 1, 2, 3)
+            return _reshaped(F.linear(_from_5d(x), w.flatten(1), b), _to_5d, _from_5d)
         if path == UNFOLD:
-            return _unfold_conv(x, w, b, self.stride, self.padding, self.dilation)
+            y = _unfold_conv(x, w, b, self.stride, self.padding, self.dilation)
+            return _reshaped(y, _to_5d, _from_5d)
         if path == FOLD_H:  # (B*H, C, W, D) is a channels-last view
             y = F.conv2d(x.transpose(1, 2).flatten(0, 1), w.squeeze(2), b, (sw, sd), (pw, pd), (dw, dd), g)
-            return _cl(y).unflatten(0, (B, H)).transpose(1, 2)
+            return _reshaped(
+                _cl(y),
+                lambda t: t.unflatten(0, (B, H)).transpose(1, 2),
+                lambda t: t.transpose(1, 2).flatten(0, 1),
+            )
         if path == MERGE_WD:  # (B, C, H, W*D) is a channels-last view
             y = F.conv2d(x.flatten(3, 4), w.squeeze(4), b, (sh, 1), (ph, 0), (dh, 1), g)
-            return _cl(y).unflatten(3, (W, D))
+            return _reshaped(_cl(y), lambda t: t.unflatten(3, (W, D)), lambda t: t.flatten(3, 4))
         # SQUEEZE_D: (B, C, H, W) with D = 1
         y = F.conv2d(x.squeeze(4), w.squeeze(4), b, (sh, sw), (ph, pw), (dh, dw), g)
-        return _cl(y).unsqueeze(4)
+        return _reshaped(_cl(y), lambda t: t.unsqueeze(4), lambda t: t.squeeze(4))
 
 
 def _unfold_conv(
     x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride: tuple, padding: tuple, dilation: tuple
 ) -> torch.Tensor:
-    """Convolution of a one-channel input as im2col + matrix product (the taps become the channels).
+    """Convolution of a one-channel input as im2col + matrix product, as (B, Ho, Wo, Do, C_out).
 
     oneDNN's weight gradient for a single input channel is slow; gathering the T = kh*kw*kd taps
     costs T copies of a one-channel volume and turns the rest into one well-shaped GEMM.
@@ -136,8 +178,7 @@ def _unfold_conv(
            k * dd : k * dd + sd * (out[2] - 1) + 1 : sd]
         for i in range(kh) for j in range(kw) for k in range(kd)
     ]
-    y = F.linear(torch.stack(taps, dim=-1), w.flatten(1), b)  # (B, Ho, Wo, Do, C_out)
-    return y.permute(0, 4, 1, 2, 3)
+    return F.linear(torch.stack(taps, dim=-1), w.flatten(1), b)  # (B, Ho, Wo, Do, C_out)
 
 
 class FastInstanceNorm3d(nn.InstanceNorm3d):

@@ -108,6 +108,31 @@ def test_every_path_matches_conv3d(path):
             _close(fast.bias.grad, conv.bias.grad, 1e-5)
 
 
+@pytest.mark.parametrize("path", PATHS)
+def test_in_place_consumer_gets_a_plain_tensor(path):
+    """Conv3d -> ReLU(inplace=True): the output is no autograd view, and gradients stay right."""
+    rng = random.Random(10 + PATHS.index(path))
+    torch.manual_seed(1)
+    cfg = _random_config(path, rng)
+    conv = nn.Conv3d(**cfg)
+    fast = _fast_copy(conv)
+    k, p, d = cfg["kernel_size"], cfg["padding"], cfg["dilation"]
+    sizes = [max(d[i] * (k[i] - 1) + 1 - 2 * p[i], 1) + 3 for i in range(3)]
+    if path == acc.SQUEEZE_D:
+        sizes[2] = 1
+    x = torch.randn(2, cfg["in_channels"], *sizes, requires_grad=True)
+    x_fast = x.detach().clone().requires_grad_()
+    y_fast = fast(x_fast)
+    assert not y_fast._is_view()
+    y, y_fast = torch.relu_(conv(x)), torch.relu_(y_fast)
+    g = torch.randn_like(y)
+    (y * g).sum().backward()
+    (y_fast * g).sum().backward()
+    _close(y_fast, y, 1e-5)
+    _close(x_fast.grad, x.grad, 1e-5)
+    _close(fast.weight.grad, conv.weight.grad, 1e-5)
+
+
 @pytest.mark.parametrize(
     ("kernel", "stride", "padding", "path"),
     [
