@@ -8,10 +8,7 @@ write ``split.json``, ``cases.csv``, a few prediction maps and ``log.txt`` into 
 
 from __future__ import annotations
 
-import io
 import logging
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench3d2d._atomic import atomic_write, atomic_write_json, atomic_write_text
 from bench3d2d._engine_data import CaseSource
 from bench3d2d._engine_fit import FitResult, build_model, fit, run_log
 from bench3d2d._engine_predict import evaluate, load_ensemble
@@ -58,29 +56,11 @@ class RunResult:
 
 
 def _write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            df.to_csv(fh, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, df.to_csv(index=False))
 
 
 def _save_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
 
 
 def _safe_name(name: str) -> str:
@@ -147,7 +127,6 @@ def train_and_evaluate(
     and ``log.txt`` under ``out_dir``; returns a :class:`RunResult`.
     """
     from bench3d2d.data import label_subset, load_dataset, make_split, prepare
-    from bench3d2d.data.splits import write_json_atomic
 
     out_dir = Path(out_dir)
     cache_dir = Path(cache_dir)
@@ -203,7 +182,7 @@ def train_and_evaluate(
             "test_sets": {n: len(s.case_ids) for n, s in sources.items()},
             "removed_from_test_sets": removed,
         }
-        write_json_atomic(out_dir / "split.json", split_record)
+        atomic_write_json(out_dir / "split.json", split_record, sort_keys=False)
         timings["data_s"] = time.perf_counter() - t0
 
         init, pre_info = None, None

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from bench3d2d._atomic import atomic_write
 from bench3d2d.data.records import Dataset, Scan
 
 __all__ = ["dataset_stats", "pick_scan", "preview_figure"]
@@ -68,16 +68,11 @@ def preview_figure(scan: Scan, out: str | os.PathLike, title: str = "", dpi: int
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title or f"{scan.scan_id}  ({H}×{W}×{D}, {h_mm:.3f}×{w_mm:.4f}×{d_mm:.4f} mm)", fontsize=10)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".png", dir=out.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)
     try:
-        fig.savefig(tmp, bbox_inches="tight")
-        os.replace(tmp, out)
+        fmt = out.suffix.lstrip(".").lower() or "png"
+        atomic_write(out, lambda fh: fig.savefig(fh, format=fmt, bbox_inches="tight"))
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)
     return out
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench3d2d._atomic import atomic_write_json
 from bench3d2d.data.records import DataError
 
 __all__ = ["Split", "label_subset", "make_split", "parse_fraction"]
@@ -118,18 +118,8 @@ class Split:
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON to ``path`` through a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON to ``path`` atomically, keys in the given order."""
+    atomic_write_json(path, obj, sort_keys=False)
 
 
 def _round_half_up(x: Decimal) -> int:
