@@ -53,7 +53,7 @@ UNFOLD = "unfold"  # one input channel -> gather the kernel taps, then one matri
 FOLD_H = "fold-h"  # passive H -> conv2d over (W, D) with H folded into the batch
 MERGE_WD = "merge-wd"  # passive W and D -> conv2d over (H, W*D)
 SQUEEZE_D = "squeeze-d"  # passive D of size 1 -> conv2d over (H, W)
-CONV3D_CL = "conv3d-cl"  # everything else: conv3d on a channels-last input
+CONV3D = "conv3d"  # everything else: the Conv3d forward (on a channels-last input in that mode)
 
 
 def _passive(k: int, s: int, p: int) -> bool:
@@ -64,7 +64,7 @@ def _passive(k: int, s: int, p: int) -> bool:
 def conv_path(conv: nn.Conv3d, input_shape: tuple[int, ...] | None = None) -> str:
     """Which computation :class:`FastConv3d` uses for ``conv`` (and, for SQUEEZE_D, the input shape)."""
     if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
-        return CONV3D_CL
+        return CONV3D
     k, s, p = conv.kernel_size, conv.stride, conv.padding
     passive = [_passive(k[i], s[i], p[i]) for i in range(3)]
     if all(passive) and conv.groups == 1:
@@ -77,7 +77,7 @@ def conv_path(conv: nn.Conv3d, input_shape: tuple[int, ...] | None = None) -> st
         return MERGE_WD
     if passive[2] and input_shape is not None and input_shape[-1] == 1:
         return SQUEEZE_D
-    return CONV3D_CL
+    return CONV3D
 
 
 def _cl(y: torch.Tensor) -> torch.Tensor:
@@ -122,28 +122,42 @@ def _from_5d(g: torch.Tensor) -> torch.Tensor:
 
 
 class FastConv3d(nn.Conv3d):
-    """A ``Conv3d`` whose forward runs anisotropic kernels as 2-D convolutions on channels-last views.
+    """A ``Conv3d`` whose forward runs anisotropic kernels as 2-D convolutions or GEMMs on views.
 
-    Same parameters, same ``state_dict``, same function (to floating-point rounding); the output
-    is stored channels-last (``torch.channels_last_3d``).
+    Same parameters, same ``state_dict``, same function (to floating-point rounding). With
+    ``channels_last`` (the default) the input is converted to ``torch.channels_last_3d`` and the
+    output stays so; without it the input's layout is kept and only the paths that are views in
+    that layout are used (``merge-wd``, ``squeeze-d``); the rest run the plain forward. ``unfold``
+    is used only when the weight gradient is recorded (training).
     """
+
+    channels_last: bool = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Dispatch on kernel, stride and padding (module docstring); fall back to ``Conv3d``."""
         if x.dim() != 5:
             return super().forward(x)
-        x = x.contiguous(memory_format=CL3D)
+        cl = self.channels_last
+        if cl:
+            x = x.contiguous(memory_format=CL3D)
+        elif not x.is_contiguous():
+            cl = x.is_contiguous(memory_format=CL3D)
+            x = x if cl else x.contiguous()
         path = conv_path(self, tuple(x.shape))
-        if path == CONV3D_CL:
-            return super().forward(x).contiguous(memory_format=CL3D)
+        if path == UNFOLD and not (torch.is_grad_enabled() and self.weight.requires_grad):
+            path = CONV3D  # oneDNN's forward is fine for one channel; only its weight gradient is slow
+        if path == CONV3D or (not cl and path in (POINTWISE, FOLD_H, UNFOLD)):
+            y = super().forward(x)
+            return y.contiguous(memory_format=CL3D) if self.channels_last else y
         w, b, g = self.weight, self.bias, self.groups
         (sh, sw, sd), (ph, pw, pd), (dh, dw, dd) = self.stride, self.padding, self.dilation
         B, _, H, W, D = x.shape
+        if path == UNFOLD:  # the taps as channels, (B, Ho, Wo, Do, T): one matrix product
+            y = _unfold_conv(x, w, self.stride, self.padding, self.dilation)
+            return _reshaped(F.linear(y, w.flatten(1), b), _to_5d, _from_5d)
         if path == POINTWISE:  # (B, H, W, D, C) is a contiguous view: one matrix product
             return _reshaped(F.linear(_from_5d(x), w.flatten(1), b), _to_5d, _from_5d)
-        if path == UNFOLD:
-            y = _unfold_conv(x, w, b, self.stride, self.padding, self.dilation)
-            return _reshaped(y, _to_5d, _from_5d)
+        fix = _cl if cl else _same
         if path == FOLD_H:  # (B*H, C, W, D) is a channels-last view
             y = F.conv2d(x.transpose(1, 2).flatten(0, 1), w.squeeze(2), b, (sw, sd), (pw, pd), (dw, dd), g)
             return _reshaped(
@@ -151,21 +165,24 @@ class FastConv3d(nn.Conv3d):
                 lambda t: t.unflatten(0, (B, H)).transpose(1, 2),
                 lambda t: t.transpose(1, 2).flatten(0, 1),
             )
-        if path == MERGE_WD:  # (B, C, H, W*D) is a channels-last view
+        if path == MERGE_WD:  # (B, C, H, W*D) is a view in either layout
             y = F.conv2d(x.flatten(3, 4), w.squeeze(4), b, (sh, 1), (ph, 0), (dh, 1), g)
-            return _reshaped(_cl(y), lambda t: t.unflatten(3, (W, D)), lambda t: t.flatten(3, 4))
+            return _reshaped(fix(y), lambda t: t.unflatten(3, (W, D)), lambda t: t.flatten(3, 4))
         # SQUEEZE_D: (B, C, H, W) with D = 1
         y = F.conv2d(x.squeeze(4), w.squeeze(4), b, (sh, sw), (ph, pw), (dh, dw), g)
-        return _reshaped(_cl(y), lambda t: t.unsqueeze(4), lambda t: t.squeeze(4))
+        return _reshaped(fix(y), lambda t: t.unsqueeze(4), lambda t: t.squeeze(4))
 
 
-def _unfold_conv(
-    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, stride: tuple, padding: tuple, dilation: tuple
-) -> torch.Tensor:
-    """Convolution of a one-channel input as im2col + matrix product, as (B, Ho, Wo, Do, C_out).
+def _same(y: torch.Tensor) -> torch.Tensor:
+    return y
+
+
+def _unfold_conv(x: torch.Tensor, w: torch.Tensor, stride: tuple, padding: tuple, dilation: tuple
+                 ) -> torch.Tensor:
+    """The kernel taps of a one-channel input stacked last (im2col), for one matrix product.
 
     oneDNN's weight gradient for a single input channel is slow; gathering the T = kh*kw*kd taps
-    costs T copies of a one-channel volume and turns the rest into one well-shaped GEMM.
+    costs T copies of a one-channel volume and turns the convolution into one well-shaped GEMM.
     """
     B, _, H, W, D = x.shape
     (kh, kw, kd), (sh, sw, sd), (ph, pw, pd), (dh, dw, dd) = w.shape[2:], stride, padding, dilation
@@ -178,7 +195,7 @@ def _unfold_conv(
            k * dd : k * dd + sd * (out[2] - 1) + 1 : sd]
         for i in range(kh) for j in range(kw) for k in range(kd)
     ]
-    return F.linear(torch.stack(taps, dim=-1), w.flatten(1), b)  # (B, Ho, Wo, Do, C_out)
+    return torch.stack(taps, dim=-1)
 
 
 class FastInstanceNorm3d(nn.InstanceNorm3d):
@@ -203,16 +220,26 @@ def _swappable(module: nn.Module) -> bool:
     return type(module) in _SWAPS
 
 
-def accelerate(model: nn.Module) -> nn.Module:
+def accelerate(model: nn.Module, channels_last: bool | None = None) -> nn.Module:
     """Make ``model`` faster on CPU in place, computing the same function; returns ``model``.
 
-    Swaps the class of every plain ``nn.Conv3d`` to :class:`FastConv3d` and of every
-    ``nn.InstanceNorm3d`` without running statistics to :class:`FastInstanceNorm3d`. Parameters
-    (the same ``Parameter`` objects), buffers, hooks and ``state_dict`` are unchanged, so call it
-    before or after building the optimiser and loading weights. Idempotent.
+    Swaps the class of every plain ``nn.Conv3d`` to :class:`FastConv3d` and, in channels-last
+    mode, of every ``nn.InstanceNorm3d`` without running statistics to :class:`FastInstanceNorm3d`.
+    Parameters (the same ``Parameter`` objects), buffers, hooks and ``state_dict`` are unchanged,
+    so call it before or after building the optimiser and loading weights. Idempotent.
+
+    ``channels_last=None`` chooses channels-last unless the model has an ``InstanceNorm3d``:
+    PyTorch's CPU instance norm and 3-D average pooling have no channels-last kernels and copy
+    their input back (measured on Lachinov et al.'s network: 0.86x in channels-last inference,
+    see ``docs/performance.md``); such models keep their layout.
     """
+    if channels_last is None:
+        channels_last = not any(isinstance(m, nn.InstanceNorm3d) for m in model.modules())
     for module in model.modules():
-        if _swappable(module):
+        if type(module) is nn.Conv3d or type(module) is FastConv3d:
+            module.__class__ = FastConv3d
+            module.channels_last = bool(channels_last)
+        elif channels_last and _swappable(module):
             module.__class__ = _SWAPS[type(module)]
     return model
 
@@ -223,6 +250,7 @@ def decelerate(model: nn.Module) -> nn.Module:
         plain = _UNSWAPS.get(type(module))
         if plain is not None:
             module.__class__ = plain
+            module.__dict__.pop("channels_last", None)
     return model
 
 

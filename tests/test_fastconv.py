@@ -35,9 +35,9 @@ def _close(actual: torch.Tensor, expected: torch.Tensor, tol: float) -> None:
     assert err <= tol * scale, f"max abs error {err:.3g} > {tol:g} x {scale:.3g}"
 
 
-def _fast_copy(conv: nn.Conv3d) -> nn.Conv3d:
+def _fast_copy(conv: nn.Conv3d, channels_last: bool = True) -> nn.Conv3d:
     fast = copy.deepcopy(conv)
-    fast.__class__ = FastConv3d
+    accelerate(fast, channels_last=channels_last)
     return fast
 
 
@@ -74,18 +74,19 @@ def _random_config(path: str, rng: random.Random) -> dict:
                 groups=groups, bias=rng.random() < 0.5)
 
 
-PATHS = [acc.POINTWISE, acc.UNFOLD, acc.FOLD_H, acc.MERGE_WD, acc.SQUEEZE_D, acc.CONV3D_CL]
+PATHS = [acc.POINTWISE, acc.UNFOLD, acc.FOLD_H, acc.MERGE_WD, acc.SQUEEZE_D, acc.CONV3D]
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
 @pytest.mark.parametrize("path", PATHS)
-def test_every_path_matches_conv3d(path):
+def test_every_path_matches_conv3d(path, channels_last):
     """Outputs and input / weight / bias gradients equal Conv3d's (fp32, 1e-5) over random configs."""
     rng = random.Random(PATHS.index(path))
     torch.manual_seed(0)
-    for _ in range(12):
+    for _ in range(8):
         cfg = _random_config(path, rng)
         conv = nn.Conv3d(**cfg)
-        fast = _fast_copy(conv)
+        fast = _fast_copy(conv, channels_last)
         k, p, d = cfg["kernel_size"], cfg["padding"], cfg["dilation"]
         # Odd sizes, large enough for the dilated kernel.
         sizes = [max(d[i] * (k[i] - 1) + 1 - 2 * p[i], 1) + rng.randint(0, 6) for i in range(3)]
@@ -141,7 +142,7 @@ def test_in_place_consumer_gets_a_plain_tensor(path):
         ((1, 1, 3), (1, 1, 2), (0, 0, 1), acc.FOLD_H),  # depth-strided
         ((1, 1, 1), (1, 1, 4), 0, acc.FOLD_H),  # strided projection
         ((1, 1, 1), 1, 0, acc.POINTWISE),
-        ((3, 3, 3), 1, 1, acc.CONV3D_CL),
+        ((3, 3, 3), 1, 1, acc.CONV3D),
     ],
 )
 def test_network_layers_keep_channels_last_without_copies(kernel, stride, padding, path):
@@ -164,7 +165,7 @@ def test_unhandled_configurations_fall_back():
         (nn.Conv3d(2, 3, (1, 3, 3), padding=(0, 1, 1)), (2, 5, 6, 7)),
     ]:
         if len(shape) == 5:
-            assert conv_path(conv, shape) == acc.CONV3D_CL
+            assert conv_path(conv, shape) == acc.CONV3D
         x = torch.randn(shape)
         _close(_fast_copy(conv)(x), conv(x), 1e-6)
 
@@ -207,16 +208,29 @@ def test_accelerate_swaps_in_place_and_shares_parameters():
     )
     params = [id(p) for p in model.parameters()]
     keys = list(model.state_dict())
-    assert accelerate(model) is model
+    assert accelerate(model, channels_last=True) is model
     assert [type(m) for m in model] == [FastConv3d, FastInstanceNorm3d, MyConv, nn.InstanceNorm3d, nn.Conv2d]
     assert [id(p) for p in model.parameters()] == params
     assert list(model.state_dict()) == keys
     assert acc.is_accelerated(model)
-    accelerate(model)  # idempotent
+    accelerate(model, channels_last=True)  # idempotent
     assert type(model[0]) is FastConv3d
     decelerate(model)
     assert [type(m) for m in model][:2] == [nn.Conv3d, nn.InstanceNorm3d]
     assert not acc.is_accelerated(model)
+
+
+def test_layout_choice():
+    """Channels-last by default; a model with InstanceNorm3d keeps its layout (and its IN modules)."""
+    bn_model = accelerate(nn.Sequential(nn.Conv3d(1, 2, 1), nn.BatchNorm3d(2)))
+    in_model = accelerate(nn.Sequential(nn.Conv3d(1, 2, 1), nn.InstanceNorm3d(2)))
+    assert bn_model[0].channels_last and not in_model[0].channels_last
+    assert type(in_model[1]) is nn.InstanceNorm3d
+    x = torch.randn(2, 1, 3, 4, 5)
+    assert bn_model[0](x).is_contiguous(memory_format=CL3D)
+    assert in_model[0](x).is_contiguous()
+    decelerate(in_model)
+    assert "channels_last" not in vars(in_model[0])
 
 
 def _tiny_input(name: str) -> tuple[nn.Module, torch.Tensor]:
