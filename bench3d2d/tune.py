@@ -106,14 +106,19 @@ def make_storage(url: str | None, results: str | Path = "results") -> Any:
 
 
 def _rdb_storage(url: str, engine_kwargs: dict[str, Any], attempts: int = 6) -> Any:
-    """``RDBStorage``, retried while another worker is creating the same fresh database's tables."""
+    """``RDBStorage``, retried while another worker is creating the same fresh database's tables.
+
+    Racing schema creations fail with IntegrityError (SQLite: alembic_version) or, on PostgreSQL,
+    ProgrammingError (``type "studydirection" already exists``); the loser retries and finds the schema.
+    """
     import optuna
     import sqlalchemy.exc
 
     for attempt in range(attempts):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError,
+                sqlalchemy.exc.ProgrammingError):
             if attempt == attempts - 1:
                 raise
             time.sleep(0.5 * (attempt + 1))
