@@ -398,9 +398,13 @@ def select_work(plan: Plan, store: ResultsStore, retry_failed: bool = False) -> 
     return work
 
 
-#: Rough seconds per run and per pre-training when the results folder has no timings yet
-#: (quick: measured on a 2-core CPU; paper: one GPU). See docs/running.md.
-FALLBACK_SECONDS: dict[str, tuple[float, float]] = {"quick": (10.0, 25.0), "paper": (4 * 3600.0, 8 * 3600.0)}
+#: Rough seconds per run and per pre-training when the results folder has no timings yet.
+#: quick: medians of the first quick sweep on a shared 2-core CPU (runs 84-251 s, pre-trainings
+#: 41-753 s, other jobs competing for the cores); paper: a guess for one GPU. See docs/running.md.
+FALLBACK_SECONDS: dict[str, tuple[float, float]] = {
+    "quick": (110.0, 130.0),
+    "paper": (4 * 3600.0, 8 * 3600.0),
+}
 
 
 def estimate_seconds(work: Work, store: ResultsStore, jobs: int = 1) -> tuple[float, str]:
