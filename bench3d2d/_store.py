@@ -7,7 +7,6 @@ import io
 import json
 import os
 import socket
-import tempfile
 import time
 import traceback
 from collections.abc import Iterator, Mapping
@@ -17,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench3d2d._atomic import atomic_write_bytes, atomic_write_json
 from bench3d2d._claims import DEFAULT_STALE_AFTER, claim_alive
 from bench3d2d._spec import PretrainSpec, RunSpec
 
@@ -58,32 +58,6 @@ class RunState(str, Enum):
     RUNNING = "running"  # a live worker holds its claim
     INCOMPLETE = "incomplete"  # started (log or checkpoints exist), interrupted; resumes on the next sweep
     PENDING = "pending"  # planned (spec.json only), never started
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then ``os.replace`` it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Atomic text write (UTF-8)."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """Atomic JSON write, indented, keys sorted."""
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
