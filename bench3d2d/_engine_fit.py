@@ -35,6 +35,7 @@ from bench3d2d._engine_data import (
     round_schedule,
 )
 from bench3d2d._engine_infer import autocast, ensemble_probs, to_channels_last
+from bench3d2d.acceleration import accelerate
 from bench3d2d.profiles import Profile, get_profile
 from bench3d2d.registry import create_model, model_info
 from bench3d2d.tasks import Task
@@ -95,6 +96,7 @@ def build_model(name: str, depth: int, in_channels: int = 1, out_channels: int =
                 **kwargs: Any) -> nn.Module:
     """``create_model`` plus the record (``build_info``) that checkpoints store to rebuild it."""
     model = create_model(name, in_channels=in_channels, out_channels=out_channels, depth=depth, **kwargs)
+    accelerate(model)  # same function, faster CPU convolutions (docs/performance.md)
     model.build_info = {
         "model": name,
         "depth": int(depth),
