@@ -1,28 +1,31 @@
 """Faster CPU training for any model, computing the same function: ``accelerate(model)``.
 
-PyTorch runs a ``Conv3d`` through one generic 3-D kernel whatever its shape. Most convolutions
-of the 3D->2D networks are anisotropic — (1,3,3) inside a B-scan, (3,1,1) across B-scans,
-(1,1,k) along depth, 1x1x1 projections, (3,3,1) on depth-1 maps — and each is exactly a 2-D
-convolution on a *view* of the input once the tensor is stored channels-last
-(``torch.channels_last_3d``: memory order B, H, W, D, C):
+PyTorch runs every ``Conv3d`` through one 3-D oneDNN kernel whatever its shape. Most
+convolutions of the 3D->2D networks are anisotropic — (1,3,3) inside a B-scan, (3,1,1) across
+B-scans, (1,1,k) along depth, 1x1x1 projections, (3,3,1) on depth-1 maps — and with few
+channels the 3-D kernel runs them at a fraction of the machine's speed. Each is exactly a
+cheaper computation on a *view* of the input once it is stored channels-last
+(``torch.channels_last_3d``, memory order B, H, W, D, C):
 
 * an axis with kernel 1, stride 1 and no padding (a *passive* axis) adds nothing to the sum;
-* passive H: fold H into the batch, ``(B*H, C, W, D)`` is a channels-last 4-D view;
-* passive W and D: merge them, ``(B, C, H, W*D)`` is a channels-last 4-D view;
-* passive D of size 1: drop it.
+* 1x1x1: one matrix product over channels on the (B, H, W, D, C) view;
+* passive H: fold H into the batch, ``(B*H, C, W, D)`` is a channels-last 4-D view (``conv2d``);
+* passive W and D: merge them, ``(B, C, H, W*D)`` is a 4-D view in either layout (``conv2d``);
+* passive D of size 1: drop it (``conv2d``);
+* one input channel, in training: the kernel taps as channels (im2col), then one matrix product.
 
-oneDNN's 2-D channels-last kernels are much faster than its 3-D kernels on this CPU, forward
-and backward (measurements: ``docs/performance.md``). Outputs stay channels-last, so the next
-layer needs no copy; normalisation, ReLU, pooling and additions keep the layout.
-Every other configuration (grouped, dilated or padded passive axes, string padding, non-zero
-padding modes, anything with three active axes) runs the ordinary ``Conv3d`` forward, on a
-channels-last input.
+Everything else (isotropic kernels, string padding, non-zero padding modes, ...) runs the
+ordinary ``Conv3d`` forward. Outputs stay channels-last, so the next layer needs no copy; batch
+norm, ReLU, max pooling and additions keep the layout. Models with ``InstanceNorm3d`` keep their
+own layout instead (its CPU kernel and ``avg_pool3d`` have no channels-last version).
 
-:func:`accelerate` swaps the class of every plain ``nn.Conv3d`` (and of every
-``nn.InstanceNorm3d`` without running statistics) in place. Parameters, buffers, hooks and
-``state_dict`` keys are untouched, so optimiser state and checkpoints are interchangeable with
-the plain model; :func:`decelerate` undoes it. The plain model is the baseline the benchmarks
-compare with (``benchmarks/``); ``tests/test_fastconv.py`` checks equal outputs and gradients.
+:func:`accelerate` swaps the class of every plain ``nn.Conv3d`` in place (and, channels-last, of
+every ``nn.InstanceNorm3d`` without running statistics). Parameters, buffers, hooks and
+``state_dict`` are untouched, so optimiser state and checkpoints are interchangeable with the
+plain model; :func:`decelerate` undoes it. :func:`retain_freed_memory` is a separate,
+process-wide allocator setting. The plain model is the baseline the benchmarks compare with
+(``benchmarks/``, ``docs/performance.md``); ``tests/test_fastconv.py`` checks equal outputs and
+gradients.
 """
 
 from __future__ import annotations
@@ -266,11 +269,12 @@ _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 def retain_freed_memory() -> bool:
     """Serve every allocation from the heap and keep freed memory (glibc); True when applied.
 
-    By default glibc maps each block of 32 MiB or more afresh and unmaps it when freed, so a
-    training step at (8, 1, 8, 64, 128) first-touches ~2.6 GB of new pages (~0.5 s of page
-    faults, ~20 % of the accelerated step on this machine). With mmap off and trimming off,
-    freed blocks are reused. Process-wide, irreversible, and it does not change any result; the
-    process keeps its peak resident memory. A no-op returning False on other C libraries.
+    By default glibc maps each block of 32 MiB or more afresh and unmaps it when freed, so an
+    FPB net training step at (8, 1, 8, 64, 128) first-touches 1.1-2.6 GB of fresh pages (0.45 s
+    of page faults, about 20 % of the accelerated step, on the machine of docs/performance.md).
+    With mmap and trimming off, freed blocks are reused. Process-wide and irreversible; it
+    changes no result, and the process keeps its peak resident memory. A no-op returning False
+    on other C libraries.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
