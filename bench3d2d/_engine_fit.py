@@ -34,7 +34,7 @@ from bench3d2d._engine_data import (
     require_targets,
     round_schedule,
 )
-from bench3d2d._engine_infer import autocast, ensemble_probs, to_channels_last
+from bench3d2d._engine_infer import amp_dtype, autocast, ensemble_probs, to_channels_last
 from bench3d2d.acceleration import accelerate
 from bench3d2d.profiles import Profile, get_profile
 from bench3d2d.registry import create_model, model_info
@@ -258,6 +258,11 @@ def _config_fingerprint(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _precision(device: torch.device, amp: bool) -> str:
+    """``"bf16 autocast"`` or ``"float32"``, as the log and the run record say it."""
+    return "bf16 autocast" if amp_dtype(device, amp) is not None else "float32"
+
+
 def _rng_state(np_rng: np.random.Generator, device: torch.device) -> dict[str, Any]:
     state: dict[str, Any] = {"numpy": np_rng.bit_generator.state, "torch": torch.get_rng_state()}
     if device.type == "cuda":
@@ -407,9 +412,10 @@ def _fit(model, task, train, val, profile, seed, ckpt_dir, init_weights, dev, pr
             log.info("initialised from %s (%s)", init_weights, ckpt_io.describe(meta))
         torch.manual_seed(int(seed))
         log.info("fit %s: task %s, %d training / %d validation cases, %d rounds x %d steps, batch %d, "
-                 "crop %s, profile %s, device %s", getattr(model, "registry_name", type(model).__name__),
+                 "crop %s, profile %s, device %s, precision %s",
+                 getattr(model, "registry_name", type(model).__name__),
                  task.name, len(train_ids), len(val.case_ids), profile.rounds, steps_per_round, batch,
-                 crop, profile.name, dev)
+                 crop, profile.name, dev, _precision(dev, profile.amp))
 
     resumed_from = step
     t0 = time.perf_counter()

@@ -13,10 +13,29 @@ from bench3d2d._engine_data import CaseSource
 from bench3d2d.data.evalgrid import to_eval_grid
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AMX tiles or AVX-512 BF16)."""
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """The autocast dtype a run uses: bf16 on CUDA, and on CPUs with native bf16; else None."""
+    if not enabled:
+        return None
+    if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
+        return torch.bfloat16
+    return None
+
+
 def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA when enabled; a no-op context elsewhere."""
-    if device.type == "cuda" and enabled:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast where :func:`amp_dtype` allows it; a no-op context elsewhere.
+
+    On a CPU without native bf16 (no AMX, no AVX-512 BF16) bf16 is emulated and slower than
+    float32, so mixed precision stays off there.
+    """
+    if amp_dtype(device, enabled) is not None:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

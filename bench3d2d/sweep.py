@@ -144,7 +144,11 @@ def _environment() -> dict[str, Any]:
     try:
         import torch
 
+        from bench3d2d._engine_infer import cpu_has_native_bf16
+
         info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        info["cpu_native_bf16"] = cpu_has_native_bf16()
     except ImportError:  # pragma: no cover - torch is a hard dependency
         pass
     return info
@@ -399,10 +403,11 @@ def select_work(plan: Plan, store: ResultsStore, retry_failed: bool = False) -> 
 
 
 #: Rough seconds per run and per pre-training when the results folder has no timings yet.
-#: quick: medians of the first quick sweep on a shared 2-core CPU (runs 84-251 s, pre-trainings
-#: 41-753 s, other jobs competing for the cores); paper: a guess for one GPU. See docs/running.md.
+#: quick: medians of the whole quick sweep alone on a 2-core CPU with native bf16 (runs 5-24 s,
+#: pre-trainings 11-13 s; expect several times more without bf16 or with other jobs on the cores);
+#: paper: a guess for one GPU. See docs/running.md.
 FALLBACK_SECONDS: dict[str, tuple[float, float]] = {
-    "quick": (110.0, 130.0),
+    "quick": (13.0, 12.0),
     "paper": (4 * 3600.0, 8 * 3600.0),
 }
 
