@@ -9,7 +9,7 @@ segmentation / 4 reconstruction, crops 32 x 256, top-5, depth 128).
 ``quick`` is a documented departure sized so that the whole default sweep runs in minutes on a
 2-core CPU (see ``docs/training.md``): tiny synthetic volumes at depth 64 (the FPB net's minimum),
 crops 8 x 32, batch 4 for both tasks, 6 rounds whose length follows the paper's rule
-⌊repeats·n/b⌋ with 4 repeats, clamped to [4, 12] steps, a top-3 ensemble, and the paper's
+⌊repeats·n/b⌋ with 4 repeats, clamped to [4, 10] steps, a top-3 ensemble, and the paper's
 optimiser (SGD lr 0.1, momentum 0.9, weight decay 1e-4).
 """
 
@@ -138,7 +138,7 @@ QUICK = Profile(
     rounds=6,
     repeats=4,
     min_steps_per_round=4,
-    max_steps_per_round=12,
+    max_steps_per_round=10,
     top_k=3,
     optimizer="sgd",
     lr=0.1,
@@ -148,7 +148,7 @@ QUICK = Profile(
     amp=True,
     eval_batch=4,
     description="CPU minutes: tiny synthetic volumes at depth 64, crops 8 x 32, batch 4, 6 rounds of "
-    "⌊4·n/4⌋ steps clamped to [4, 12], the paper's SGD (lr 0.1, momentum 0.9, wd 1e-4), top-3; "
+    "⌊4·n/4⌋ steps clamped to [4, 10], the paper's SGD (lr 0.1, momentum 0.9, wd 1e-4), top-3; "
     "bf16 autocast where the CPU has native bf16.",
 )
 
