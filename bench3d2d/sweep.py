@@ -403,11 +403,11 @@ def select_work(plan: Plan, store: ResultsStore, retry_failed: bool = False) -> 
 
 
 #: Rough seconds per run and per pre-training when the results folder has no timings yet.
-#: quick: medians of the whole quick sweep alone on a 2-core CPU with native bf16 (runs 5-24 s,
-#: pre-trainings 11-13 s; expect several times more without bf16 or with other jobs on the cores);
+#: quick: medians of the whole quick sweep alone on a 2-core CPU with native bf16 (runs 5.5-24 s,
+#: pre-trainings 12-15 s; expect several times more without bf16 or with other jobs on the cores);
 #: paper: a guess for one GPU. See docs/running.md.
 FALLBACK_SECONDS: dict[str, tuple[float, float]] = {
-    "quick": (13.0, 12.0),
+    "quick": (14.0, 13.0),
     "paper": (4 * 3600.0, 8 * 3600.0),
 }
 

@@ -18,8 +18,15 @@ from bench3d2d.profiles import get_profile
 CL3D = torch.channels_last_3d
 #: plain = the registered model as built (straightforward Conv3d), the baseline; fast =
 #: accelerate(model). ``build`` also knows plain-cl: plain with channels-last weights and input
-#: (what the engine's ``channels_last`` profile option does).
+#: (what the engine's ``channels_last`` profile option does), and fast-bf16: accelerate(model) run
+#: under bf16 autocast (the engine's ``amp`` on a CPU with native bf16; not the same function).
 IMPLS = ("plain", "fast")
+AMP_IMPL = "fast-bf16"
+
+
+def _autocast(impl: str):
+    """bf16 autocast for ``fast-bf16``, a no-op context otherwise."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=impl == AMP_IMPL)
 
 
 def quick_shape() -> tuple[int, int, int, int]:
@@ -38,7 +45,7 @@ def build(name: str, depth: int, impl: str) -> nn.Module:
     """The model (seed 0) in one implementation."""
     torch.manual_seed(0)
     model = bench3d2d.create_model(name, in_channels=1, out_channels=1, depth=depth)
-    if impl == "fast":
+    if impl in ("fast", AMP_IMPL):
         accelerate(model)
     elif impl == "plain-cl":
         for p in model.parameters():
@@ -65,7 +72,9 @@ def train_step(name: str, shape: tuple[int, ...], impl: str) -> Callable[[], flo
 
     def step() -> float:
         opt.zero_grad(set_to_none=True)
-        loss = F.binary_cross_entropy_with_logits(model(x), y)
+        with _autocast(impl):
+            logits = model(x)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), y)
         loss.backward()
         opt.step()
         return float(loss.detach())
@@ -79,7 +88,7 @@ def inference(name: str, shape: tuple[int, ...], impl: str) -> Callable[[], torc
     x = _input(shape, impl)
 
     def forward() -> torch.Tensor:
-        with torch.inference_mode():
+        with torch.inference_mode(), _autocast(impl):
             return model(x)
 
     return forward

@@ -3,7 +3,9 @@
 Groups (pytest-benchmark ``group``): ``train quick`` (the quick profile's step), ``train fpbnet
 (8,1,8,64,128)`` (the issue's reference shape, three implementations), ``train (2,1,32,256,128)``,
 ``infer (2,1,32,256,128)``, ``infer paper full (1,1,48,512,128)`` (marker ``paper_full``: one
-round, no warm-up), and ``ratio`` (plain and fast interleaved step by step in one benchmark; the
+round, no warm-up), ``train quick amp`` / ``infer quick amp`` (accelerated float32 vs the same under
+bf16 autocast, the quick profile's mixed precision; skipped on CPUs without native bf16), and
+``ratio`` (plain and fast interleaved step by step in one benchmark; the
 per-step wall and CPU times are in ``extra_info``).
 """
 
@@ -12,9 +14,10 @@ from __future__ import annotations
 import statistics
 
 import pytest
-from _bench import IMPLS, inference, input_shape, interleaved, loadavg, quick_shape, train_step
+from _bench import AMP_IMPL, IMPLS, inference, input_shape, interleaved, loadavg, quick_shape, train_step
 
 import bench3d2d
+from bench3d2d._engine_infer import cpu_has_native_bf16
 
 MODELS = bench3d2d.list_models()
 MID = (2, 32, 256, 128)  # (batch, H, W, D): the paper's training crop at batch 2
@@ -91,3 +94,30 @@ def test_infer_paper_full(benchmark, name, impl):
     benchmark.group = "infer paper full (1,1,48,512,128)"
     benchmark.extra_info["shape"] = list(shape)
     _run(benchmark, inference(name, shape, impl), rounds=1, warmup=0)
+
+
+needs_bf16 = pytest.mark.skipif(
+    not cpu_has_native_bf16(), reason="this CPU has no native bf16 (AMX / AVX-512 BF16)"
+)
+
+
+@needs_bf16
+@pytest.mark.parametrize("impl", ["fast", AMP_IMPL])
+@pytest.mark.parametrize("name", MODELS)
+def test_train_quick_amp(benchmark, name, impl):
+    """The quick profile's step, accelerated, in float32 and under bf16 autocast."""
+    shape = input_shape(name, *quick_shape())
+    benchmark.group = "train quick amp"
+    benchmark.extra_info["shape"] = list(shape)
+    _run(benchmark, train_step(name, shape, impl), rounds=5)
+
+
+@needs_bf16
+@pytest.mark.parametrize("impl", ["fast", AMP_IMPL])
+@pytest.mark.parametrize("name", MODELS)
+def test_infer_quick_amp(benchmark, name, impl):
+    """Evaluation forward of 4 quick-size scans (1, 16, 64, 64): float32 vs bf16 autocast."""
+    shape = input_shape(name, 4, 16, 64, quick_shape()[-1])
+    benchmark.group = "infer quick amp"
+    benchmark.extra_info["shape"] = list(shape)
+    _run(benchmark, inference(name, shape, impl), rounds=5)

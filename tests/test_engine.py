@@ -174,7 +174,7 @@ def test_predict_averages_probabilities_and_resizes_back(tmp_path):
         ckpt_io.save_weights(m, paths[-1])
     src = toy_cases(1, 5, shape=(20, 36, 64))  # evaluation grid 16 x 32
     models = load_ensemble(paths)
-    (prob, pred), = predict(models, src).values()
+    (prob, pred), = predict(models, src, amp=False).values()  # float32: the exact average
     x = torch.from_numpy(to_eval_grid(src.volume("c0")))[None, None]
     with torch.no_grad():
         ps = [torch.sigmoid(m(x))[0, 0].numpy() for m in models]
@@ -211,3 +211,19 @@ def test_two_raters_give_per_rater_metrics_their_mean_and_the_interrater_dice():
     assert out["interrater_dice"] == pytest.approx(2 * 8 / 24)
     single = evaluate_case(prob, {"mask": r1}, (0.1, 0.1))
     assert "dice:rater1" not in single and single["dice"] == pytest.approx(1.0)
+
+
+def test_cpu_mixed_precision_only_where_the_cpu_has_native_bf16():
+    from bench3d2d._engine_infer import amp_dtype, autocast, cpu_has_native_bf16
+
+    cpu = torch.device("cpu")
+    assert amp_dtype(cpu, False) is None
+    assert amp_dtype(torch.device("cuda"), True) is torch.bfloat16
+    native = cpu_has_native_bf16()
+    assert amp_dtype(cpu, True) is (torch.bfloat16 if native else None)
+    conv = torch.nn.Conv2d(1, 2, 3)
+    with autocast(cpu, True):
+        out = conv(torch.randn(1, 1, 5, 5))
+    assert out.dtype is (torch.bfloat16 if native else torch.float32)
+    with autocast(cpu, False):
+        assert conv(torch.randn(1, 1, 5, 5)).dtype is torch.float32
