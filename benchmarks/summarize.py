@@ -21,7 +21,7 @@ def _split(name: str) -> tuple[str, str, str]:
     """``test_train_quick[fpbnet-fast]`` -> (test, model, impl); impl is the last dash-part."""
     m = _PARAM.match(name)
     test, params = m.group("test"), m.group("params") or ""
-    for impl in ("plain-cl", "plain", "fast"):
+    for impl in ("plain-cl", "plain", "fast-bf16", "fast"):
         if params == impl:
             return test, "", impl
         if params.endswith("-" + impl):
@@ -49,15 +49,17 @@ def group_tables(benchmarks: list[dict]) -> list[str]:
             model = model or "fpbnet"
             rows[model][impl] = b["stats"]
             shapes[model] = b.get("extra_info", {}).get("shape")
-        impls = [i for i in ("plain", "plain-cl", "fast") if any(i in r for r in rows.values())]
+        impls = [i for i in ("plain", "plain-cl", "fast", "fast-bf16") if any(i in r for r in rows.values())]
+        base, new = ("fast", "fast-bf16") if "fast-bf16" in impls else ("plain", "fast")
         lines += [f"#### {group}", ""]
-        head = "| model | input | " + " | ".join(f"{i} median (min) s" for i in impls) + " | plain / fast |"
+        head = ("| model | input | " + " | ".join(f"{i} median (min) s" for i in impls)
+                + f" | {base} / {new} |")
         lines += [head, "|" + "---|" * (len(impls) + 3)]
         for model in sorted(rows):
             r = rows[model]
             cells = [f"{_fmt(r[i]['median'])} ({_fmt(r[i]['min'])})" if i in r else "—" for i in impls]
-            ratio = (f"{r['plain']['median'] / r['fast']['median']:.2f}x"
-                     if "plain" in r and "fast" in r else "—")
+            ratio = (f"{r[base]['median'] / r[new]['median']:.2f}x"
+                     if base in r and new in r else "—")
             shape = "×".join(map(str, shapes[model])) if shapes.get(model) else ""
             lines.append(f"| {model} | {shape} | " + " | ".join(cells) + f" | {ratio} |")
         lines.append("")
