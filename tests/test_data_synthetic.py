@@ -177,3 +177,16 @@ def test_generating_and_preparing_ga_s_takes_seconds(tmp_path):
     cpu = time.process_time() - t0
     assert len(prepared) > 60 and prepared.volume(prepared.case_ids[0]).shape == (16, 64, 64)
     assert cpu < 30, f"generation + preparation took {cpu:.1f} s of CPU time"
+
+
+def test_a_changed_preset_is_another_cache_namespace(monkeypatch):
+    """Editing a size preset (cohort, visits, raters) must not reuse a prepared cache of the old one."""
+    import dataclasses
+
+    from bench3d2d.data import synthetic
+
+    before = load_dataset("synthetic-ga-m").namespace
+    quick = synthetic.PRESETS["ga-m"]["quick"]
+    edited = dataclasses.replace(quick, annotated_patients=quick.annotated_patients + 1)
+    monkeypatch.setitem(synthetic.PRESETS["ga-m"], "quick", edited)
+    assert load_dataset("synthetic-ga-m").namespace != before

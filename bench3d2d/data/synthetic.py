@@ -372,7 +372,8 @@ def synthetic_dataset(
     n = int(n_patients or preset.n_patients)
     if n < 1:
         raise DataError(f"synthetic-{family}: n_patients must be at least 1, got {n}")
-    opts = hashlib.sha256(f"{diff_json}|{n}".encode()).hexdigest()[:10]
+    preset_json = json.dumps(asdict(preset), sort_keys=True)  # a changed preset is other data
+    opts = hashlib.sha256(f"{diff_json}|{n}|{preset_json}".encode()).hexdigest()[:10]
     namespace = f"synthetic-{family}_{size}_s{seed}_v{GENERATOR_VERSION}_{opts}"
     items = []
     for plan in _plan(family, size, seed, n):
