@@ -198,3 +198,21 @@ def test_a_folder_where_every_run_failed_still_gives_a_report(tmp_path):
     assert f"| {failed.name} | failed | ipn |" in md and "ValueError: bad volume" in md
     assert failed.name in (out / "index.html").read_text()
     assert pd.read_csv(out / "runs.csv")["status"].tolist() == ["failed"]
+
+
+def test_markdown_overview_lists_every_entry_at_every_fraction(built):
+    md = (built["out"] / "README.md").read_text()
+    overview = md[md.index("## Overview"):md.index("## Trained on")]
+    block = overview[overview.index("tested on synth-ga:test"):]
+    lines = [line for line in block.splitlines() if line.startswith("| ")]
+    assert lines[0] == "| Model | Pre-training | 20 % | 100 % |"
+    rows = {tuple(c.strip() for c in line.split(" | ")[:2]): line for line in lines[2:5]}
+    scratch, slo = rows[("| fpbnet", "scratch")], rows[("| fpbnet", "SSL-SLO")]
+    assert scratch.count("**") == 4 and "†" not in scratch  # best at both fractions
+    assert slo.count("†") == 2 and "**" not in slo
+    # the overview's number is the full table's mean
+    section = md[md.index("### synth-ga:test · 20 %"):]
+    full = next(line for line in section.splitlines() if line.startswith("| 1 | fpbnet | scratch |"))
+    mean = full.split(" | ")[4].strip("* ").split(" ± ")[0]
+    assert scratch.split(" | ")[2] == f"**{mean}**"
+    assert md.index("## Overview") < md.index("## Trained on")

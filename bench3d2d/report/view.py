@@ -166,6 +166,50 @@ def build_sections(lb: Leaderboard, metrics: list[str]) -> list[Section]:
     return out
 
 
+@dataclass
+class Overview:
+    """One train dataset × test set: an entry per row, the first board metric's mean per fraction."""
+
+    train_dataset: str
+    test_set: str
+    metric: str
+    fractions: list[float]
+    rows: list[tuple[Row, list[Cell | None]]]
+
+
+_PRETRAIN_ORDER = {"none": 0, "slo": 1, "faf": 2}
+
+
+def build_overviews(sections: list[Section]) -> list[Overview]:
+    """Per (train dataset, test set), in section order: every entry's cell at every fraction.
+
+    Entries are sorted by model, then scratch, SSL-SLO, SSL-FAF (others after, by name), so that a
+    model's variants sit together; the cells keep their best / significance marks.
+    """
+    groups: dict[tuple[str, str], list[Section]] = {}
+    for sec in sections:
+        if sec.metrics:
+            groups.setdefault((sec.train_dataset, sec.test_set), []).append(sec)
+    out = []
+    for (train, test), secs in groups.items():
+        metric = secs[0].metrics[0]
+        secs = sorted(secs, key=lambda x: x.fraction)
+        entries: dict[tuple[str, str], Row] = {}
+        for sec in secs:
+            for row in sec.rows:
+                entries.setdefault((row.model, row.pretrain), row)
+        order = sorted(entries, key=lambda k: (k[0], _PRETRAIN_ORDER.get(k[1], 9), k[1]))
+        rows = []
+        for key in order:
+            cells = []
+            for sec in secs:
+                row = next((r for r in sec.rows if (r.model, r.pretrain) == key), None)
+                cells.append(row.cells.get(metric) if row is not None else None)
+            rows.append((entries[key], cells))
+        out.append(Overview(train, test, metric, [sec.fraction for sec in secs], rows))
+    return out
+
+
 def metric_header(metric: str) -> str:
     """``Dice ↑`` / ``Abs. area difference (mm²) ↓``."""
     arrow = {"higher": " ↑", "lower": " ↓"}.get(stats.metric_direction(metric) or "", "")

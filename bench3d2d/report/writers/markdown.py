@@ -10,7 +10,16 @@ import pandas as pd
 
 from bench3d2d import stats
 from bench3d2d.report.collect import STATUSES
-from bench3d2d.report.view import WORSE_MARKER, Section, fmt_p, metric_header, settings_lines
+from bench3d2d.report.view import (
+    WORSE_MARKER,
+    Overview,
+    Section,
+    build_overviews,
+    fmt_fraction,
+    fmt_p,
+    metric_header,
+    settings_lines,
+)
 from bench3d2d.report.writers._io import write_atomic
 
 if TYPE_CHECKING:
@@ -57,6 +66,21 @@ def _board(section: Section) -> list[str]:
             cells += [mean + nan, c.median, c.ci, c.rank, c.p_holm]
         rows.append(cells)
     return _table(header, rows, align)
+
+
+def _overview(ov: Overview) -> list[str]:
+    header = ["Model", "Pre-training", *(fmt_fraction(f) for f in ov.fractions)]
+    rows = []
+    for row, cells in ov.rows:
+        texts = []
+        for c in cells:
+            if c is None:
+                texts.append("–")
+            else:
+                value = c.mean_std.split(" ± ")[0]
+                texts.append(f"**{value}**" if c.is_best else value + (f" {c.marker}" if c.marker else ""))
+        rows.append([md_escape(row.model), md_escape(row.pretrain_label), *texts])
+    return _table(header, rows, ["l", "l", *(["r"] * len(ov.fractions))])
 
 
 def _others(section: Section) -> list[str]:
@@ -137,6 +161,14 @@ def render_markdown(report: Report) -> str:
     lines += [f"{WORSE_MARKER}: significantly worse than the best entry (Wilcoxon signed-rank, Holm-adjusted "
               f"p < {opts.alpha:g}). Best mean in bold. ↑ higher is better, ↓ lower is better. "
               "[How these numbers were made](#how-these-numbers-were-made).", ""]
+    overviews = build_overviews(report.sections)
+    if overviews:
+        lines += ["## Overview", "",
+                  "Mean over the test cases of each entry at each label fraction (the full tables, with "
+                  "spread, confidence intervals, ranks and p-values, follow).", ""]
+        for ov in overviews:
+            lines += [f"**{metric_header(ov.metric)}** · trained on {md_escape(ov.train_dataset)}, "
+                      f"tested on {md_escape(ov.test_set)}", "", *_overview(ov), ""]
     for train in sorted({s.train_dataset for s in report.sections}):
         lines += [f"## Trained on {md_escape(train)}", ""]
         if train in report.curves:
