@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
@@ -13,8 +14,9 @@ from bench3d2d._engine_data import CaseSource
 from bench3d2d.data.evalgrid import to_eval_grid
 
 
+@functools.cache
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (AMX tiles or AVX-512 BF16)."""
+    """Whether this CPU computes bf16 in hardware (AMX tiles or AVX-512 BF16); asked once per process."""
     probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 

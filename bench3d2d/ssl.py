@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from bench3d2d import checkpoints as ckpt_io
+from bench3d2d._atomic import atomic_write_json
 from bench3d2d._engine_data import CaseSource
 from bench3d2d._engine_fit import FitResult, build_model, fit
 from bench3d2d.profiles import Profile, get_profile
@@ -226,9 +227,7 @@ def pretrain(
             "score_name": "ssim", "best_step": result.best.step, "steps": result.steps,
             "seconds": seconds, "history": result.history, "selected": "best validation SSIM",
         }
-        from bench3d2d.data.splits import write_json_atomic
-
-        write_json_atomic(run_dir / INFO, info)
+        atomic_write_json(run_dir / INFO, info, sort_keys=False)
         return PretrainResult(weights, key, result.best.score, False, seconds, info)
 
 

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench3d2d._atomic import atomic_write_json
 from bench3d2d.data.preprocess import preprocess_scan
 from bench3d2d.data.records import DataError, Dataset, Scan, ScanRef
-from bench3d2d.data.splits import write_json_atomic
 
 __all__ = ["PREP_VERSION", "PreparedDataset", "cache_key", "open_prepared", "prepare"]
 
@@ -239,7 +239,7 @@ def _update_index(root: Path, index: dict, case_ids: list[str]) -> None:
         except (OSError, json.JSONDecodeError):
             known = []
     merged = known + [c for c in case_ids if c not in set(known)]
-    write_json_atomic(path, {**index, "cases": merged})
+    atomic_write_json(path, {**index, "cases": merged}, sort_keys=False)
 
 
 def open_prepared(root: str | os.PathLike, case_ids: Iterable[str] | None = None) -> PreparedDataset:

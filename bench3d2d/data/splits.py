@@ -101,7 +101,7 @@ class Split:
     def to_json(self, path: str | os.PathLike) -> Path:
         """Write the split atomically (temp file in the same folder, then ``os.replace``)."""
         path = Path(path)
-        write_json_atomic(path, self.to_dict())
+        atomic_write_json(path, self.to_dict(), sort_keys=False)
         return path
 
     @classmethod
@@ -115,11 +115,6 @@ class Split:
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}: not valid JSON ({exc})") from None
         return cls.from_dict(d, where=str(path))
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON to ``path`` atomically, keys in the given order."""
-    atomic_write_json(path, obj, sort_keys=False)
 
 
 def _round_half_up(x: Decimal) -> int:

@@ -199,12 +199,10 @@ def build_overviews(sections: list[Section]) -> list[Overview]:
             for row in sec.rows:
                 entries.setdefault((row.model, row.pretrain), row)
         order = sorted(entries, key=lambda k: (k[0], _PRETRAIN_ORDER.get(k[1], 9), k[1]))
+        by_entry = [{(r.model, r.pretrain): r for r in sec.rows} for sec in secs]
         rows = []
         for key in order:
-            cells = []
-            for sec in secs:
-                row = next((r for r in sec.rows if (r.model, r.pretrain) == key), None)
-                cells.append(row.cells.get(metric) if row is not None else None)
+            cells = [rows_of[key].cells.get(metric) if key in rows_of else None for rows_of in by_entry]
             rows.append((entries[key], cells))
         out.append(Overview(train, test, metric, [sec.fraction for sec in secs], rows))
     return out

@@ -12,11 +12,13 @@ from bench3d2d import stats
 from bench3d2d.report.collect import STATUSES
 from bench3d2d.report.view import (
     WORSE_MARKER,
+    Cell,
     Overview,
     Section,
     build_overviews,
     fmt_fraction,
     fmt_p,
+    fmt_value,
     metric_header,
     settings_lines,
 )
@@ -61,24 +63,23 @@ def _board(section: Section) -> list[str]:
             if c is None:
                 cells += ["–"] * 5
                 continue
-            mean = f"**{c.mean_std}**" if c.is_best else c.mean_std + (f" {c.marker}" if c.marker else "")
+            mean = _marked(c.mean_std, c)
             nan = f" ({c.n_nan} NaN)" if c.n_nan else ""
             cells += [mean + nan, c.median, c.ci, c.rank, c.p_holm]
         rows.append(cells)
     return _table(header, rows, align)
 
 
+def _marked(text: str, cell: Cell) -> str:
+    """A cell's number in bold when it is the best, else followed by its significance marker."""
+    return f"**{text}**" if cell.is_best else text + (f" {cell.marker}" if cell.marker else "")
+
+
 def _overview(ov: Overview) -> list[str]:
     header = ["Model", "Pre-training", *(fmt_fraction(f) for f in ov.fractions)]
     rows = []
     for row, cells in ov.rows:
-        texts = []
-        for c in cells:
-            if c is None:
-                texts.append("–")
-            else:
-                value = c.mean_std.split(" ± ")[0]
-                texts.append(f"**{value}**" if c.is_best else value + (f" {c.marker}" if c.marker else ""))
+        texts = ["–" if c is None else _marked(fmt_value(ov.metric, c.mean), c) for c in cells]
         rows.append([md_escape(row.model), md_escape(row.pretrain_label), *texts])
     return _table(header, rows, ["l", "l", *(["r"] * len(ov.fractions))])
 
