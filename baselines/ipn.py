@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from bench3d2d.models._contract import InputShapeError, SizeRule
-from bench3d2d.registry import DEFAULT_DEPTH, register_model
+from bench3d2d.models._registry import DEFAULT_DEPTH, register_model
 
 PAPER = (
     "Li et al., Image projection network: 3D to 2D image segmentation in OCTA images, "

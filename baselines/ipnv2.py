@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from bench3d2d.baselines.ipn import pool_sizes
 from torch import nn
 
-from baselines.ipn import pool_sizes
 from bench3d2d.models._contract import SizeRule
-from bench3d2d.registry import DEFAULT_DEPTH, register_model
+from bench3d2d.models._registry import DEFAULT_DEPTH, register_model
 
 PAPER = (
     "Li et al., OCTA-500: A retinal dataset for optical coherence tomography angiography study, "

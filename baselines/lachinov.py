@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench3d2d.models._contract import SizeRule
+from bench3d2d.models._registry import register_model
 from bench3d2d.models.layers import init_xavier_bn
-from bench3d2d.registry import register_model
 
 PAPER = (
     "Lachinov et al., Projective skip-connections for segmentation along a subset of dimensions "

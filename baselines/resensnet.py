@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from torch import nn
 
 from bench3d2d.models._contract import InputShapeError, SizeRule
+from bench3d2d.models._registry import DEFAULT_DEPTH, register_model
 from bench3d2d.models.fpbnet import WIDTHS, ProjectionUNet
-from bench3d2d.registry import DEFAULT_DEPTH, register_model
 
 PAPER = (
     "Seeböck et al., Linking function and structure with ReSensNet: predicting retinal sensitivity "

@@ -1,6 +1,6 @@
 """bench3d2d: benchmark 3D-to-2D segmentation networks under label scarcity."""
 
-from bench3d2d.registry import (
+from bench3d2d.models import (
     InputShapeError,
     ModelInfo,
     UnknownModelError,

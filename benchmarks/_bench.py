@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import bench3d2d
-from bench3d2d.acceleration import accelerate
-from bench3d2d.profiles import get_profile
+from bench3d2d.engine.acceleration import accelerate
+from bench3d2d.engine.profiles import get_profile
 
 CL3D = torch.channels_last_3d
 #: plain = the registered model as built (straightforward Conv3d), the baseline; fast =

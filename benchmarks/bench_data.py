@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from _bench import input_shape, loadavg, quick_shape, train_step
 
-from bench3d2d._engine_data import make_batch
 from bench3d2d.data import load_dataset, prepare
-from bench3d2d.profiles import get_profile
+from bench3d2d.engine._sources import make_batch
+from bench3d2d.engine.profiles import get_profile
 
 DATASET = "synthetic-ga-s-1"
 

@@ -17,7 +17,7 @@ import pytest
 from _bench import AMP_IMPL, IMPLS, inference, input_shape, interleaved, loadavg, quick_shape, train_step
 
 import bench3d2d
-from bench3d2d._engine_infer import cpu_has_native_bf16
+from bench3d2d.engine._precision import cpu_has_native_bf16
 
 MODELS = bench3d2d.list_models()
 MID = (2, 32, 256, 128)  # (batch, H, W, D): the paper's training crop at batch 2

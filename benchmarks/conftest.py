@@ -3,7 +3,7 @@
 Environment:
 
 * ``BENCH3D2D_BENCH_THREADS`` — torch threads (default 2, this machine's cores);
-* ``BENCH3D2D_BENCH_RETAIN=1`` — call :func:`bench3d2d.acceleration.retain_freed_memory` first
+* ``BENCH3D2D_BENCH_RETAIN=1`` — call :func:`bench3d2d.engine.acceleration.retain_freed_memory` first
   (process-wide: it then applies to the plain *and* the accelerated models of the run).
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench3d2d.acceleration import retain_freed_memory
+from bench3d2d.engine.acceleration import retain_freed_memory
 
 THREADS = int(os.environ.get("BENCH3D2D_BENCH_THREADS", "2"))
 RETAIN = os.environ.get("BENCH3D2D_BENCH_RETAIN", "") == "1"

@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import bench3d2d
-from bench3d2d.acceleration import accelerate, conv_path
+from bench3d2d.engine.acceleration import accelerate, conv_path
 
 CL3D = torch.channels_last_3d
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import bench3d2d
-from bench3d2d.acceleration import accelerate, retain_freed_memory
+from bench3d2d.engine.acceleration import accelerate, retain_freed_memory
 
 
 class CpuTimePerOp(TorchDispatchMode):

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from bench3d2d.engine import ArrayCases, build_model, evaluate, fit, load_ensemble
-from bench3d2d.profiles import QUICK
-from bench3d2d.tasks import segmentation
+from bench3d2d.engine.profiles import QUICK
+from bench3d2d.engine.tasks import segmentation
 
 SHAPE = (16, 16, 64)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench3d2d.sweep import CASE_COLUMNS, ensure_pretrained
+from bench3d2d.harness.sweep import CASE_COLUMNS, RunState, pretrain_state
 
 
 def _count(ident: str) -> None:
@@ -34,7 +34,7 @@ def _score(hparams: dict, step: int) -> float:
 
 def execute_run(spec, run_dir, *, store=None, progress=None, on_validation=None):
     """Fake training: model from the registry, optional pre-training, a few validations, cases."""
-    from bench3d2d.registry import create_model
+    from bench3d2d.models._registry import create_model
 
     _count(spec.run_id)
     if spec.model in os.environ.get("FAKE_FAIL_MODELS", "").split(","):
@@ -45,7 +45,8 @@ def execute_run(spec, run_dir, *, store=None, progress=None, on_validation=None)
         os.kill(os.getpid(), 9)  # the worker dies as if killed for memory
     create_model(spec.model, depth=64)  # a factory that raises makes the run fail, as in the engine
     if spec.pretrain != "none":
-        ensure_pretrained(spec.pretrain_spec(), store, backend=__import__(__name__))
+        # the runner ensures the pre-training before it calls the backend
+        assert pretrain_state(spec.pretrain_spec(), store) is RunState.COMPLETE
     steps = int(os.environ.get("FAKE_STEPS", "3"))
     sleep = float(os.environ.get("FAKE_SLEEP", "0"))
     (Path(run_dir) / "checkpoints").mkdir(exist_ok=True)

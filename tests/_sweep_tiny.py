@@ -2,7 +2,7 @@
 
 ``BENCH3D2D_BACKEND=_sweep_tiny`` registers ``test_tiny`` (a 3-D conv, mean over depth, a 1x1
 head; tagged ``ssl``) and the profile ``tiny`` (2 rounds of 1 step, top-1) on import, then does
-the work exactly as the default backend does (``bench3d2d._backend``).
+the work exactly as the default backend does (``bench3d2d.harness._worker``).
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench3d2d import profiles, registry
-from bench3d2d._backend import execute_pretrain, execute_run
-from bench3d2d.profiles import Profile
+from bench3d2d.engine import profiles
+from bench3d2d.engine.profiles import Profile
+from bench3d2d.harness._worker import execute_pretrain, execute_run
+from bench3d2d.models import _registry as registry
 
 __all__ = ["MODEL", "PROFILE", "execute_pretrain", "execute_run", "install", "uninstall"]
 

@@ -12,15 +12,15 @@ from importlib import metadata
 
 import pytest
 import torch
+from bench3d2d.baselines.enface_unet import EnfaceUNet, slab_projections
+from bench3d2d.baselines.ipn import IPN, pool_sizes
+from bench3d2d.baselines.ipnv2 import IPNv2
+from bench3d2d.baselines.lachinov import Bottleneck, LachinovNet
+from bench3d2d.baselines.resensnet import ReSensNet
 
 import bench3d2d
-from baselines.enface_unet import EnfaceUNet, slab_projections
-from baselines.ipn import IPN, pool_sizes
-from baselines.ipnv2 import IPNv2
-from baselines.lachinov import Bottleneck, LachinovNet
-from baselines.resensnet import ReSensNet
+from bench3d2d.models._registry import PAPER_DEFAULTS, InputShapeError, count_parameters
 from bench3d2d.models.fpbnet import ProjectionUNet
-from bench3d2d.registry import PAPER_DEFAULTS, InputShapeError, count_parameters
 
 BASELINES = ("ipn", "ipnv2", "lachinov", "resensnet", "enface_unet")
 
@@ -186,11 +186,11 @@ def test_baselines_come_from_the_installed_entry_points():
     eps = {ep.name: ep for ep in metadata.entry_points(group="bench3d2d.models")}
     assert set(BASELINES) <= set(eps), f"missing entry points: {set(BASELINES) - set(eps)}"
     for name in BASELINES:
-        assert eps[name].value == f"baselines.{name}"
+        assert eps[name].value == f"bench3d2d.baselines.{name}"
         assert eps[name].dist is not None and eps[name].dist.name == "bench3d2d"
         module = eps[name].load()
-        assert module is importlib.import_module(f"baselines.{name}")
-        assert bench3d2d.model_info(name).source.startswith(f"baselines.{name}:")
+        assert module is importlib.import_module(f"bench3d2d.baselines.{name}")
+        assert bench3d2d.model_info(name).source.startswith(f"bench3d2d.baselines.{name}:")
 
 
 def test_cli_lists_all_six(capsys):

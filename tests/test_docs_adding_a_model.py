@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import bench3d2d
-from bench3d2d import registry
+from bench3d2d.models import _registry as registry
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "adding-a-model.md"
 

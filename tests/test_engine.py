@@ -9,7 +9,6 @@ import pytest
 import torch
 from _engine_toy import SHAPE, TOY_PROFILE, toy_cases, toy_fit
 
-from bench3d2d import checkpoints as ckpt_io
 from bench3d2d.data.evalgrid import resize_map, to_eval_grid
 from bench3d2d.engine import (
     ArchitectureMismatchError,
@@ -26,8 +25,9 @@ from bench3d2d.engine import (
     training_crop,
     update_topk,
 )
-from bench3d2d.profiles import PAPER, QUICK, get_profile
-from bench3d2d.tasks import Task, segmentation
+from bench3d2d.engine import checkpoints as ckpt_io
+from bench3d2d.engine.profiles import PAPER, QUICK, get_profile
+from bench3d2d.engine.tasks import Task, segmentation
 
 
 def test_topk_keeps_strictly_better_and_ties_keep_the_earlier(tmp_path):
@@ -214,7 +214,7 @@ def test_two_raters_give_per_rater_metrics_their_mean_and_the_interrater_dice():
 
 
 def test_cpu_mixed_precision_only_where_the_cpu_has_native_bf16():
-    from bench3d2d._engine_infer import amp_dtype, autocast, cpu_has_native_bf16
+    from bench3d2d.engine._precision import amp_dtype, autocast, cpu_has_native_bf16
 
     cpu = torch.device("cpu")
     assert amp_dtype(cpu, False) is None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench3d2d import checkpoints as ckpt_io
+from bench3d2d.engine import checkpoints as ckpt_io
 
 TOY = Path(__file__).resolve().parent / "_engine_toy.py"
 

@@ -10,8 +10,14 @@ from pathlib import Path
 import _sweep_fake
 import pytest
 
-from bench3d2d.executors import LocalExecutor, SlurmExecutor, SubprocessExecutor, SweepProgress, make_executor
-from bench3d2d.sweep import ResultsStore, RunState, expand_plan, run_sweep
+from bench3d2d.harness.executors import (
+    LocalExecutor,
+    SlurmExecutor,
+    SubprocessExecutor,
+    SweepProgress,
+    make_executor,
+)
+from bench3d2d.harness.sweep import ResultsStore, RunState, expand_plan, run_sweep
 
 TESTS = Path(__file__).resolve().parent
 

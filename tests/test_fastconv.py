@@ -1,4 +1,4 @@
-"""``bench3d2d.acceleration``: each FastConv3d path equals Conv3d; each model keeps its function."""
+"""``bench3d2d.engine.acceleration``: each FastConv3d path equals Conv3d; each model keeps its function."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import bench3d2d
-from bench3d2d import acceleration as acc
-from bench3d2d.acceleration import FastConv3d, FastInstanceNorm3d, accelerate, conv_path, decelerate
+from bench3d2d.engine import acceleration as acc
+from bench3d2d.engine.acceleration import FastConv3d, FastInstanceNorm3d, accelerate, conv_path, decelerate
 
 CL3D = torch.channels_last_3d
 MODELS = bench3d2d.list_models()
@@ -282,7 +282,7 @@ def test_retain_freed_memory_stops_page_faults_for_big_blocks():
 
     script = (
         "import resource, torch\n"
-        "from bench3d2d.acceleration import retain_freed_memory\n"
+        "from bench3d2d.engine.acceleration import retain_freed_memory\n"
         "def faults():\n"
         "    for _ in range(6):\n"
         "        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import bench3d2d
-from bench3d2d.registry import count_parameters
+from bench3d2d.models._registry import count_parameters
 
 
 def n_params(module) -> int:

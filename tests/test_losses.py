@@ -8,7 +8,14 @@ import torch
 import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 
-from bench3d2d.losses import dice_bce_loss, gaussian_window, mean_ssim, nmssim_loss, soft_dice, ssim_map
+from bench3d2d.engine.losses import (
+    dice_bce_loss,
+    gaussian_window,
+    mean_ssim,
+    nmssim_loss,
+    soft_dice,
+    ssim_map,
+)
 
 
 def _images(seed: int = 0, shape=(40, 52)):

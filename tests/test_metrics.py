@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench3d2d.metrics import METRICS, case_metrics, dice, hd95, summarise
+from bench3d2d.evaluation.metrics import METRICS, case_metrics, dice, hd95, summarise
 
 
 def _square(shape, r0, r1, c0, c1):

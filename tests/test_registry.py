@@ -9,8 +9,8 @@ import pytest
 from torch import nn
 
 import bench3d2d
-from bench3d2d import registry
-from bench3d2d.registry import DuplicateModelError, UnknownModelError
+from bench3d2d.models import _registry as registry
+from bench3d2d.models._registry import DuplicateModelError, UnknownModelError
 
 
 @pytest.fixture

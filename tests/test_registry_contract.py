@@ -6,14 +6,14 @@ import pytest
 import torch
 
 import bench3d2d
-from bench3d2d.registry import InputShapeError, SizeRule
+from bench3d2d.models._registry import InputShapeError, SizeRule
 
 MODELS = bench3d2d.list_models()
 
 
 def test_error_plugins_are_not_hidden():
     """Every entry-point plugin loaded; none was skipped with a warning."""
-    from bench3d2d import registry
+    from bench3d2d.models import _registry as registry
 
     assert registry._ENTRY_POINT_ERRORS == {}
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 from _engine_toy import TOY_PROFILE, toy_cases
 
-from bench3d2d import checkpoints as ckpt_io
 from bench3d2d import list_models, model_info
 from bench3d2d.engine import build_model, fit
-from bench3d2d.ssl import pretrain, pretrain_on
-from bench3d2d.tasks import reconstruction, segmentation
+from bench3d2d.engine import checkpoints as ckpt_io
+from bench3d2d.engine.ssl import pretrain, pretrain_on
+from bench3d2d.engine.tasks import reconstruction, segmentation
 
 ONE_STEP = TOY_PROFILE.with_overrides({"rounds": 1, "steps_per_round": 1, "batch_size": 2})
 
@@ -77,7 +77,7 @@ def test_train_and_evaluate_with_faf_pretraining_shares_the_weights(tmp_path):
     import pandas as pd
 
     from bench3d2d.engine import train_and_evaluate
-    from bench3d2d.profiles import QUICK
+    from bench3d2d.engine.profiles import QUICK
 
     tiny = QUICK.with_overrides({"rounds": 1, "steps_per_round": 2, "top_k": 1})
     runs = {}

@@ -1,4 +1,4 @@
-"""bench3d2d.stats against independent implementations on fixed data (SciPy, statsmodels)."""
+"""bench3d2d.evaluation.statistics against independent implementations on fixed data (SciPy, statsmodels)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import scipy.stats
 from statsmodels.stats.multitest import multipletests
 
-from bench3d2d import stats
+from bench3d2d.evaluation import statistics as stats
 
 
 def _series(values, ids=None) -> pd.Series:
@@ -147,7 +147,7 @@ def test_average_seeds_is_nan_aware_per_case():
 
 
 def test_every_metric_of_the_harness_has_a_label_and_known_direction_rule():
-    from bench3d2d.metrics import METRICS
+    from bench3d2d.evaluation.metrics import METRICS
 
     assert set(METRICS) <= set(stats.METRIC_LABELS)
     assert stats.metric_direction("dice") == "higher"

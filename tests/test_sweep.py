@@ -19,11 +19,10 @@ import _sweep_fake
 import pandas as pd
 import pytest
 
-from bench3d2d import registry
-from bench3d2d._claims import Claim, is_stale, read_claim
-from bench3d2d._spec import profile_fingerprint
 from bench3d2d.cli import main
-from bench3d2d.sweep import (
+from bench3d2d.harness._locks import Claim, is_stale, read_claim
+from bench3d2d.harness._spec import profile_fingerprint
+from bench3d2d.harness.sweep import (
     BENCHMARKS,
     CASE_COLUMNS,
     ResultsStore,
@@ -35,6 +34,7 @@ from bench3d2d.sweep import (
     run_sweep,
     select_work,
 )
+from bench3d2d.models import _registry as registry
 
 SPEC = RunSpec(
     model="fpbnet",

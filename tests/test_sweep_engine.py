@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench3d2d import registry
-from bench3d2d.executors import SweepProgress
-from bench3d2d.sweep import CASE_COLUMNS, ResultsStore, RunState, expand_plan, run_sweep
+from bench3d2d.harness.executors import SweepProgress
+from bench3d2d.harness.sweep import CASE_COLUMNS, ResultsStore, RunState, expand_plan, run_sweep
+from bench3d2d.models import _registry as registry
 
 TESTS = Path(__file__).resolve().parent
 

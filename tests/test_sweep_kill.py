@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench3d2d.sweep import ResultsStore, RunState, expand_plan
+from bench3d2d.harness.sweep import ResultsStore, RunState, expand_plan
 
 TESTS = Path(__file__).resolve().parent
 PLAN = ["--models", "fpbnet", "--fractions", "5,10,20,100", "--datasets", "ga", "--seeds", "0"]

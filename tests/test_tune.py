@@ -20,7 +20,7 @@ import optuna
 import pytest
 
 from bench3d2d.cli import main
-from bench3d2d.tune import (
+from bench3d2d.harness.tune import (
     OVER_BUDGET_ATTR,
     TuningError,
     best_params,

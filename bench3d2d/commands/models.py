@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def describe_models(patterns: list[str], depth: int = 128) -> list[dict]:
     """Registry metadata plus the parameter count (1 -> 1 channels) of each matching model."""
-    from bench3d2d.registry import count_parameters, create_model, list_models, model_info
+    from bench3d2d.models import count_parameters, create_model, list_models, model_info
 
     rows = []
     for name in list_models(patterns):

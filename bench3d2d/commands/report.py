@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from bench3d2d.stats import HEADLINE_METRICS
+from bench3d2d.evaluation.statistics import HEADLINE_METRICS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,7 +55,8 @@ def reproduce_command(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Build the report and print where it went, the warnings and the failed runs."""
-    from bench3d2d.report.build import FORMATS, ReportOptions, build_report
+    from bench3d2d.report.build import build_report
+    from bench3d2d.report.model import FORMATS, ReportOptions
 
     options = ReportOptions(
         title=args.title, metrics=tuple(args.metrics), alpha=args.alpha, bootstrap_resamples=args.bootstrap,

@@ -86,7 +86,7 @@ def _hparams_for(args: argparse.Namespace):
     if choice == "default":
         return None
     if choice == "tuned":
-        from bench3d2d.tune import best_params
+        from bench3d2d.harness.tune import best_params
 
         def tuned(model: str, bench: Any, fraction: float, profile: str) -> dict:
             return best_params(model, bench.train_dataset, fraction, profile, args.storage, args.out)
@@ -112,7 +112,7 @@ def _fmt_seconds(seconds: float) -> str:
 
 
 def _plan(args: argparse.Namespace):
-    from bench3d2d.sweep import expand_plan
+    from bench3d2d.harness.sweep import expand_plan
 
     return expand_plan(
         models=args.models,
@@ -131,7 +131,7 @@ def print_plan(plan: Any, store: Any, jobs: int, retry_failed: bool, listing: bo
     """The ``--dry-run`` summary: sizes, what is done, what will run, a time estimate."""
     from collections import Counter
 
-    from bench3d2d.sweep import estimate_seconds, select_work
+    from bench3d2d.harness.sweep import estimate_seconds, select_work
 
     work = select_work(plan, store, retry_failed=retry_failed)
     benches = Counter(s.benchmark for s in plan.runs)
@@ -156,8 +156,8 @@ def print_plan(plan: Any, store: Any, jobs: int, retry_failed: bool, listing: bo
 
 def run(args: argparse.Namespace) -> int:
     """Plan and run (or, with --dry-run, describe) a sweep."""
-    from bench3d2d.executors import SweepProgress, make_executor
-    from bench3d2d.sweep import ResultsStore, get_backend, run_sweep
+    from bench3d2d.harness.executors import SweepProgress, make_executor
+    from bench3d2d.harness.sweep import ResultsStore, get_backend, run_sweep
 
     get_backend()  # fail fast; a site backend may register models and profiles on import
     store = ResultsStore(args.out, stale_after=args.stale_after)
@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         wait=not args.detach,
     )
     progress = SweepProgress(total=0, enabled=False if args.no_progress else None)
-    from bench3d2d.sweep import select_work
+    from bench3d2d.harness.sweep import select_work
 
     work = select_work(plan, store, retry_failed=args.retry_failed)
     progress.total = len(work.runs) + len(work.pretrainings)
@@ -216,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_one_command(args: argparse.Namespace) -> int:
     """Run one stored run (or pre-training) by id; exit 1 if it failed."""
-    from bench3d2d.executors import work_by_id
+    from bench3d2d.harness.executors import work_by_id
 
     outcome = work_by_id(args.results, "pretrain" if args.pretrain else "run", args.id, args.stale_after)
     if args.json:
@@ -228,8 +228,8 @@ def run_one_command(args: argparse.Namespace) -> int:
 
 def status_summary(results: str | Path) -> dict[str, Any]:
     """Counts by state, per-benchmark/model breakdown, failed runs and pre-trainings of a results folder."""
-    from bench3d2d._store import ResultsStore
-    from bench3d2d.sweep import pretrain_state, read_pretrain_spec
+    from bench3d2d.harness._store import ResultsStore
+    from bench3d2d.harness.sweep import pretrain_state, read_pretrain_spec
 
     store = ResultsStore(results)
     if not store.root.is_dir():

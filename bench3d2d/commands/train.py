@@ -130,8 +130,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_pretrain(args: argparse.Namespace) -> int:
     """Run ``ssl.pretrain`` and print where the weights are."""
-    from bench3d2d import ssl
-    from bench3d2d.engine import NonFiniteLossError
+    from bench3d2d.engine import NonFiniteLossError, ssl
 
     _setup_logging(args.quiet)
     root = Path(args.out) if args.out else Path(args.cache_dir) / "pretrain"

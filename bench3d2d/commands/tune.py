@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     """Tune, then print the best trial."""
     import optuna
 
-    from bench3d2d.tune import tune
+    from bench3d2d.harness.tune import tune
 
     study = tune(
         model=args.model,

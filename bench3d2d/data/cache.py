@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench3d2d._atomic import atomic_write_json
+from bench3d2d._io import atomic_write_json
 from bench3d2d.data.preprocess import preprocess_scan
 from bench3d2d.data.records import DataError, Dataset, Scan, ScanRef
 

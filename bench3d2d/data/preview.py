@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench3d2d._atomic import atomic_write
+from bench3d2d._io import atomic_write
 from bench3d2d.data.records import Dataset, Scan
 
 __all__ = ["dataset_stats", "pick_scan", "preview_figure"]

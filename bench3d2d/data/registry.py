@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench3d2d.data.records import DataError, Dataset
+
+#: Modules whose import registers the built-in datasets (loaded on the first lookup).
+BUILTIN_MODULES = ("bench3d2d.data.synthetic",)
 
 __all__ = [
     "SIZES",
@@ -82,7 +86,8 @@ def _ensure_builtins() -> None:
     global _BUILTINS_LOADED
     if not _BUILTINS_LOADED:
         _BUILTINS_LOADED = True
-        import bench3d2d.data.synthetic  # noqa: F401  (registers the synthetic datasets)
+        for module in BUILTIN_MODULES:  # registration by import, as for models (no import cycle)
+            importlib.import_module(module)
 
 
 def list_datasets(pattern: str = "*") -> list[str]:

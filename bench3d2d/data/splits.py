@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench3d2d._atomic import atomic_write_json
+from bench3d2d._io import atomic_write_json
 from bench3d2d.data.records import DataError
 
 __all__ = ["Split", "label_subset", "make_split", "parse_fraction"]

@@ -1,4 +1,36 @@
-"""The library's own networks. Importing a module listed here registers its models."""
+"""Models: the registry, the tensor contract, shared layers and the FPB net.
 
-#: Modules imported on the first registry lookup (baselines come through entry points).
-BUILTIN_MODULES = ("bench3d2d.models.fpbnet",)
+``bench3d2d.models`` is the public face of the registry (as in timm, the machinery lives in the
+private ``_registry`` and ``_contract`` modules). The published baselines live in
+``bench3d2d.baselines`` and register through the ``bench3d2d.models`` entry points, exactly as a
+third-party plugin does.
+"""
+
+from bench3d2d.models._contract import InputShapeError, SizeRule
+from bench3d2d.models._registry import (
+    ENTRY_POINT_GROUP,
+    DuplicateModelError,
+    ModelInfo,
+    UnknownModelError,
+    count_parameters,
+    create_model,
+    list_models,
+    load_plugins,
+    model_info,
+    register_model,
+)
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "DuplicateModelError",
+    "InputShapeError",
+    "ModelInfo",
+    "SizeRule",
+    "UnknownModelError",
+    "count_parameters",
+    "create_model",
+    "list_models",
+    "load_plugins",
+    "model_info",
+    "register_model",
+]

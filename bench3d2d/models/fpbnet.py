@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from bench3d2d.models._contract import SizeRule
+from bench3d2d.models._registry import register_model
 from bench3d2d.models.layers import ConvSpec, ResidualUnit, init_xavier_bn, upsample_repeat
-from bench3d2d.registry import register_model
 
 WIDTHS = (16, 32, 64, 128, 256)
 #: Max pools after encoder levels 1-4, kernel = stride, in (H, W, D).

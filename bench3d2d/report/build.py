@@ -5,58 +5,17 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bench3d2d import stats
+from bench3d2d.evaluation import statistics as stats
 from bench3d2d.report import figures
 from bench3d2d.report.collect import ResultsCollection, collect, read_prediction
-from bench3d2d.report.tables import Leaderboard, build_leaderboard
+from bench3d2d.report.model import FIGURES_DIR, Report, ReportOptions
+from bench3d2d.report.tables import build_leaderboard
 from bench3d2d.report.view import Section, build_sections, fmt_fraction
-
-FORMATS = ("md", "html", "csv", "json", "latex")
-FIGURES_DIR = "figures"
-
-
-@dataclass
-class ReportOptions:
-    """How to build a report."""
-
-    title: str | None = None
-    metrics: tuple[str, ...] = stats.HEADLINE_METRICS  # metrics of the main tables and figures
-    alpha: float = 0.05
-    confidence: float = 0.95
-    bootstrap_resamples: int = 9999
-    seed: int = 0
-    overlay_cases: int = 3
-    figures: bool = True
-    formats: tuple[str, ...] = FORMATS
-    command: str = ""  # the command that reproduces the report (shown in it)
-
-    def __post_init__(self) -> None:
-        unknown = [f for f in self.formats if f not in FORMATS]
-        if unknown:
-            raise ValueError(f"unknown report format(s) {unknown}; choose from {', '.join(FORMATS)}")
-        if not 0 < self.alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1), not {self.alpha}")
-
-
-@dataclass
-class Report:
-    """Everything a writer needs."""
-
-    title: str
-    source: str
-    collection: ResultsCollection
-    leaderboard: Leaderboard
-    sections: list[Section]
-    options: ReportOptions
-    curves: dict[str, str] = field(default_factory=dict)  # train dataset -> figure path (relative)
-    warnings: list[str] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
 
 
 def slug(*parts: object) -> str:

@@ -16,7 +16,8 @@ be parsed and every run whose rows are left out of the tables yields a warning n
 row), and every run is listed with its status in :meth:`ResultsCollection.runs_table`.
 
 Instead of a folder, a single per-case table (``.csv`` or ``.parquet`` with the columns of
-:data:`bench3d2d.stats.CASE_COLUMNS`) is accepted as well; it has no runs and no prediction maps.
+:data:`bench3d2d.evaluation.statistics.CASE_COLUMNS`) is accepted as well; it has no runs and no
+prediction maps.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench3d2d.stats import CASE_COLUMNS
+from bench3d2d._io import safe_name
+from bench3d2d.results import (
+    BACKGROUND_KEY,
+    CASE_COLUMNS,
+    CASES_FILE,
+    ERROR_FILE,
+    PREDICTION_KEYS,
+    RESULT_FILE,
+    RUNS_DIR,
+    SPEC_FILE,
+)
+from bench3d2d.results import PREDICTION_DIR as PREDICTIONS_DIR
 
 COMPLETE, FAILED, INCOMPLETE, PENDING, INVALID = "complete", "failed", "incomplete", "pending", "invalid"
 STATUSES = (COMPLETE, FAILED, INCOMPLETE, PENDING, INVALID)
@@ -42,16 +53,6 @@ STATUS_NOTES = {
     PENDING: "planned, never started",
 }
 
-RUNS_DIR = "runs"
-SPEC_FILE = "spec.json"
-RESULT_FILE = "result.json"
-ERROR_FILE = "error.json"
-CASES_FILE = "cases.csv"
-PREDICTIONS_DIR = "predictions"
-#: Keys of a prediction file: probability (float), binary prediction and reference mask, all (H, W).
-PREDICTION_KEYS = ("prob", "pred", "mask")
-#: Optional background image of a prediction file (en-face projection or SLO), (H, W).
-BACKGROUND_KEY = "enface"
 
 #: Output column order of the long table: the documented columns, then the run they came from.
 TABLE_COLUMNS = (*CASE_COLUMNS, "run_id")
@@ -136,11 +137,6 @@ class ResultsCollection:
             if path.is_file():
                 return path
         return None
-
-
-def safe_name(name: object) -> str:
-    """The file-name form of a test set or case name in ``predictions/`` (as the harness writes it)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "x"
 
 
 def _rel(path: Path, root: Path) -> str:

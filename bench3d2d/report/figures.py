@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from bench3d2d import stats
+from bench3d2d.evaluation import statistics as stats
 from bench3d2d.report.collect import Prediction
 
 #: Overlay colours (RGB): true positive, true negative, false positive, false negative.

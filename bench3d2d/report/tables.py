@@ -1,7 +1,8 @@
 """Leaderboard tables from the long per-case table: summaries, tests against the best, all pairs, Friedman.
 
 A *family* is (train dataset, test set, fraction, metric); an *entry* is (model, pre-training) within
-it. Seeds are averaged per case first; cases are paired by case id. See :mod:`bench3d2d.stats`.
+it. Seeds are averaged per case first; cases are paired by case id. See
+:mod:`bench3d2d.evaluation.statistics`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench3d2d import stats
+from bench3d2d.evaluation import statistics as stats
 
 SECTION: tuple[str, ...] = ("train_dataset", "test_set", "fraction")
 
@@ -183,7 +184,7 @@ def build_leaderboard(
     n_resamples: int = 9999,
     seed: int = 0,
 ) -> Leaderboard:
-    """All leaderboard tables of a long per-case table (columns :data:`bench3d2d.stats.CASE_COLUMNS`)."""
+    """All leaderboard tables of a long per-case table (columns :data:`statistics.CASE_COLUMNS`)."""
     means = stats.average_seeds(cases)
     summary_rows: list[dict] = []
     pair_rows: list[dict] = []

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench3d2d import stats
+from bench3d2d.evaluation import statistics as stats
 from bench3d2d.report.tables import Leaderboard
 
 #: Marker of an entry significantly worse than the best (Holm-adjusted Wilcoxon p < alpha).

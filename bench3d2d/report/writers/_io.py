@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench3d2d._atomic import atomic_write_bytes
+from bench3d2d._io import atomic_write_bytes
 
 
 def write_atomic(path: Path, data: str | bytes) -> Path:

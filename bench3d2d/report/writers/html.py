@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING
 
 import jinja2
 
-from bench3d2d import __version__, stats
+from bench3d2d import __version__
+from bench3d2d.evaluation import statistics as stats
 from bench3d2d.report.collect import STATUSES
 from bench3d2d.report.view import WORSE_MARKER, fmt_p, metric_header, settings_lines
 from bench3d2d.report.writers._io import write_atomic
 
 if TYPE_CHECKING:
-    from bench3d2d.report.build import Report
+    from bench3d2d.report.model import Report
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 

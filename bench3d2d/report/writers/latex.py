@@ -6,12 +6,12 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench3d2d import stats
+from bench3d2d.evaluation import statistics as stats
 from bench3d2d.report.view import Section
 from bench3d2d.report.writers._io import write_atomic
 
 if TYPE_CHECKING:
-    from bench3d2d.report.build import Report
+    from bench3d2d.report.model import Report
 
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",

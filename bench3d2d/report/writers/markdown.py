@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from bench3d2d import stats
+from bench3d2d.evaluation import statistics as stats
 from bench3d2d.report.collect import STATUSES
 from bench3d2d.report.view import (
     WORSE_MARKER,
@@ -25,7 +25,7 @@ from bench3d2d.report.view import (
 from bench3d2d.report.writers._io import write_atomic
 
 if TYPE_CHECKING:
-    from bench3d2d.report.build import Report
+    from bench3d2d.report.model import Report
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]|~$])")
 _MD_LEADING = re.compile(r"^([#+\-=!])")

@@ -13,7 +13,7 @@ import pandas as pd
 from bench3d2d.report.writers._io import write_atomic
 
 if TYPE_CHECKING:
-    from bench3d2d.report.build import Report
+    from bench3d2d.report.model import Report
 
 _CASE_ORDER = ["train_dataset", "test_set", "fraction", "model", "pretrain", "case_id", "seed", "metric"]
 

@@ -19,19 +19,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench3d2d._atomic import atomic_write, atomic_write_json, atomic_write_text
-from bench3d2d._engine_data import CaseSource
-from bench3d2d._engine_fit import FitResult, build_model, fit, run_log
-from bench3d2d._engine_predict import evaluate, load_ensemble
-from bench3d2d.profiles import Profile, get_profile
-from bench3d2d.registry import model_info
-from bench3d2d.tasks import segmentation
+from bench3d2d._io import atomic_write, atomic_write_json, atomic_write_text, safe_name
+from bench3d2d.engine._evaluate import evaluate, load_ensemble
+from bench3d2d.engine._fit import FitResult, build_model, fit, run_log
+from bench3d2d.engine._sources import CaseSource
+from bench3d2d.engine.profiles import Profile, get_profile
+from bench3d2d.engine.tasks import segmentation
+from bench3d2d.models import model_info
+from bench3d2d.results import CASE_COLUMNS
 
 log = logging.getLogger("bench3d2d.engine")
 
-#: Columns of ``cases.csv`` (docs/architecture.md, results store).
-CASE_COLUMNS = ["train_dataset", "test_set", "fraction", "case_id", "model", "pretrain", "seed",
-                "metric", "value"]
 
 
 @dataclass
@@ -49,7 +47,7 @@ class RunResult:
     def summary(self, metrics: Sequence[str] = ("dice", "area_diff_mm2", "precision", "recall",
                                                 "hd95_mm")) -> pd.DataFrame:
         """Mean, std, median and NaN count per test set and metric."""
-        from bench3d2d.metrics import summarise
+        from bench3d2d.evaluation.metrics import summarise
 
         sub = self.cases[self.cases["metric"].isin(list(metrics))]
         return summarise(sub, by=("test_set", "metric"))
@@ -61,12 +59,6 @@ def _write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
 
 def _save_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
-
-
-def _safe_name(name: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "x"
 
 
 def long_table(wide: pd.DataFrame, *, train_dataset: str, test_set: str, fraction: float, model: str,
@@ -119,7 +111,7 @@ def train_and_evaluate(
     Test sets: the training dataset's own test split (named like the dataset) plus every entry
     of ``test_sets`` (dataset names, used whole, or ``{name: CaseSource}``); patients seen in
     training or validation are removed from them. ``pretrain`` is ``None``/``"none"``, ``"slo"``
-    or ``"faf"``: weights come from :func:`bench3d2d.ssl.pretrain` on ``pretrain_source`` (default:
+    or ``"faf"``: weights come from :func:`bench3d2d.engine.ssl.pretrain` on ``pretrain_source`` (default:
     the training dataset's registry metadata ``pretrain_source``), cached in ``pretrain_dir``
     (default ``cache_dir/pretrain``). ``hparams`` override the profile for fine-tuning only.
     ``data_options`` go to every ``load_dataset`` call (e.g. synthetic ``difficulty``).
@@ -187,7 +179,7 @@ def train_and_evaluate(
 
         init, pre_info = None, None
         if pre is not None:
-            from bench3d2d import ssl
+            from bench3d2d.engine import ssl
 
             source = pretrain_source or ssl.default_source(train_dataset)
             t0 = time.perf_counter()
@@ -221,8 +213,8 @@ def train_and_evaluate(
             tables.append(long_table(wide, train_dataset=train_dataset, test_set=name, fraction=frac,
                                      model=model_name, pretrain=pre_label, seed=seed))
             for cid, arrays in maps.items():
-                pred_dir = out_dir / "predictions" / _safe_name(name)
-                _save_npz_atomic(pred_dir / f"{_safe_name(cid)}.npz", arrays)
+                pred_dir = out_dir / "predictions" / safe_name(name)
+                _save_npz_atomic(pred_dir / f"{safe_name(cid)}.npz", arrays)
             dice = wide["dice"]
             log.info("test %s: %d cases, Dice mean %.4f (median %.4f), k = %d checkpoints", name, len(wide),
                      dice.mean(), dice.median(), len(models))

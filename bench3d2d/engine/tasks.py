@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench3d2d.losses import dice_bce_loss, mean_ssim, nmssim_loss
+from bench3d2d.engine.losses import dice_bce_loss, mean_ssim, nmssim_loss
 
 #: Reconstruction targets (modalities) accepted by :func:`reconstruction`.
 MODALITIES = ("slo", "faf")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench3d2d._spec import PRETRAIN_CHOICES, PretrainSpec, RunSpec, normalise_fraction
+from bench3d2d.harness._spec import PRETRAIN_CHOICES, PretrainSpec, RunSpec, normalise_fraction
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def parse_pretrain(text: str | Sequence[str] | None) -> tuple[str, ...]:
 
 def resolve_models(patterns: str | Sequence[str] | None) -> list[str]:
     """Model names from names, fnmatch wildcards or ``all``; an unmatched pattern is an error."""
-    from bench3d2d.registry import list_models, model_info
+    from bench3d2d.models import list_models, model_info
 
     tokens = split_list(patterns) or ["all"]
     names: list[str] = []
@@ -180,8 +180,8 @@ def expand_plan(
     models with ``ssl_all_models``) and for benchmarks with a pre-training source.
     ``hparams_for(model, benchmark, fraction, profile)`` returns hyper-parameter overrides.
     """
-    from bench3d2d.profiles import get_profile
-    from bench3d2d.registry import model_info
+    from bench3d2d.engine.profiles import get_profile
+    from bench3d2d.models import model_info
 
     get_profile(profile)  # unknown profile: clear error before anything runs
     model_names = resolve_models(models)

@@ -38,6 +38,9 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "bench3d2d.models"
+#: The library's own networks, imported on the first lookup (baselines come through entry points).
+BUILTIN_MODULES = ("bench3d2d.models.fpbnet",)
+_INSTALL_CHECKED = False
 DEFAULT_DEPTH = 128
 
 #: Hyper-parameters every model gets unless its registration overrides them (paper protocol).
@@ -200,10 +203,27 @@ def load_plugins(force: bool = False) -> None:
 
 
 def _ensure_builtins() -> None:
-    from bench3d2d.models import BUILTIN_MODULES
-
     for module in BUILTIN_MODULES:
         importlib.import_module(module)
+    _warn_if_not_installed()
+
+
+def _warn_if_not_installed() -> None:
+    """The built-in baselines register through entry points, which only an installed package has."""
+    global _INSTALL_CHECKED
+    if _INSTALL_CHECKED:
+        return
+    _INSTALL_CHECKED = True
+    try:
+        metadata.distribution("bench3d2d")
+    except metadata.PackageNotFoundError:
+        warnings.warn(
+            "bench3d2d is imported from a checkout that is not installed, so the built-in baselines "
+            "(registered through the 'bench3d2d.models' entry points) are not available; "
+            "run `pip install -e .` in the checkout",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
 
 def _lookup(name: str) -> ModelInfo:

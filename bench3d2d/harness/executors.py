@@ -1,8 +1,8 @@
 """Executors: where runs happen. In-process (default), one subprocess per run, or SLURM (submitit).
 
 All three call the same function for each item, :func:`work`, which ends in
-``sweep.run_one`` or ``sweep.run_pretrain`` and writes to the same results store; they differ
-only in the process that calls it. Each returns one ``sweep.Outcome`` per item.
+``_runner.run_one`` or ``_runner.run_pretrain`` and writes to the same results store; they differ
+only in the process that calls it. Each returns one ``Outcome`` per item.
 """
 
 from __future__ import annotations
@@ -16,16 +16,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench3d2d._spec import PretrainSpec, RunSpec
-from bench3d2d._store import PROGRESS_FILE, ResultsStore, atomic_write_json, read_json
-from bench3d2d.sweep import (
+from bench3d2d._io import atomic_write_json
+from bench3d2d.harness._runner import (
     Outcome,
     ProgressFn,
-    _write_pretrain_spec,
+    get_backend,
     read_pretrain_spec,
     run_one,
     run_pretrain,
+    write_pretrain_spec,
 )
+from bench3d2d.harness._spec import PretrainSpec, RunSpec
+from bench3d2d.harness._store import ResultsStore, read_json
+from bench3d2d.results import PROGRESS_FILE
 
 __all__ = [
     "EXECUTORS",
@@ -69,8 +72,6 @@ def work(
 
 def work_by_id(root: str, kind: str, ident: str, stale_after: float | None = None) -> Outcome:
     """Load a stored spec by id and :func:`work` on it, reporting progress to ``progress.json``."""
-    from bench3d2d.sweep import get_backend
-
     get_backend()  # imported first: a site backend may register models and profiles
     store = ResultsStore(root) if stale_after is None else ResultsStore(root, stale_after=stale_after)
     if kind == "run":
@@ -86,7 +87,7 @@ def _prepare(item: Item, store: ResultsStore) -> Path:
     """Write the spec a worker process will read."""
     if isinstance(item, RunSpec):
         return store.write_spec(item)
-    return _write_pretrain_spec(item, store)
+    return write_pretrain_spec(item, store)
 
 
 def _record_crash(item: Item, store: ResultsStore, message: str) -> Outcome:
@@ -245,7 +246,7 @@ class SubprocessExecutor:
 
     def _env(self) -> dict[str, str]:
         """The workers' environment: the cores shared out between the ``jobs`` workers."""
-        from bench3d2d._backend import THREADS_ENV
+        from bench3d2d.harness._worker import THREADS_ENV
 
         env = dict(os.environ)
         env.setdefault(THREADS_ENV, str(max(1, (os.cpu_count() or 1) // self.jobs)))

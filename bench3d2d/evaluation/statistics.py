@@ -31,7 +31,9 @@ import pingouin as pg
 import scipy
 import scipy.stats
 
-#: Direction of every metric the harness writes (``bench3d2d.metrics.METRICS``): which way is better.
+from bench3d2d.results import CASE_COLUMNS
+
+#: Direction of every metric the harness writes (``evaluation.metrics.METRICS``): which way is better.
 METRIC_DIRECTION: dict[str, str] = {
     "dice": "higher",
     "precision": "higher",
@@ -60,9 +62,6 @@ HEADLINE_METRICS: tuple[str, ...] = ("dice", "area_diff_mm2")
 PRETRAIN_LABELS: dict[str, str] = {"none": "scratch", "slo": "SSL-SLO", "faf": "SSL-FAF"}
 
 #: Columns of the long per-case table (``cases.csv`` of every run).
-CASE_COLUMNS: tuple[str, ...] = (
-    "train_dataset", "test_set", "fraction", "case_id", "model", "pretrain", "seed", "metric", "value",
-)
 #: One family of comparisons (Holm correction is applied within it).
 FAMILY: tuple[str, ...] = ("train_dataset", "test_set", "fraction", "metric")
 #: One leaderboard entry within a family.

@@ -1,4 +1,4 @@
-"""Run and pre-training specifications with stable ids (private; use ``bench3d2d.sweep``)."""
+"""Run and pre-training specifications with stable ids (private; use ``bench3d2d.harness.sweep``)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def short_hash(text: str) -> str:
 
 def profile_fingerprint(name: str) -> str:
     """Short hash of a named profile's full settings, so that editing a profile changes run ids."""
-    from bench3d2d.profiles import get_profile
+    from bench3d2d.engine.profiles import get_profile
 
     return short_hash(canonical_json(get_profile(name).to_dict()))[:8]
 

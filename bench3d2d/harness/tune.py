@@ -22,9 +22,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bench3d2d._plan import Benchmark, resolve_benchmarks
-from bench3d2d._spec import RunSpec, normalise_fraction, short_hash
-from bench3d2d._store import ResultsStore
+from bench3d2d.harness._plan import Benchmark, resolve_benchmarks
+from bench3d2d.harness._spec import RunSpec, normalise_fraction, short_hash
+from bench3d2d.harness._store import ResultsStore
 
 __all__ = [
     "OVER_BUDGET_ATTR",
@@ -178,9 +178,9 @@ def tune(
     """Tune ``model`` until its study holds ``trials`` trials; returns the ``optuna.Study``."""
     import optuna
 
-    from bench3d2d.profiles import get_profile
-    from bench3d2d.registry import model_info
-    from bench3d2d.sweep import get_backend
+    from bench3d2d.engine.profiles import get_profile
+    from bench3d2d.harness.sweep import get_backend
+    from bench3d2d.models import model_info
 
     if trials < 1:
         raise ValueError(f"--trials must be at least 1, not {trials}")

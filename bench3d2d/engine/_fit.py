@@ -26,19 +26,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench3d2d import checkpoints as ckpt_io
-from bench3d2d._engine_data import (
+from bench3d2d.engine import checkpoints as ckpt_io
+from bench3d2d.engine._precision import amp_dtype, autocast, ensemble_probs, to_channels_last
+from bench3d2d.engine._sources import (
     CaseSource,
     eval_target,
     make_batch,
     require_targets,
     round_schedule,
 )
-from bench3d2d._engine_infer import amp_dtype, autocast, ensemble_probs, to_channels_last
-from bench3d2d.acceleration import accelerate
-from bench3d2d.profiles import Profile, get_profile
-from bench3d2d.registry import create_model, model_info
-from bench3d2d.tasks import Task
+from bench3d2d.engine.acceleration import accelerate
+from bench3d2d.engine.profiles import Profile, get_profile
+from bench3d2d.engine.tasks import Task
+from bench3d2d.models import create_model, model_info
 
 log = logging.getLogger("bench3d2d.engine")
 

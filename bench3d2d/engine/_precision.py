@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench3d2d._engine_data import CaseSource
 from bench3d2d.data.evalgrid import to_eval_grid
+from bench3d2d.engine._sources import CaseSource
 
 
 @functools.cache

@@ -1,23 +1,24 @@
 """The default sweep backend: one run or pre-training through the training engine (private).
 
-``execute_run`` turns a :class:`~bench3d2d.sweep.RunSpec` into one call of
+``execute_run`` turns a :class:`~bench3d2d.harness.sweep.RunSpec` into one call of
 ``engine.train_and_evaluate`` in the run folder; ``execute_pretrain`` into one call of
 ``ssl.pretrain`` in the pre-training folder. Shared SSL weights are made first, once per key,
-under the pre-training's claim (``sweep.ensure_pretrained``), then found in the cache by the run.
+under the pre-training's claim (``_runner.ensure_pretrained``, before the runner calls this
+backend), then found in the cache by the run.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from bench3d2d._spec import PretrainSpec, RunSpec
-from bench3d2d._store import ResultsStore, atomic_write_json, read_json
+from bench3d2d._io import atomic_write_json, safe_name
+from bench3d2d.harness._spec import PretrainSpec, RunSpec
+from bench3d2d.harness._store import ResultsStore, read_json
 
 #: Threads per worker (the subprocess executor sets it to cores / jobs); unset: torch's default.
 THREADS_ENV = "BENCH3D2D_THREADS"
@@ -46,8 +47,6 @@ def engine_test_sets(spec: RunSpec) -> list[str]:
 
 def _record_split(store: ResultsStore, dataset: str, split: Mapping[str, Any]) -> None:
     """Keep the dataset's patient-wise split in ``RESULTS/splits/<dataset>.json`` (first run writes it)."""
-    from bench3d2d.report.collect import safe_name
-
     path = store.splits_dir / f"{safe_name(Path(dataset).name if '/' in dataset else dataset)}.json"
     keys = ("dataset", "seed", "ratios", "train", "val", "test", "counts", "split_seed")
     record = {k: split[k] for k in keys if k in split}
@@ -72,14 +71,10 @@ def execute_run(
 ) -> pd.DataFrame:
     """Train and test one run with the engine; returns the long per-case table."""
     from bench3d2d.engine import train_and_evaluate
-    from bench3d2d.profiles import get_profile
-    from bench3d2d.sweep import ensure_pretrained
+    from bench3d2d.engine.profiles import get_profile
 
-    pre = spec.pretrain_spec()
-    pretrain_dir = None
-    if pre is not None:
-        ensure_pretrained(pre, store, backend=sys.modules[__name__])
-        pretrain_dir = store.pretrain_path(pre)
+    pre = spec.pretrain_spec()  # ensured complete by the runner before it called us
+    pretrain_dir = store.pretrain_path(pre) if pre is not None else None
     rounds = get_profile(spec.profile).with_overrides(spec.hparams).rounds
     done = [0]
 
@@ -128,7 +123,7 @@ def execute_pretrain(
     progress: Any = None,
 ) -> dict[str, Any]:
     """SSL pre-training of one key into ``out_dir`` (the engine's cache lives inside it)."""
-    from bench3d2d import ssl
+    from bench3d2d.engine import ssl
 
     res = ssl.pretrain(
         pre.model,

@@ -1,4 +1,4 @@
-"""Atomic file writes: a temporary file beside the target, fsync, then ``os.replace``.
+"""Private file helpers: atomic writes (temporary file, fsync, ``os.replace``) and safe file names.
 
 A reader never sees a half-written file, and a crash leaves either the old file or the new one.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -44,3 +45,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: Any, sort_keys: bool = True) -> Path:
     """Write indented JSON to ``path`` atomically."""
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys, default=str) + "\n")
+
+
+def safe_name(name: object) -> str:
+    """The file-name form of a name: characters outside ``[A-Za-z0-9._-]`` become ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "x"

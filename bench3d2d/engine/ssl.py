@@ -28,14 +28,14 @@ from typing import Any
 
 import torch
 
-from bench3d2d import checkpoints as ckpt_io
-from bench3d2d._atomic import atomic_write_json
-from bench3d2d._engine_data import CaseSource
-from bench3d2d._engine_fit import FitResult, build_model, fit
-from bench3d2d.profiles import Profile, get_profile
-from bench3d2d.tasks import reconstruction
+from bench3d2d._io import atomic_write_json
+from bench3d2d.engine import checkpoints as ckpt_io
+from bench3d2d.engine._fit import FitResult, build_model, fit
+from bench3d2d.engine._sources import CaseSource
+from bench3d2d.engine.profiles import Profile, get_profile
+from bench3d2d.engine.tasks import reconstruction
 
-log = logging.getLogger("bench3d2d.ssl")
+log = logging.getLogger("bench3d2d.engine.ssl")
 
 WEIGHTS = "weights.pt"
 INFO = "info.json"

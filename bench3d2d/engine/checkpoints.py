@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench3d2d._atomic import atomic_write_bytes
+from bench3d2d._io import atomic_write_bytes
 
 FORMAT = "bench3d2d-checkpoint/1"
 

@@ -16,12 +16,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from bench3d2d._engine_data import CaseSource
-from bench3d2d._engine_fit import model_from_checkpoint, resolve_device
-from bench3d2d._engine_infer import ensemble_probs
 from bench3d2d.data.evalgrid import resize_map
-from bench3d2d.metrics import METRICS, case_metrics
-from bench3d2d.tasks import dice_score
+from bench3d2d.engine._fit import model_from_checkpoint, resolve_device
+from bench3d2d.engine._precision import ensemble_probs
+from bench3d2d.engine._sources import CaseSource
+from bench3d2d.engine.tasks import dice_score
+from bench3d2d.evaluation.metrics import METRICS, case_metrics
 
 log = logging.getLogger("bench3d2d.engine")
 
@@ -39,7 +39,7 @@ def load_ensemble(paths: Iterable[Path], device: str | torch.device | None = Non
 
 def predict_proba(models: Sequence[nn.Module], volume: np.ndarray, amp: bool = True) -> np.ndarray:
     """Ensemble probability map (H, W) of one prepared volume (H, W, D), on its original grid."""
-    from bench3d2d._engine_data import ArrayCases
+    from bench3d2d.engine._sources import ArrayCases
 
     volume = np.asarray(volume)
     (_, prob), = ensemble_probs(models, ArrayCases({"case": volume}), amp=amp)

@@ -16,37 +16,23 @@ from typing import Any
 
 import pandas as pd
 
-from bench3d2d._atomic import atomic_write_bytes, atomic_write_json
-from bench3d2d._claims import DEFAULT_STALE_AFTER, claim_alive
-from bench3d2d._spec import PretrainSpec, RunSpec
-
-RUNS_DIR = "runs"
-PRETRAIN_DIR = "pretrain"
-SPLITS_DIR = "splits"
-CACHE_DIR = "cache"
-CACHE_ENV = "BENCH3D2D_CACHE_DIR"
-SPEC_FILE = "spec.json"
-SPLIT_FILE = "split.json"
-LOG_FILE = "log.txt"
-CHECKPOINT_DIR = "checkpoints"
-PREDICTION_DIR = "predictions"
-CASES_FILE = "cases.csv"
-RESULT_FILE = "result.json"
-ERROR_FILE = "error.json"
-CLAIM_FILE = "claim.json"
-PROGRESS_FILE = "progress.json"
-
-#: Columns of ``cases.csv``, the long per-case table (also the leaderboard's input).
-CASE_COLUMNS = (
-    "train_dataset",
-    "test_set",
-    "fraction",
-    "case_id",
-    "model",
-    "pretrain",
-    "seed",
-    "metric",
-    "value",
+from bench3d2d._io import atomic_write_bytes, atomic_write_json
+from bench3d2d.harness._locks import DEFAULT_STALE_AFTER, claim_alive
+from bench3d2d.harness._spec import PretrainSpec, RunSpec
+from bench3d2d.results import (
+    CACHE_DIR,
+    CACHE_ENV,
+    CASE_COLUMNS,
+    CASES_FILE,
+    CHECKPOINT_DIR,
+    CLAIM_FILE,
+    ERROR_FILE,
+    LOG_FILE,
+    PRETRAIN_DIR,
+    RESULT_FILE,
+    RUNS_DIR,
+    SPEC_FILE,
+    SPLITS_DIR,
 )
 
 

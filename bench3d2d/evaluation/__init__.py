@@ -1,0 +1,1 @@
+"""Evaluation: per-case metrics (``metrics``) and the leaderboard's statistics (``statistics``)."""
