@@ -144,24 +144,11 @@ def localizer_to_bscan_grid(
     return out.astype(np.float32)
 
 
-def read_vol(
-    path: str | Path,
-    *,
-    localizer: str = "auto",
-    scan_id: str | None = None,
-    patient_id: str | None = None,
-    visit: int = 1,
-) -> Scan:
-    """Read one ``.vol`` file into a ``Scan`` (see the module docstring for every rule)."""
-    from eyepy.core.utils import from_vol_intensity
+def _open_vol(path: Path):
+    """The parsed file of a raster ``.vol`` (eyepy's ``parsed_file``); unreadable files and scan
+    patterns that are not a volume raise ``DataError``."""
     from eyepy.io.he import HeVolReader
 
-    if localizer not in ("auto", "require", "skip"):
-        raise ValueError(f"localizer must be 'auto', 'require' or 'skip', got {localizer!r}")
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Heidelberg .vol file not found: {path}")
-    header = read_vol_header(path)
     try:
         pf = HeVolReader(path).parsed_file
     except Exception as exc:
@@ -175,24 +162,102 @@ def read_vol(
         )
     if pattern in (2, 5):
         raise DataError(f"{path}: {_UNSUPPORTED_PATTERNS[pattern]} cannot be arranged as an (H, W, D) volume")
+    return pf
+
+
+def _display_volume(pf, path: Path) -> np.ndarray:
+    """The B-scans with eyepy's display transform, scaled to [0, 1], as float32 ``(H, W, D)``."""
+    from eyepy.core.utils import from_vol_intensity
+
     raw = np.stack([np.asarray(b.data, dtype=np.float32) for b in pf.bscans], axis=0)  # (H, D, W)
     if raw.size == 0:
         raise DataError(f"{path}: no B-scans")
     display = from_vol_intensity(raw.copy())  # uint8, HEYEX-like contrast; invalid samples -> 0
-    volume = np.ascontiguousarray(np.transpose(display, (0, 2, 1)), dtype=np.float32) / np.float32(255)
-    H, W, D = volume.shape
-    starts = np.array([(b.start_x, b.start_y) for b in pf.bscans], dtype=np.float64)
-    ends = np.array([(b.end_x, b.end_y) for b in pf.bscans], dtype=np.float64)
+    return np.ascontiguousarray(np.transpose(display, (0, 2, 1)), dtype=np.float32) / np.float32(255)
+
+
+def _spacing(
+    pf, starts: np.ndarray, ends: np.ndarray, H: int, W: int
+) -> tuple[tuple[float, float, float], float, float]:
+    """Spacing ``(h, w, d)`` in mm from the header, and the (h, w) spacing implied by the positions."""
     h_mm = float(pf.distance)
     pos_h = float(np.median(np.linalg.norm(np.diff(starts, axis=0), axis=1))) if H > 1 else 0.0
     pos_w = float(np.median(np.linalg.norm(ends - starts, axis=1))) / max(W - 1, 1)
     if not h_mm > 0:
         h_mm = pos_h if pos_h > 0 else float(pf.scale_x)
-    spacing = (h_mm, float(pf.scale_x), float(pf.scale_y))
+    return (h_mm, float(pf.scale_x), float(pf.scale_y)), pos_h, pos_w
+
+
+def _read_slo(
+    pf, starts: np.ndarray, ends: np.ndarray, W: int, localizer: str, path: Path, meta: dict
+) -> np.ndarray | None:
+    """The localizer on the B-scan grid (header scale first, then the field of view), or None.
+
+    Records ``slo_status`` (and ``slo_scale_mm``) in ``meta``; ``localizer="require"`` raises when
+    neither scale places the scanned region inside the localizer, ``"auto"`` warns.
+    """
+    if localizer == "skip":
+        meta["slo_status"] = "skipped"
+        return None
+    loc = np.asarray(pf.localizer)
+    top = 255.0 if loc.dtype == np.uint8 or loc.max() > 1 else 1.0
+    scales = [("header", (float(pf.scale_x_slo), float(pf.scale_y_slo)))]
+    if int(pf.field_size_slo) > 0:  # a resized localizer keeps the field of view, not the pixel size
+        fov = int(pf.field_size_slo) * MM_PER_DEGREE
+        scales.append(("field of view", (fov / loc.shape[1], fov / loc.shape[0])))
+    errors = []
+    for label, scale in scales:
+        try:
+            slo = localizer_to_bscan_grid(loc, starts, ends, scale, W)
+        except ValueError as exc:
+            errors.append(f"{label} scale {scale[0]:.4f} mm/px: {exc}")
+            continue
+        meta["slo_status"] = f"cropped to the scanned region ({label} scale) and resampled to the B-scan grid"
+        meta["slo_scale_mm"] = list(scale)
+        return np.clip(slo / np.float32(top), 0, 1).astype(np.float32)
+    reason = "; ".join(errors)
+    if localizer == "require":
+        raise DataError(f"{path}: localizer: {reason}")
+    meta["slo_status"] = f"not used: {reason}"
+    warnings.warn(f"{path}: SLO localizer not used: {reason}", RuntimeWarning, stacklevel=3)
+    return None
+
+
+def _read_bm(pf, D: int) -> np.ndarray | None:
+    """The file's BM layer (index 1 of the layer table) as float32 ``(H, W)`` rows, NaN where invalid."""
+    layers = [np.asarray(b.layer_segmentations, dtype=np.float64) for b in pf.bscans]
+    if not all(len(seg) > 1 for seg in layers):
+        return None
+    bm_rows = np.stack([seg[1] for seg in layers]).astype(np.float64)  # (H, W)
+    bm_rows[(bm_rows >= 3.0e38) | (bm_rows < 0) | (bm_rows > D)] = np.nan
+    return bm_rows.astype(np.float32) if np.isfinite(bm_rows).any() else None
+
+
+def read_vol(
+    path: str | Path,
+    *,
+    localizer: str = "auto",
+    scan_id: str | None = None,
+    patient_id: str | None = None,
+    visit: int = 1,
+) -> Scan:
+    """Read one ``.vol`` file into a ``Scan`` (see the module docstring for every rule)."""
+    if localizer not in ("auto", "require", "skip"):
+        raise ValueError(f"localizer must be 'auto', 'require' or 'skip', got {localizer!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Heidelberg .vol file not found: {path}")
+    header = read_vol_header(path)
+    pf = _open_vol(path)
+    volume = _display_volume(pf, path)
+    H, W, D = volume.shape
+    starts = np.array([(b.start_x, b.start_y) for b in pf.bscans], dtype=np.float64)
+    ends = np.array([(b.end_x, b.end_y) for b in pf.bscans], dtype=np.float64)
+    spacing, pos_h, pos_w = _spacing(pf, starts, ends, H, W)
     meta: dict = {
         "source": "heyex-vol",
         "file": str(path),
-        "scan_pattern": pattern,
+        "scan_pattern": int(pf.scan_pattern),
         "visit_date": str(header.get("visit_date")),
         "exam_time": str(header.get("exam_time")),
         "spacing_from_positions_mm": [pos_h, pos_w],
@@ -204,42 +269,8 @@ def read_vol(
             f"A-scan spacing from the B-scan positions ({pos_w:.5f} mm) differs from the header's "
             f"scale_x ({spacing[1]:.5f} mm); the header value is used"
         )
-    slo = None
-    if localizer == "skip":
-        meta["slo_status"] = "skipped"
-    else:
-        loc = np.asarray(pf.localizer)
-        top = 255.0 if loc.dtype == np.uint8 or loc.max() > 1 else 1.0
-        scales = [("header", (float(pf.scale_x_slo), float(pf.scale_y_slo)))]
-        if int(pf.field_size_slo) > 0:  # a resized localizer keeps the field of view, not the pixel size
-            fov = int(pf.field_size_slo) * MM_PER_DEGREE
-            scales.append(("field of view", (fov / loc.shape[1], fov / loc.shape[0])))
-        errors = []
-        for label, scale in scales:
-            try:
-                slo = localizer_to_bscan_grid(loc, starts, ends, scale, W)
-            except ValueError as exc:
-                errors.append(f"{label} scale {scale[0]:.4f} mm/px: {exc}")
-                continue
-            slo = np.clip(slo / np.float32(top), 0, 1).astype(np.float32)
-            meta["slo_status"] = (
-                f"cropped to the scanned region ({label} scale) and resampled to the B-scan grid"
-            )
-            meta["slo_scale_mm"] = list(scale)
-            break
-        if slo is None:
-            reason = "; ".join(errors)
-            if localizer == "require":
-                raise DataError(f"{path}: localizer: {reason}")
-            meta["slo_status"] = f"not used: {reason}"
-            warnings.warn(f"{path}: SLO localizer not used: {reason}", RuntimeWarning, stacklevel=2)
-    bm = None
-    layers = [np.asarray(b.layer_segmentations, dtype=np.float64) for b in pf.bscans]
-    if all(len(seg) > 1 for seg in layers):
-        bm_rows = np.stack([seg[1] for seg in layers]).astype(np.float64)  # (H, W)
-        bm_rows[(bm_rows >= 3.0e38) | (bm_rows < 0) | (bm_rows > D)] = np.nan
-        if np.isfinite(bm_rows).any():
-            bm = bm_rows.astype(np.float32)
+    slo = _read_slo(pf, starts, ends, W, localizer, path, meta)
+    bm = _read_bm(pf, D)
     meta["bm_status"] = "from the file's BM layer" if bm is not None else "no BM layer in the file"
     return Scan(
         scan_id=scan_id or path.stem,

@@ -137,22 +137,65 @@ def _fine_width(W: int) -> int:
     return int(np.clip(2 * W, 128, 1024))
 
 
-def generate_eye(
-    family: str, size: str, seed: int, patient: int, eye: str, n_visits: int, diff: Difficulty, rater2: bool
-) -> list[dict]:
-    """All visits of one eye: dicts with volume, slo, faf, mask, rater2 mask, BM surface, meta."""
-    preset = PRESETS[family][size]
-    rng = np.random.default_rng([seed, FAMILY_CODE[family], patient, 0 if eye == "OD" else 1])
-    H, W, D = preset.shape
-    h_mm, w_mm, d_mm = preset.spacing_mm
-    ext_h, ext_w, ext_d = preset.extent_mm
+@dataclass
+class _EyeFields:
+    """What one eye keeps across its visits: geometry, textures, distractors and lesion growth."""
+
+    preset: Preset
+    fovea: tuple[float, float]
+    grid: FineGrid
+    bx: np.ndarray  # B-scan grid pixel centres (mm), (H, W)
+    by: np.ndarray
+    vessels: np.ndarray  # fine-grid maps from here to rim_patch
+    drusen: np.ndarray
+    spots: np.ndarray
+    faf_tex: np.ndarray
+    slo_tex: np.ndarray
+    patchy: np.ndarray
+    rim_patch: np.ndarray
+    r2_field: np.ndarray
+    r2_bias: float
+    nfl: np.ndarray  # B-scan grid
+    sag: float
+    wave: np.ndarray  # B-scan grid
+    lesions: object  # GA lesions (``ga_lesions``) or RPD deposits per visit (``rpd_deposits``)
+
+    def to_grid(self, fine: np.ndarray) -> np.ndarray:
+        """A fine-grid map area-averaged onto the B-scan grid."""
+        return area_resample(fine, hw=self.preset.shape[:2])
+
+
+@dataclass
+class _LesionMaps:
+    """One visit's lesion signatures: OCT inputs on the B-scan grid, en-face maps on the fine grid."""
+
+    ga_oct: np.ndarray
+    rpe_loss: np.ndarray
+    hyper: np.ndarray
+    thin: np.ndarray
+    rpd_h: np.ndarray
+    faf_ga: np.ndarray
+    slo_ga: np.ndarray
+    rim: np.ndarray
+    rpd_dot: np.ndarray
+    rpd_ring: np.ndarray
+    mask_fine: np.ndarray
+    mask2_fine: np.ndarray | None
+
+
+def _eye_fields(
+    rng: np.random.Generator, preset: Preset, eye: str, n_visits: int, diff: Difficulty
+) -> _EyeFields:
+    """Draw the per-eye fields from the eye's generator (the order of the draws fixes the cohort)."""
+    H, W, _D = preset.shape
+    h_mm, w_mm, _d_mm = preset.spacing_mm
+    ext_h, ext_w, _ext_d = preset.extent_mm
     fovea = tuple(rng.normal(0, 0.15, 2))
     grid = FineGrid.make((ext_h, ext_w), _fine_width(W), fovea)
     disc_x = (1 if eye == "OD" else -1) * rng.uniform(4.0, 4.6)
     # B-scan grid coordinates (pixel centres) in the same frame
     bx = ((np.arange(W) + 0.5) * w_mm - ext_w / 2 - fovea[0])[None, :].repeat(H, 0)
     by = ((np.arange(H) + 0.5) * h_mm - ext_h / 2 - fovea[1])[:, None].repeat(W, 1)
-    to_grid = functools.partial(area_resample, hw=(H, W))
 
     severity = rng.uniform(0, 1)
     vessels = vessel_tree(rng, grid, disc_x)
@@ -165,100 +208,133 @@ def generate_eye(
     rim_patch = _sigmoid(2.0 * smooth_field(rng, grid.shape, 0.4 / grid.px_mm))
     r2_field = smooth_field(rng, grid.shape, 0.5 / grid.px_mm)
     r2_bias = rng.normal(0, 0.3 * diff.rater2_boundary_mm)
-    fine_r2 = grid.x**2 + grid.y**2
     nfl = 0.015 + 0.03 * np.exp(-((bx - disc_x) ** 2 + by**2) / (2 * 2.2**2))  # thicker towards the disc
     # retina shape: bowl (deepest at the fovea), tilt, smooth waviness; per eye
     sag = rng.uniform(0.1, 0.28) / 9.0
     wave = 0.02 * smooth_field(rng, (H, W), W / 2)
     if preset.lesion == "ga":
-        lesions = ga_lesions(
-            rng,
-            grid,
-            severity,
-            {k: getattr(diff, k) for k in ("ga_rpe_loss", "ga_hypertransmission", "ga_outer_thinning")},
-            n_visits,
-        )
+        knobs = {k: getattr(diff, k) for k in ("ga_rpe_loss", "ga_hypertransmission", "ga_outer_thinning")}
+        lesions = ga_lesions(rng, grid, severity, knobs, n_visits)
     else:
-        deposits = rpd_deposits(rng, grid, diff.rpd_height_mm, n_visits)
+        lesions = rpd_deposits(rng, grid, diff.rpd_height_mm, n_visits)
+    return _EyeFields(
+        preset=preset, fovea=fovea, grid=grid, bx=bx, by=by, vessels=vessels, drusen=drusen, spots=spots,
+        faf_tex=faf_tex, slo_tex=slo_tex, patchy=patchy, rim_patch=rim_patch, r2_field=r2_field,
+        r2_bias=r2_bias, nfl=nfl, sag=sag, wave=wave, lesions=lesions,
+    )  # fmt: skip
 
+
+def _lesion_maps(e: _EyeFields, v: int, diff: Difficulty, rater2: bool) -> _LesionMaps:
+    """GA (signed distance to the boundary, soft OCT signature, FAF/SLO maps) or RPD at visit ``v``."""
+    grid = e.grid
+    zeros = np.zeros(e.preset.shape[:2], np.float32)
+    fine_zeros = np.zeros(grid.shape, np.float32)
+    maps = _LesionMaps(
+        ga_oct=zeros, rpe_loss=zeros, hyper=zeros, thin=zeros, rpd_h=zeros,
+        faf_ga=fine_zeros, slo_ga=fine_zeros, rim=fine_zeros, rpd_dot=fine_zeros, rpd_ring=fine_zeros,
+        mask_fine=fine_zeros, mask2_fine=None,
+    )  # fmt: skip
+    if e.preset.lesion == "ga":
+        level, owner = e.lesions.level_and_owner(grid, v)
+        maps.mask_fine = (level < 0).astype(np.float32)
+        if rater2:
+            maps.mask2_fine = (level + diff.rater2_boundary_mm * e.r2_field + e.r2_bias < 0).astype(
+                np.float32
+            )
+        s_oct = _sigmoid(-level / max(diff.ga_boundary_mm / 4, 1e-4)) * (
+            1 - diff.ga_oct_patchiness * e.patchy
+        )
+        maps.ga_oct = e.to_grid(s_oct)
+        maps.rpe_loss = e.to_grid(s_oct * e.lesions.rpe_loss[owner])
+        maps.hyper = e.to_grid(s_oct * e.lesions.hyper[owner])
+        s_thin = _sigmoid(-level / max(diff.ga_boundary_mm, 1e-4)) * (1 - diff.ga_oct_patchiness * e.patchy)
+        maps.thin = e.to_grid(s_thin * e.lesions.thinning[owner])  # outer layers thin over a wider transition
+        maps.faf_ga = _sigmoid(-level / 0.015)
+        maps.slo_ga = _sigmoid(-level / 0.04) * (0.6 + 0.8 * e.patchy)
+        maps.rim = np.exp(-np.maximum(level, 0) / 0.08) * (level > -0.02) * (0.3 + 1.4 * e.rim_patch)
+    else:
+        height, foot = e.lesions[v]
+        maps.mask_fine = foot
+        maps.rpd_h = e.to_grid(height)
+        maps.rpd_dot = foot
+        near = ndimage_distance(foot, grid.px_mm)
+        maps.rpd_ring = np.exp(-((near - 0.04) ** 2) / (2 * 0.025**2)) * (foot == 0)
+    return maps
+
+
+def _enface(
+    e: _EyeFields, m: _LesionMaps, diff: Difficulty, vr: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """FAF and SLO on the fine grid, then area-averaged to the B-scan grid and clipped to [0, 1]."""
+    grid, fovea = e.grid, e.fovea
+    ext_h, ext_w, _ext_d = e.preset.extent_mm
+    rho2 = ((grid.x + fovea[0]) / (ext_w / 2)) ** 2 + ((grid.y + fovea[1]) / (ext_h / 2)) ** 2
+    vig = 1 - diff.vignetting * 0.5 * rho2
+    macular = np.exp(-(grid.x**2 + grid.y**2) / (2 * 0.5**2))
+    faf = 0.55 * (1 + 0.07 * e.faf_tex) * (1 - 0.4 * macular) * (1 - 0.55 * e.vessels)
+    faf = faf * (1 - diff.faf_ga_contrast * m.faf_ga) + 0.55 * diff.faf_rim * m.rim * (1 - m.faf_ga)
+    faf = faf * (1 - diff.faf_spot_contrast * e.spots) * (1 - diff.rpd_faf_contrast * m.rpd_dot)
+    faf = faf * (1 + 0.6 * e.drusen) * vig * (1 + diff.gain_jitter * vr.standard_normal())
+    slo = 0.5 * (1 + 0.08 * e.slo_tex) * (1 - 0.12 * macular) * (1 - 0.45 * e.vessels)
+    slo = slo + 0.5 * diff.slo_ga_contrast * m.slo_ga - 0.5 * diff.rpd_slo_contrast * 2.0 * m.rpd_ring
+    slo = (slo + 1.5 * e.drusen) * vig * (1 + diff.gain_jitter * vr.standard_normal())
+    faf_b = np.clip(e.to_grid(faf + diff.faf_noise * vr.standard_normal(grid.shape)), 0, 1)
+    slo_b = np.clip(e.to_grid(slo + diff.slo_noise * vr.standard_normal(grid.shape)), 0, 1)
+    return faf_b, slo_b
+
+
+def _render_visit(e: _EyeFields, v: int, vr: np.random.Generator, diff: Difficulty, rater2: bool) -> dict:
+    """One visit: the OCT volume, FAF, SLO, masks on the B-scan grid, BM row and lesion area."""
+    preset = e.preset
+    _H, _W, D = preset.shape
+    h_mm, w_mm, d_mm = preset.spacing_mm
+    bx, by = e.bx, e.by
+    tilt = vr.normal(0, 0.035, 2)
+    bm_mm = preset.extent_mm[2] * 0.62 - e.sag * (bx**2 + by**2) + tilt[0] * bx + tilt[1] * by + e.wave
+    bm_px = bm_mm / d_mm
+    m = _lesion_maps(e, v, diff, rater2)
+    inputs = OCTInputs(
+        x=bx,
+        y=by,
+        bm_px=bm_px,
+        nfl_mm=e.nfl,
+        ga=m.ga_oct,
+        rpe_loss=m.rpe_loss,
+        hyper=m.hyper,
+        thinning=m.thin,
+        drusen_mm=e.to_grid(e.drusen),
+        rpd_mm=m.rpd_h,
+        vessel=e.to_grid(e.vessels),
+    )
+    volume = render_oct(
+        inputs, D, d_mm, vr, diff.speckle, diff.noise_floor, diff.vignetting, diff.vessel_shadow
+    )
+    faf_b, slo_b = _enface(e, m, diff, vr)
+    mask = (e.to_grid(m.mask_fine) >= 0.5).astype(np.uint8)
+    mask2 = None if m.mask2_fine is None else (e.to_grid(m.mask2_fine) >= 0.5).astype(np.uint8)
+    return {
+        "volume": volume,
+        "slo": slo_b.astype(np.float32),
+        "faf": faf_b.astype(np.float32),
+        "mask": mask,
+        "rater2": mask2,
+        "bm": (bm_px - 0.5).astype(np.float32),  # pixel index of the BM row (surface at the RPE base)
+        "lesion_area_mm2": float(mask.sum() * h_mm * w_mm),
+    }
+
+
+def generate_eye(
+    family: str, size: str, seed: int, patient: int, eye: str, n_visits: int, diff: Difficulty, rater2: bool
+) -> list[dict]:
+    """All visits of one eye: dicts with volume, slo, faf, mask, rater2 mask, BM surface, meta."""
+    preset = PRESETS[family][size]
+    eye_code = 0 if eye == "OD" else 1
+    rng = np.random.default_rng([seed, FAMILY_CODE[family], patient, eye_code])
+    fields_ = _eye_fields(rng, preset, eye, n_visits, diff)
     visits = []
     for v in range(n_visits):
-        vr = np.random.default_rng([seed, FAMILY_CODE[family], patient, 0 if eye == "OD" else 1, 100 + v])
-        tilt = vr.normal(0, 0.035, 2)
-        bm_mm = ext_d * 0.62 - sag * (bx**2 + by**2) + tilt[0] * bx + tilt[1] * by + wave
-        bm_px = bm_mm / d_mm
-        zeros = np.zeros((H, W), np.float32)
-        ga_oct = rpe_loss = hyper = thin = zeros
-        rpd_h = zeros
-        faf_ga = slo_ga = rim = np.zeros(grid.shape, np.float32)
-        rpd_dot = rpd_ring = np.zeros(grid.shape, np.float32)
-        mask_fine = np.zeros(grid.shape, np.float32)
-        mask2_fine = None
-        if preset.lesion == "ga":
-            level, owner = lesions.level_and_owner(grid, v)
-            mask_fine = (level < 0).astype(np.float32)
-            if rater2:
-                mask2_fine = (level + diff.rater2_boundary_mm * r2_field + r2_bias < 0).astype(np.float32)
-            s_oct = _sigmoid(-level / max(diff.ga_boundary_mm / 4, 1e-4)) * (
-                1 - diff.ga_oct_patchiness * patchy
-            )
-            ga_oct = to_grid(s_oct)
-            rpe_loss = to_grid(s_oct * lesions.rpe_loss[owner])
-            hyper = to_grid(s_oct * lesions.hyper[owner])
-            s_thin = _sigmoid(-level / max(diff.ga_boundary_mm, 1e-4)) * (1 - diff.ga_oct_patchiness * patchy)
-            thin = to_grid(s_thin * lesions.thinning[owner])  # outer layers thin over a wider transition
-            faf_ga = _sigmoid(-level / 0.015)
-            slo_ga = _sigmoid(-level / 0.04) * (0.6 + 0.8 * patchy)
-            rim = np.exp(-np.maximum(level, 0) / 0.08) * (level > -0.02) * (0.3 + 1.4 * rim_patch)
-        else:
-            height, foot = deposits[v]
-            mask_fine = foot
-            rpd_h = to_grid(height)
-            rpd_dot = foot
-            near = ndimage_distance(foot, grid.px_mm)
-            rpd_ring = np.exp(-((near - 0.04) ** 2) / (2 * 0.025**2)) * (foot == 0)
-        inputs = OCTInputs(
-            x=bx,
-            y=by,
-            bm_px=bm_px,
-            nfl_mm=nfl,
-            ga=ga_oct,
-            rpe_loss=rpe_loss,
-            hyper=hyper,
-            thinning=thin,
-            drusen_mm=to_grid(drusen),
-            rpd_mm=rpd_h,
-            vessel=to_grid(vessels),
-        )
-        volume = render_oct(
-            inputs, D, d_mm, vr, diff.speckle, diff.noise_floor, diff.vignetting, diff.vessel_shadow
-        )
-        # 2-D modalities on the fine grid, then area-averaged to the B-scan grid
-        rho2 = ((grid.x + fovea[0]) / (ext_w / 2)) ** 2 + ((grid.y + fovea[1]) / (ext_h / 2)) ** 2
-        vig = 1 - diff.vignetting * 0.5 * rho2
-        macular = np.exp(-fine_r2 / (2 * 0.5**2))
-        faf = 0.55 * (1 + 0.07 * faf_tex) * (1 - 0.4 * macular) * (1 - 0.55 * vessels)
-        faf = faf * (1 - diff.faf_ga_contrast * faf_ga) + 0.55 * diff.faf_rim * rim * (1 - faf_ga)
-        faf = faf * (1 - diff.faf_spot_contrast * spots) * (1 - diff.rpd_faf_contrast * rpd_dot)
-        faf = faf * (1 + 0.6 * drusen) * vig * (1 + diff.gain_jitter * vr.standard_normal())
-        slo = 0.5 * (1 + 0.08 * slo_tex) * (1 - 0.12 * macular) * (1 - 0.45 * vessels)
-        slo = slo + 0.5 * diff.slo_ga_contrast * slo_ga - 0.5 * diff.rpd_slo_contrast * 2.0 * rpd_ring
-        slo = (slo + 1.5 * drusen) * vig * (1 + diff.gain_jitter * vr.standard_normal())
-        faf_b = np.clip(to_grid(faf + diff.faf_noise * vr.standard_normal(grid.shape)), 0, 1)
-        slo_b = np.clip(to_grid(slo + diff.slo_noise * vr.standard_normal(grid.shape)), 0, 1)
-        mask = (to_grid(mask_fine) >= 0.5).astype(np.uint8)
-        mask2 = None if mask2_fine is None else (to_grid(mask2_fine) >= 0.5).astype(np.uint8)
-        visits.append(
-            {
-                "volume": volume,
-                "slo": slo_b.astype(np.float32),
-                "faf": faf_b.astype(np.float32),
-                "mask": mask,
-                "rater2": mask2,
-                "bm": (bm_px - 0.5).astype(np.float32),  # pixel index of the BM row (surface at the RPE base)
-                "lesion_area_mm2": float(mask.sum() * h_mm * w_mm),
-            }
-        )
+        vr = np.random.default_rng([seed, FAMILY_CODE[family], patient, eye_code, 100 + v])
+        visits.append(_render_visit(fields_, v, vr, diff, rater2))
     return visits
 
 
