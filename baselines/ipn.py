@@ -3,7 +3,7 @@
 Five projection learning modules (PLM): three 3x3x3 convs with ReLU, then a max pool along depth
 only. The pool sizes follow from the input depth by the published rule (:func:`pool_sizes`), so
 the network is built for one depth and brings it to 1; a 3x3x3 conv head gives the logits.
-No normalisation, no skip connections, no en-face down-sampling. Layer facts: ``spec/models.md`` §4.
+No normalisation, no skip connections, no en-face down-sampling. Layer facts: ``docs/models.md`` §4.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class ProjectionLearningModule(nn.Sequential):
 
 
 def init_ipn(module: nn.Module) -> None:
-    """Official IPN init (models.md §4.5): truncated normal sigma 0.02 cut at +-2 sigma, biases 0.1."""
+    """Official IPN init (docs/models.md §4.5): truncated normal sigma 0.02 cut at +-2 sigma, biases 0.1."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d | nn.Conv3d):
             nn.init.trunc_normal_(m.weight, mean=0.0, std=0.02, a=-0.04, b=0.04)

@@ -3,7 +3,7 @@
 An IPN front (a 3x3x3 input conv, then three projection learning modules that pool depth to 1
 by IPN's pool rule), a learned full-depth projection skip (a conv whose kernel and stride span
 the whole depth), and a 2-D U-Net plane perceptron of constant width 64. No normalisation;
-PyTorch default initialisation, as the official code. Layer facts: ``spec/models.md`` §5.
+PyTorch default initialisation, as the official code. Layer facts: ``docs/models.md`` §5.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Encoder stages halve W and D; every skip is average-pooled along depth to the bo
 floor(D/8) (the "projective skip connections"), so the decoder runs in 3-D at depth D/8 and never
 upsamples depth; a mean over depth and an en-face conv give the logits. Blocks are residual
 bottlenecks with InstanceNorm (the reference calls them ``Residual_bottleneck_bn``).
-Layer facts: ``spec/models.md`` §3 (reference: the copy in j-morano/multimodal-ssl-fpn).
+Layer facts: ``docs/models.md`` §3 (reference: the copy in j-morano/multimodal-ssl-fpn).
 """
 
 from __future__ import annotations

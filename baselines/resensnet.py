@@ -3,7 +3,7 @@
 Identical to the FPB net (same encoder, strided feature projections, decoder, head and init;
 built by :class:`bench3d2d.models.fpbnet.ProjectionUNet`) except the projection: the final conv of
 every feature projection has depth D/16 and there is no mean, so the conv itself reaches depth 1
-and the network is built for one depth. Layer facts: ``spec/models.md`` §2.
+and the network is built for one depth. Layer facts: ``docs/models.md`` §2.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The published baselines (``baselines/``): pinned parameter counts, per-block counts, IPN's pool
 rule, the issue's shapes and one training step, entry-point registration and size refusals.
 
-Counts and tables are those of ``spec/models.md`` (§2-§6).
+Counts and tables are those of ``docs/models.md`` (§2-§6).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def ipnv2_128() -> IPNv2:
     [("ipn", 1_552_705), ("ipnv2", 2_113_025), ("lachinov", 1_513_697), ("resensnet", 4_718_737)],
 )
 def test_parameter_count_at_depth_128(name, expected):
-    """spec §0.4, 1 -> 1 channels, D = 128.
+    """docs/models.md §0.4, 1 -> 1 channels, D = 128.
 
     ipn 223,104 + 4 x 331,968 + 1,729; ipnv2 1,588,737 + 4,096 x 128; lachinov (used layers only)
     864 + 9,952 + 46,208 + 236,032 + 32,768 + 898,432 + 8,192 + 223,072 + 2,048 + 55,840 + 289;
@@ -58,14 +58,14 @@ def test_parameter_count_at_depth_128(name, expected):
 
 
 def test_ipn_block_counts(ipn128):
-    """spec §4.3: PLM1 223,104, PLM2-5 331,968 each, head 27 x 64 + 1 = 1,729."""
+    """docs/models.md §4.3: PLM1 223,104, PLM2-5 331,968 each, head 27 x 64 + 1 = 1,729."""
     m = ipn128
     assert [n_params(p) for p in m.plms] == [223_104] + [331_968] * 4
     assert n_params(m.head) == 1_729
 
 
 def test_ipnv2_block_counts(ipnv2_128):
-    """spec §5.1 at D = 128."""
+    """docs/models.md §5.1 at D = 128."""
     m = ipnv2_128
     assert n_params(m.in3d) == 1_792
     assert [n_params(p) for p in m.plms] == [221_312] * 3
@@ -79,7 +79,7 @@ def test_ipnv2_block_counts(ipnv2_128):
 
 
 def test_lachinov_block_counts():
-    """spec §3.1-3.2: bottleneck 25c²/64 + 5c/2; stage table; the unused 4th stage is not built."""
+    """docs/models.md §3.1-3.2: bottleneck 25c²/64 + 5c/2; stage table; the unused 4th stage is not built."""
     assert [n_params(Bottleneck(c, (1, 3, 3), (0, 1, 1))) for c in (32, 64, 128, 256)] == [
         480, 1_760, 6_720, 26_240
     ]
@@ -93,7 +93,7 @@ def test_lachinov_block_counts():
 
 
 def test_resensnet_reuses_projection_unet_with_depth_16th_kernels():
-    """spec §2: FPB net's family; final projection kernels (1, 1, D/16), FPB params per level."""
+    """docs/models.md §2: FPB net's family; final projection kernels (1, 1, D/16), FPB params per level."""
     m = ReSensNet(depth=128)
     assert isinstance(m, ProjectionUNet)
     assert all(not p.mean for p in m.projections)
@@ -105,18 +105,18 @@ def test_resensnet_reuses_projection_unet_with_depth_16th_kernels():
     ("depth", "expected"), [(64, 4_369_553), (256, 5_417_105), (16, 4_369_553 - 3 * 87_296)]
 )
 def test_resensnet_count_grows_with_depth(depth, expected):
-    """spec §2/§6: 4,369,553 + 87,296 x (D/16 - 4), 87,296 = 16² + 32² + 64² + 128² + 256²."""
+    """docs/models.md §2/§6: 4,369,553 + 87,296 x (D/16 - 4), 87,296 = 16² + 32² + 64² + 128² + 256²."""
     assert count_parameters(bench3d2d.create_model("resensnet", depth=depth)) == expected
 
 
 @pytest.mark.parametrize(("name", "cin", "k", "depth", "expected"), [
     ("ipn", 2, 3, 64, 1_552_705 + 1_728 + 2 * 1_729),
     ("lachinov", 3, 2, 128, 1_513_697 + 2 * 288 + 289),
-    ("ipnv2", 2, 2, 160, 2_245_890),  # the official setting and count (spec §5.5)
+    ("ipnv2", 2, 2, 160, 2_245_890),  # the official setting and count (docs/models.md §5.5)
     ("resensnet", 2, 2, 128, 4_718_737 + 160 + 17),
 ])
 def test_parameter_formulas_for_other_channels(name, cin, k, depth, expected):
-    """spec §6 formulas for other C_in, K and D."""
+    """docs/models.md §6 formulas for other C_in, K and D."""
     m = bench3d2d.create_model(name, in_channels=cin, out_channels=k, depth=depth)
     assert count_parameters(m) == expected
 
@@ -132,7 +132,7 @@ def test_parameter_formulas_for_other_channels(name, cin, k, depth, expected):
     (160, (5, 4, 2, 2, 2), (8, 5, 4)),
 ])
 def test_pool_rule_table(depth, five, three):
-    """spec §4.2 table (5 PLMs for IPN, 3 for IPNv2), largest factor first."""
+    """docs/models.md §4.2 table (5 PLMs for IPN, 3 for IPNv2), largest factor first."""
     assert pool_sizes(depth, 5) == five
     assert pool_sizes(depth, 3) == three
 
@@ -234,7 +234,7 @@ def test_resensnet_refuses_to_build_off_multiples_of_16(depth):
 
 
 def test_ipnv2_en_face_minimum_and_odd_sizes():
-    """spec §5.3: H, W >= 16, any value above (pad-to-match in the U-Net)."""
+    """docs/models.md §5.3: H, W >= 16, any value above (pad-to-match in the U-Net)."""
     torch.manual_seed(0)
     model = bench3d2d.create_model("ipnv2", depth=16).eval()
     with torch.no_grad():
@@ -245,7 +245,7 @@ def test_ipnv2_en_face_minimum_and_odd_sizes():
 
 @pytest.mark.parametrize(("h", "w", "d"), [(3, 8, 8), (5, 16, 100), (5, 24, 130)])
 def test_lachinov_runs_at_the_spec_sizes(h, w, d):
-    """spec §3.3: any H, W % 8, any D >= 8 (skips floor-pooled to the bottleneck depth)."""
+    """docs/models.md §3.3: any H, W % 8, any D >= 8 (skips floor-pooled to the bottleneck depth)."""
     model = bench3d2d.create_model("lachinov", depth=d).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 1, h, w, d)).shape == (1, 1, h, w)
@@ -271,7 +271,7 @@ def test_lachinov_every_parameter_learns():
 
 
 def test_ipn_official_init():
-    """spec §4.5: truncated normal sigma 0.02 cut at +-2 sigma; every bias 0.1."""
+    """docs/models.md §4.5: truncated normal sigma 0.02 cut at +-2 sigma; every bias 0.1."""
     torch.manual_seed(0)
     m = IPN(depth=32)
     weights = torch.cat([c.weight.flatten() for c in m.modules() if isinstance(c, torch.nn.Conv3d)])
@@ -281,7 +281,7 @@ def test_ipn_official_init():
 
 
 def test_lachinov_init():
-    """spec §3.4: conv biases (stem, head) zero; InstanceNorm gamma 1, beta 0."""
+    """docs/models.md §3.4: conv biases (stem, head) zero; InstanceNorm gamma 1, beta 0."""
     m = LachinovNet()
     assert torch.all(m.stem[0].bias == 0) and torch.all(m.head.bias == 0)
     norms = [n for n in m.modules() if isinstance(n, torch.nn.InstanceNorm3d)]

@@ -1,4 +1,4 @@
-"""Preprocessing (protocol §2), the evaluation grid (§4, §10.2) and the prepared cache."""
+"""Preprocessing (docs/protocol.md §2), the evaluation grid (§4, §10.2) and the prepared cache."""
 
 from __future__ import annotations
 

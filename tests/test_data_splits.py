@@ -1,4 +1,4 @@
-"""Patient-wise splits (protocol §1.2) and nested label fractions (protocol §9)."""
+"""Patient-wise splits (docs/protocol.md §1.2) and nested label fractions (docs/protocol.md §9)."""
 
 from __future__ import annotations
 

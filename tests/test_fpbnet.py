@@ -1,4 +1,4 @@
-"""FPB net: parameter counts per block (spec/models.md §1) and the sizes it must run at."""
+"""FPB net: parameter counts per block (docs/models.md §1) and the sizes it must run at."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def test_block_parameters_match_the_spec(model):
 
 @pytest.mark.parametrize(("cin", "k"), [(1, 1), (2, 1), (1, 3), (3, 2)])
 def test_parameter_formula_for_other_channels(cin, k):
-    """spec §6: 4,369,553 + 160·(C_in − 1) + 17·(K − 1), independent of D."""
+    """docs/models.md §6: 4,369,553 + 160·(C_in − 1) + 17·(K − 1), independent of D."""
     m = bench3d2d.create_model("fpbnet", in_channels=cin, out_channels=k, depth=100)
     assert count_parameters(m) == 4_369_553 + 160 * (cin - 1) + 17 * (k - 1)
 

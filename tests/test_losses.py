@@ -1,4 +1,4 @@
-"""Losses of protocol §5: soft Dice + BCE and negative mean SSIM (checked against scikit-image)."""
+"""Losses of docs/protocol.md §5: soft Dice + BCE and negative mean SSIM (checked against scikit-image)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-case metrics of protocol §10.3, with hand-computed cases and the empty-mask conventions."""
+"""Per-case metrics of docs/protocol.md §10.3, with hand-computed cases and the empty-mask conventions."""
 
 from __future__ import annotations
 

@@ -93,5 +93,5 @@ def test_train_and_evaluate_with_faf_pretraining_shares_the_weights(tmp_path):
     assert (cases["pretrain"] == "faf").all()
     ga_s2 = cases[cases["test_set"] == "synthetic-ga-s-2"]
     assert {"dice", "dice:rater1", "dice:rater2", "interrater_dice"} <= set(ga_s2["metric"])
-    # the label subsets are nested for one seed (protocol §9)
+    # the label subsets are nested for one seed (docs/protocol.md §9)
     assert set(runs[5].split["label_patients"]) <= set(runs[20].split["label_patients"])

@@ -198,7 +198,7 @@ def _write_case(root: Path, item: Scan | ScanRef, depth: int, flatten: bool, fin
 def prepare(
     dataset: Dataset, depth: int, cache_dir: str | os.PathLike, flatten: bool = True
 ) -> PreparedDataset:
-    """Preprocess every scan of ``dataset`` (protocol §2) into the cache and return the prepared view.
+    """Preprocess every scan of ``dataset`` (docs/protocol.md §2) into the cache and return the prepared view.
 
     Cached entries with the same source and parameters are reused without loading the scan. Bad
     input raises ``DataError`` naming the file or row; no partial entry is left behind.

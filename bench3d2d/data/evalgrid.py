@@ -1,4 +1,4 @@
-"""The validation/test grid (protocol §4) and the way back to the original grid (protocol §10.2).
+"""The validation/test grid (docs/protocol.md §4) and the way back to the original grid (§10.2).
 
 H and W are resized to the largest multiple of 16 not above the size (minimum 16); volumes and
 continuous maps linearly, masks by nearest neighbour, half-pixel centres, no anti-aliasing, D

@@ -7,7 +7,7 @@
   pixel height (``scale_y``). The spacing implied by the B-scan positions is recorded in ``meta``.
 * SLO: the NIR localizer, cropped to the scanned region given by each B-scan's start/end positions
   (mm on the localizer) and area-averaged onto the B-scan grid, so that row ``h`` lies under
-  B-scan ``h`` (protocol §2.5). If the header's SLO pixel size puts the scanned region outside a
+  B-scan ``h`` (docs/protocol.md §2.5). If the header's SLO pixel size puts the scanned region outside a
   localizer that was resized (as in anonymised exports), the scale implied by the field of view
   (``field_size_slo`` degrees × 0.302 mm/°) is tried next; ``meta["slo_status"]`` says which.
   Raster scans whose B-scans are parallel to the image axes use exact

@@ -17,7 +17,7 @@ A manifest is a CSV file (one row per scan) or a JSON file (a list of rows, or
 ``spacing_h``/``_w``/``_d``   mm; or ``spacing`` = ``"h,w,d"`` (JSON: a list). NIfTI header as fallback
 ``bm``             optional  2-D ``.npy``/``.tif`` with Bruch's membrane depth index per A-scan
 ``resample_2d``    optional  ``true``: 2-D maps of another size are resampled to (H, W) (SLO/FAF by
-                             area averaging, masks by nearest neighbour, protocol §2); default
+                             area averaging, masks by nearest neighbour, docs/protocol.md §2); default
                              ``false``: a size mismatch is an error
 =================  ========  =============================================================
 

@@ -1,4 +1,4 @@
-"""Preprocessing as protocol §2: flatten at Bruch's membrane, resize depth, z-score per B-scan,
+"""Preprocessing as docs/protocol.md §2: flatten at Bruch's membrane, resize depth, z-score per B-scan,
 2-D images to [0, 1], FAF inversion, masks binarised. Plain functions on arrays.
 """
 

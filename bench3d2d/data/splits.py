@@ -1,4 +1,4 @@
-"""Patient-wise splits (protocol §1.2) and nested label fractions (protocol §9).
+"""Patient-wise splits (docs/protocol.md §1.2) and nested label fractions (docs/protocol.md §9).
 
 ``make_split`` sorts the patient ids, shuffles them with the split seed and cuts
 n_train = ⌊0.6·n + ½⌋, n_val = ⌊0.1·n + ½⌋ (at least 1 when n ≥ 3), the rest test.
@@ -135,7 +135,7 @@ def make_split(
     ratios: Sequence[float] = (0.6, 0.1, 0.3),
     dataset: str = "",
 ) -> Split:
-    """Patient-wise split as protocol §1.2: sorted ids, seeded shuffle, rounded train/val sizes."""
+    """Patient-wise split as docs/protocol.md §1.2: sorted ids, seeded shuffle, rounded train/val sizes."""
     ids = _unique_sorted(patient_ids, f"split of {dataset!r}")
     if not ids:
         raise DataError(f"split of {dataset!r}: no patients")
@@ -176,7 +176,7 @@ def parse_fraction(fraction: float | int | str | Decimal) -> Decimal:
 def label_subset(
     train_patients: Iterable[str], fraction: float | int | str | Decimal, seed: int
 ) -> list[str]:
-    """The first max(1, ⌊r·n⌋) training patients of a seeded permutation (protocol §9), sorted.
+    """The first max(1, ⌊r·n⌋) training patients of a seeded permutation (docs/protocol.md §9), sorted.
 
     ``fraction`` is in percent (5 means 5 %). Nested for one seed: 5 % ⊂ 10 % ⊂ 20 % ⊂ 100 %.
     """

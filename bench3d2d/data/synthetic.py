@@ -117,7 +117,7 @@ PRESETS: dict[str, dict[str, Preset]] = {
     },
     "ga-s": {
         # 42 patients: GA-S-1 keeps 34, so its training split has 20 patients and the label
-        # fractions 5 / 10 / 20 / 100 % select 1 / 2 / 4 / 20 distinct patients (protocol §9).
+        # fractions 5 / 10 / 20 / 100 % select 1 / 2 / 4 / 20 distinct patients (docs/protocol.md §9).
         "quick": Preset(42, (16, 64, 96), (6.02, 6.03, 1.5), (0.7, 0.25, 0.05), two_rater_fraction=0.2),
         "paper": Preset(149, (49, 512, 496), (6.02, 6.03, 1.92), two_rater_fraction=0.3),
     },

@@ -1,4 +1,4 @@
-"""Top-k ensemble prediction and per-case evaluation (``spec/protocol.md`` §10).
+"""Top-k ensemble prediction and per-case evaluation (``docs/protocol.md`` §10).
 
 For each case: the volume on the §4 grid, one forward per kept checkpoint, the average of the
 **probabilities**, resized linearly (half-pixel) back to the original (H, W), then ``> 0.5``.

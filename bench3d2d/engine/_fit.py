@@ -1,6 +1,6 @@
 """``fit``: train one model on one task with a profile, keep the top-k checkpoints, resume after a kill.
 
-Rounds (protocol §3, §6): each round draws every training case ``repeats`` times (or as often as
+Rounds (docs/protocol.md §3, §6): each round draws every training case ``repeats`` times (or as often as
 the profile's fixed step count needs), shuffled, in batches; a validation on the §4 grid follows
 each round. After every validation the top-k weights are updated (a newcomer enters only when
 strictly better than the worst kept) and the resumable ``last.pt`` is written atomically with the

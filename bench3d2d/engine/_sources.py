@@ -16,7 +16,7 @@ import torch
 
 from bench3d2d.data.evalgrid import mask_to_eval_grid, resize_linear, resize_nearest, to_eval_grid
 
-#: Augmentation parameters of ``spec/protocol.md`` §3 (p = 0.5 for rotation and each flip).
+#: Augmentation parameters of ``docs/protocol.md`` §3 (p = 0.5 for rotation and each flip).
 BRIGHTNESS_SD = 0.2
 CONTRAST_RANGE = (0.9, 1.1)
 SHIFT_RANGE = (-0.2, 0.2)
@@ -117,7 +117,7 @@ def round_schedule(n_cases: int, steps: int, batch: int, repeats: int | None,
 
 def augment(volume: np.ndarray, target: np.ndarray, crop: tuple[int, int], binary: bool,
             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One training sample as protocol §3: crop, resize if short, rotate 180°, flips, intensity.
+    """One training sample as docs/protocol.md §3: crop, resize if short, rotate 180°, flips, intensity.
 
     The random numbers are drawn in a fixed order whatever the input, so a seed fixes the stream.
     """

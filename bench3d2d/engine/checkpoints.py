@@ -1,6 +1,6 @@
 """Checkpoint files: plain dicts of tensors plus JSON-able metadata, loadable with ``weights_only=True``.
 
-Two kinds (``spec/protocol.md`` §7):
+Two kinds (``docs/protocol.md`` §7):
 
 * **weights** (top-k and pre-trained): ``{"format", "kind": "weights", "meta", "state_dict"}``,
   the model's parameters and buffers only;

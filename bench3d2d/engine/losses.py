@@ -1,4 +1,4 @@
-"""Training losses of the protocol (``spec/protocol.md`` §5); every loss takes logits.
+"""Training losses of the protocol (``docs/protocol.md`` §5); every loss takes logits.
 
 * :func:`dice_bce_loss` — segmentation: (soft Dice loss + BCE) / 2, one Dice per channel over
   the whole batch, ``p`` squared in the denominator, ``g`` not.

@@ -2,7 +2,7 @@
 
 A profile fixes everything about training that is not the model or the data: preprocessing
 depth, crop size, batch sizes per task, length, validation cadence, top-k, optimiser and the
-synthetic data size. ``paper`` follows ``spec/protocol.md`` §3-§7 exactly (SGD lr 0.1,
+synthetic data size. ``paper`` follows ``docs/protocol.md`` §3-§7 exactly (SGD lr 0.1,
 momentum 0.9, weight decay 1e-4, constant lr, 40 rounds x 20 repeats = 800 passes, batch 8
 segmentation / 4 reconstruction, crops 32 x 256, top-5, depth 128).
 

@@ -1,4 +1,4 @@
-"""Self-supervised pre-training by inter-modal reconstruction (``spec/protocol.md`` §8), for any model.
+"""Self-supervised pre-training by inter-modal reconstruction (``docs/protocol.md`` §8), for any model.
 
 :func:`pretrain` trains the same architecture (K = 1) to reconstruct SLO or inverted FAF from the
 OCT volume with −mean SSIM, selects the best-SSIM checkpoint and caches its weights under a key
@@ -6,7 +6,7 @@ of (model, source, modality, profile, seed, excluded patients); every fraction a
 dataset that needs them reuses the file. Fine-tuning loads all of them (head included) strictly
 through ``engine.fit(init_weights=...)``; nothing is frozen and the optimiser starts fresh.
 
-Which patients to leave out of pre-training (protocol §1.2: the GA-M-S test patients) is data,
+Which patients to leave out of pre-training (docs/protocol.md §1.2: the GA-M-S test patients) is data,
 not code: the ``exclude`` dataset names, by default the source's registry metadata
 ``pretrain_exclude``.
 """
@@ -124,7 +124,7 @@ def default_source(train_dataset: str) -> str:
 
 
 def default_exclusions(source: str, size: str = "quick", seed: int = 0) -> list[str]:
-    """Datasets whose patients stay out of pre-training on ``source`` (protocol §1.2).
+    """Datasets whose patients stay out of pre-training on ``source`` (docs/protocol.md §1.2).
 
     The source's registry metadata ``pretrain_exclude`` when given; otherwise every registered
     dataset tagged ``test`` that is a view of the same cohort (same namespace).

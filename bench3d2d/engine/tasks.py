@@ -1,4 +1,4 @@
-"""Training tasks: which target a model learns, with which loss, scored how (``spec/protocol.md`` §5, §7).
+"""Training tasks: which target a model learns, with which loss, scored how (``docs/protocol.md`` §5, §7).
 
 * ``segmentation`` — target ``mask``, loss (soft Dice + BCE) / 2, validation score = Dice of
   (p > 0.5) vs (g > 0.5), 1 when both are empty.

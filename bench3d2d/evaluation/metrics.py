@@ -1,4 +1,4 @@
-"""Per-case segmentation metrics on the original en-face grid (``spec/protocol.md`` §10.3).
+"""Per-case segmentation metrics on the original en-face grid (``docs/protocol.md`` §10.3).
 
 Conventions for empty masks (A = prediction, M = reference):
 

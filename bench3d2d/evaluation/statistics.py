@@ -1,4 +1,4 @@
-"""Statistics for leaderboards (``spec/protocol.md`` §10.4 and §11).
+"""Statistics for leaderboards (``docs/protocol.md`` §10.4 and §11).
 
 Rules, all applied per *family* = (train dataset, test set, fraction, metric):
 

@@ -28,7 +28,7 @@ class Benchmark:
     description: str = ""
 
 
-#: The paper's protocol (spec/protocol.md §1.2) on the embedded synthetic datasets.
+#: The paper's protocol (docs/protocol.md §1.2) on the embedded synthetic datasets.
 BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
     for b in (

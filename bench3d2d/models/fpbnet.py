@@ -1,7 +1,7 @@
 """FPB net (Morano et al., MICCAI 2023): 3-D residual encoder, feature projection blocks, 2-D decoder.
 
 The same family, with a different projection, is ReSensNet (``baselines/resensnet.py``):
-both are built by :class:`ProjectionUNet`. Layer-by-layer facts: ``spec/models.md`` §1-2.
+both are built by :class:`ProjectionUNet`. Layer-by-layer facts: ``docs/models.md`` §1-2.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ class ConvBN(nn.Sequential):
 
 
 class ResidualUnit(nn.Module):
-    """Residual unit R of the FPB net (models.md §1.1).
+    """Residual unit R of the FPB net (docs/models.md §1.1).
 
     Main path: conv-BN-ReLU ... conv-BN (no ReLU after the last BN); the first conv maps
     ``cin -> cout``. With ``shortcut="identity"`` the input is added, with ``"project"`` a
@@ -76,7 +76,7 @@ class ResidualUnit(nn.Module):
 
 
 def init_xavier_bn(module: nn.Module) -> None:
-    """Reference init (models.md §1.8): Xavier-normal conv weights, zero conv biases,
+    """Reference init (docs/models.md §1.8): Xavier-normal conv weights, zero conv biases,
     BN weight ~ N(1, 0.02), BN bias 0, fresh running statistics."""
     for m in module.modules():
         if isinstance(m, nn.Conv1d | nn.Conv2d | nn.Conv3d | nn.ConvTranspose3d):
