@@ -95,3 +95,16 @@ def test_every_module_is_in_the_architecture_doc(module):
     text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
     path = module.replace(".", "/")
     assert f"`{path}.py`" in text or f"`{path}/`" in text, f"{module} is missing from docs/architecture.md"
+
+
+def test_no_top_level_baselines_package_is_installed(tmp_path):
+    """The baselines/ folder is installed as ``bench3d2d.baselines``: outside the checkout there is no
+    top-level ``baselines`` package (a name another distribution on the package index uses)."""
+    code = (
+        "import importlib.util, json; import bench3d2d.baselines as b; "
+        "print(json.dumps([importlib.util.find_spec('baselines') is None, b.__name__]))"
+    )
+    cmd = [sys.executable, "-c", code]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == '[true, "bench3d2d.baselines"]'
