@@ -64,39 +64,58 @@ def _shape(name: str) -> tuple[int, int, int]:
     return h, w, depth
 
 
+def _attempt(model: torch.nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
+             batch: tuple[torch.Tensor, torch.Tensor], dtype: torch.dtype | None) -> tuple[float, bool, str]:
+    """Forward, backward, step; returns (loss, gradients finite, logits dtype)."""
+    x, y = batch
+    opt.zero_grad(set_to_none=True)
+    with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
+        logits = model(x)
+    loss = F.binary_cross_entropy_with_logits(logits.float(), y)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+    else:
+        loss.backward()
+    finite = all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None)
+    if scaler is not None:
+        scaler.step(opt)  # skipped by the scaler when the gradients overflowed
+        scaler.update()
+    elif finite:
+        opt.step()
+    return float(loss.detach()), finite, str(logits.dtype).removeprefix("torch.")
+
+
 def train_step(name: str, precision: str, device: torch.device) -> Row:
-    """One optimiser step of ``name`` on random data in ``precision``; returns its table row."""
+    """One optimiser step of ``name`` on random data in ``precision``; returns its table row.
+
+    Under float16 the gradient scaler may skip the first steps (overflow at its initial scale,
+    then halved); up to 24 such attempts are allowed and reported.
+    """
     try:
         h, w, d = _shape(name)
         torch.manual_seed(0)
         model = build_model(name, d).to(device).train()
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        x = torch.randn(2, 1, h, w, d, device=device)
-        y = (torch.rand(2, 1, h, w, device=device) > 0.5).float()
+        batch = (torch.randn(2, 1, h, w, d, device=device),
+                 (torch.rand(2, 1, h, w, device=device) > 0.5).float())
         dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(precision)
-        scaler = torch.amp.GradScaler("cuda") if dtype is torch.float16 else None
+        scaler = torch.amp.GradScaler(device.type) if dtype is torch.float16 else None
         t0 = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            logits = model(x)
-        loss = F.binary_cross_entropy_with_logits(logits.float(), y)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-        else:
-            loss.backward()
-        grads_finite = all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-        if scaler is not None:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
+        tries, limit = 0, 24 if scaler is not None else 1
+        while True:
+            tries += 1
+            value, finite, out_dtype = _attempt(model, opt, scaler, batch, dtype)
+            if finite or not math.isfinite(value) or tries == limit:
+                break
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         seconds = time.perf_counter() - t0
-        value = float(loss.detach())
-        ok = math.isfinite(value) and bool(grads_finite)
-        detail = f"loss {value:.4f}, {seconds:.2f} s, input {tuple(x.shape)}, logits {logits.dtype}"
-        if not grads_finite:
+        ok = math.isfinite(value) and finite
+        detail = f"loss {value:.4f}, {seconds:.2f} s, input {tuple(batch[0].shape)}, logits {out_dtype}"
+        if scaler is not None:
+            detail += f", scale {scaler.get_scale():g} after {tries - 1} skipped"
+        if not finite:
             detail += ", NON-FINITE GRADIENTS"
         return Row(f"step {name}", precision, ok, detail)
     except Exception as exc:  # a failing model is a table row, not the end of the check
