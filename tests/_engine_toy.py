@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench3d2d.engine import ArrayCases, build_model, evaluate, fit, load_ensemble
+from bench3d2d.engine import ArrayCases, Compute, FitOptions, build_model, evaluate, fit, load_ensemble
 from bench3d2d.engine.profiles import QUICK
 from bench3d2d.engine.tasks import segmentation
 
@@ -44,13 +44,15 @@ def toy_cases(n: int, seed: int, prefix: str = "c", shape: tuple[int, int, int] 
     return ArrayCases(vols, maps, {c: (0.1, 0.02, 0.01) for c in vols}, {c: c for c in vols})
 
 
-def toy_fit(out_dir: Path, profile=TOY_PROFILE, seed: int = 0):
+def toy_fit(out_dir: Path, profile=TOY_PROFILE, seed: int = 0, compute: Compute | None = None,
+            on_validation=None):
     """Fit fpbnet on the toy problem and return (FitResult, per-case test table)."""
     torch.set_num_threads(1)
     train, val, test = toy_cases(4, 1, "t"), toy_cases(2, 2, "v"), toy_cases(2, 3, "x")
     torch.manual_seed(seed)
     model = build_model("fpbnet", SHAPE[2])
-    result = fit(model, segmentation(), train, val, profile=profile, seed=seed, out_dir=out_dir)
+    options = FitOptions(profile, seed, compute=compute or Compute())
+    result = fit(model, segmentation(), train, val, options, out_dir=out_dir, on_validation=on_validation)
     cases, _ = evaluate(load_ensemble([c.path for c in result.checkpoints]), test, batch=4)
     return result, cases
 

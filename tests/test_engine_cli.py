@@ -22,7 +22,7 @@ def test_train_cli_writes_the_run_folder_and_prints_the_summary(tmp_path, capsys
     printed = capsys.readouterr().out
     assert "synthetic-rpd" in printed and "dice" in printed and "hd95_mm" in printed
     cases = pd.read_csv(out / "cases.csv")
-    assert list(cases.columns) == CASE_COLUMNS
+    assert list(cases.columns) == list(CASE_COLUMNS)
     assert set(cases["metric"]) >= {"dice", "area_diff_mm2", "precision", "recall", "hd95_mm"}
     assert (cases["fraction"] == 20).all() and (cases["pretrain"] == "none").all()
     split = json.loads((out / "split.json").read_text())

@@ -1,4 +1,5 @@
-"""A fit killed with SIGKILL and started again ends with the same metrics as an uninterrupted fit."""
+"""A fit killed with SIGKILL and started again ends with the same metrics as an uninterrupted fit;
+an unreadable ``last.pt`` heals (top-k fallback or restart) instead of failing the run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _engine_toy import toy_fit
 
 from bench3d2d.engine import checkpoints as ckpt_io
 
@@ -51,3 +53,90 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_metrics(tmp_path):
     assert resumed["history"] == straight["history"]
     assert resumed["dice"] == straight["dice"]
     assert resumed["hd95"] == straight["hd95"]
+
+
+class _Killed(Exception):
+    """Stands in for a kill right after a validation (``last.pt`` and the top-k files are written)."""
+
+
+def _stop_after(n_validations: int):
+    seen = [0]
+
+    def on_validation(step: int, score: float) -> None:
+        seen[0] += 1
+        if seen[0] == n_validations:
+            raise _Killed(step)
+
+    return on_validation
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _interrupted(out: Path) -> None:
+    with pytest.raises(_Killed):
+        toy_fit(out, on_validation=_stop_after(2))  # 3 rounds: stopped after round 2, step 4
+
+
+def test_truncated_last_pt_falls_back_to_the_newest_topk_state_and_completes(tmp_path):
+    straight, straight_cases = toy_fit(tmp_path / "straight")
+    _interrupted(tmp_path / "run")
+    ckpt = tmp_path / "run" / "checkpoints"
+    topk = sorted(ckpt.glob("top_step*.pt"))
+    assert topk and all("resume" in ckpt_io.read(p) for p in topk)  # mid-run: resumable states
+    _truncate(ckpt / "last.pt")
+    with pytest.raises(ckpt_io.CheckpointError):
+        ckpt_io.read(ckpt / "last.pt")
+    healed, cases = toy_fit(tmp_path / "run")
+    newest = max(int(p.name[len("top_step"):-3]) for p in topk)
+    assert healed.resumed_from_step == newest > 0
+    assert healed.history == straight.history
+    assert cases["dice"].tolist() == straight_cases["dice"].tolist()
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert "could not be read" in log and "falling back to the top-k checkpoint" in log
+    # once finished, the top-k files hold weights only again and last.pt is readable
+    weights_only = {"format", "kind", "meta", "state_dict"}
+    assert all(set(ckpt_io.read(c.path)) == weights_only for c in healed.checkpoints)
+    assert ckpt_io.read(ckpt / "last.pt")["progress"]["finished"]
+
+
+def test_unreadable_last_pt_without_a_usable_topk_state_restarts_from_scratch(tmp_path):
+    straight, straight_cases = toy_fit(tmp_path / "straight")
+    _interrupted(tmp_path / "run")
+    ckpt = tmp_path / "run" / "checkpoints"
+    for path in [ckpt / "last.pt", *ckpt.glob("top_step*.pt")]:
+        _truncate(path)
+    healed, cases = toy_fit(tmp_path / "run")
+    assert healed.resumed_from_step == 0
+    assert healed.history == straight.history
+    assert cases["dice"].tolist() == straight_cases["dice"].tolist()
+    assert "restarts from scratch" in (tmp_path / "run" / "log.txt").read_text()
+
+
+def test_truncated_last_pt_of_a_finished_fit_retrains_to_the_same_result(tmp_path):
+    first, first_cases = toy_fit(tmp_path / "run")
+    _truncate(tmp_path / "run" / "checkpoints" / "last.pt")
+    again, cases = toy_fit(tmp_path / "run")  # top-k files of a finished fit hold no state: restart
+    assert again.resumed_from_step == 0 and again.history == first.history
+    assert cases["dice"].tolist() == first_cases["dice"].tolist()
+
+
+def test_ssl_pretraining_heals_a_truncated_last_pt_and_an_unreadable_cache(tmp_path):
+    from _engine_toy import TOY_PROFILE, toy_cases
+
+    from bench3d2d.engine import FitOptions
+    from bench3d2d.engine.ssl import INFO, WEIGHTS, _cached, pretrain_on
+
+    train, val = toy_cases(2, 0, "t", with_maps=True), toy_cases(1, 1, "v", with_maps=True)
+    options = FitOptions(TOY_PROFILE.with_overrides({"rounds": 2}), 0)
+    weights, first = pretrain_on("fpbnet", train, val, "slo", options, out_dir=tmp_path / "pre")
+    _truncate(tmp_path / "pre" / "checkpoints" / "last.pt")
+    weights2, again = pretrain_on("fpbnet", train, val, "slo", options, out_dir=tmp_path / "pre")
+    assert again.history == first.history and weights2 == weights
+    # a cached pre-training whose weights cannot be read is made again, not reused
+    (tmp_path / "pre" / INFO).write_text('{"score": 0.5}')
+    _truncate(tmp_path / "pre" / WEIGHTS)
+    assert _cached(tmp_path / "pre", "key") is None
+    assert not (tmp_path / "pre" / WEIGHTS).exists() and not (tmp_path / "pre" / INFO).exists()

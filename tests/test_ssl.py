@@ -9,7 +9,7 @@ import torch
 from _engine_toy import TOY_PROFILE, toy_cases
 
 from bench3d2d import list_models, model_info
-from bench3d2d.engine import build_model, fit
+from bench3d2d.engine import Compute, FitOptions, PretrainTarget, RunPaths, RunTarget, build_model, fit
 from bench3d2d.engine import checkpoints as ckpt_io
 from bench3d2d.engine.ssl import pretrain, pretrain_on
 from bench3d2d.engine.tasks import reconstruction, segmentation
@@ -28,7 +28,7 @@ def test_one_ssl_step_then_transfer_for_every_model(name, tmp_path):
     depth = _depth_for(name)
     train = toy_cases(2, 0, "t", shape=(16, 16, depth), with_maps=True)
     val = toy_cases(1, 1, "v", shape=(16, 16, depth), with_maps=True)
-    weights, res = pretrain_on(name, train, val, "faf", profile=ONE_STEP, seed=0, out_dir=tmp_path / "pre")
+    weights, res = pretrain_on(name, train, val, "faf", FitOptions(ONE_STEP, 0), out_dir=tmp_path / "pre")
     assert res.steps == 1 and math.isfinite(res.best.score)
     meta = ckpt_io.read(weights)["meta"]
     assert meta["model"] == name and meta["task"] == "reconstruction" and meta["target"] == "faf"
@@ -36,8 +36,8 @@ def test_one_ssl_step_then_transfer_for_every_model(name, tmp_path):
     frozen = ONE_STEP.with_overrides({"lr": 0.0, "weight_decay": 0.0, "optimizer": "sgd", "momentum": 0.0})
     torch.manual_seed(1)
     model = build_model(name, depth)
-    fit(model, segmentation(), train, val, profile=frozen, seed=0, out_dir=tmp_path / "ft",
-        init_weights=weights)
+    fit(model, segmentation(), train, val, FitOptions(frozen, 0, init_weights=weights),
+        out_dir=tmp_path / "ft")
     loaded = ckpt_io.read(weights)["state_dict"]
     params = dict(model.named_parameters())
     assert params, f"{name} has no parameters"
@@ -58,17 +58,17 @@ def test_pretrain_on_synthetic_source_is_cached_and_excludes_test_patients(tmp_p
     from bench3d2d.data import load_dataset
 
     opts = {"n_patients": 12}
-    kw = dict(profile=ONE_STEP.with_overrides({"crop": [8, 32]}), seed=0, root=tmp_path / "pre",
-              cache_dir=tmp_path / "cache", data_options=opts, threads=1)
-    first = pretrain("fpbnet", "synthetic-ga-m", "faf", **kw)
+    kw = dict(profile=ONE_STEP.with_overrides({"crop": [8, 32]}), compute=Compute(threads=1),
+              root=tmp_path / "pre", cache_dir=tmp_path / "cache")
+    first = pretrain(PretrainTarget("fpbnet", "synthetic-ga-m", "faf", data_options=opts), **kw)
     assert not first.cached and first.weights.exists()
     excluded = set(load_dataset("synthetic-ga-m-s", size="quick", seed=0, **opts).patient_ids())
     assert excluded and set(first.info["excluded_patients"]) == excluded
     assert not excluded & set(first.info["train_patients"] + first.info["val_patients"])
     assert first.info["excluded_datasets"] == ["synthetic-ga-m-s"]
-    second = pretrain("fpbnet", "synthetic-ga-m", "faf", **kw)
+    second = pretrain(PretrainTarget("fpbnet", "synthetic-ga-m", "faf", data_options=opts), **kw)
     assert second.cached and second.weights == first.weights and second.key == first.key
-    third = pretrain("fpbnet", "synthetic-ga-m", "slo", **kw)
+    third = pretrain(PretrainTarget("fpbnet", "synthetic-ga-m", "slo", data_options=opts), **kw)
     assert third.key != first.key
 
 
@@ -76,15 +76,17 @@ def test_pretrain_on_synthetic_source_is_cached_and_excludes_test_patients(tmp_p
 def test_train_and_evaluate_with_faf_pretraining_shares_the_weights(tmp_path):
     import pandas as pd
 
-    from bench3d2d.engine import train_and_evaluate
+    from bench3d2d.engine import RunSettings, train_and_evaluate
     from bench3d2d.engine.profiles import QUICK
 
     tiny = QUICK.with_overrides({"rounds": 1, "steps_per_round": 2, "top_k": 1})
     runs = {}
     for fraction in (5, 20):
         runs[fraction] = train_and_evaluate(
-            "fpbnet", "synthetic-ga-s-1", ["synthetic-ga-s-2"], fraction=fraction, seed=0, profile=tiny,
-            pretrain="faf", out_dir=tmp_path / f"run{fraction}", cache_dir=tmp_path / "cache", threads=1)
+            RunTarget("fpbnet", "synthetic-ga-s-1", ["synthetic-ga-s-2"], fraction=fraction, seed=0,
+                      pretrain="faf"),
+            RunSettings(profile=tiny, compute=Compute(threads=1)),
+            RunPaths(tmp_path / f"run{fraction}", tmp_path / "cache"))
     assert not runs[5].pretrain["cached"] and runs[20].pretrain["cached"]
     assert runs[5].pretrain["weights"] == runs[20].pretrain["weights"]
     assert "initialised from" in (tmp_path / "run20" / "log.txt").read_text()

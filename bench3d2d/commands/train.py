@@ -31,6 +31,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help=f"prepared-data cache (default {DEFAULT_CACHE})")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
+    p.add_argument("--accelerate", default="auto", choices=["auto", "on", "off"],
+                   help="CPU convolution speed-ups (accelerate): auto = on CPU only (default auto)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="no log lines on the terminal")
 
@@ -89,22 +91,30 @@ def _setup_logging(quiet: bool) -> None:
     logger.setLevel(logging.INFO)
 
 
+def _compute(args: argparse.Namespace):
+    """The :class:`~bench3d2d.engine.Compute` settings of the command line."""
+    from bench3d2d.engine import Compute
+
+    accelerate = {"auto": None, "on": True, "off": False}[args.accelerate]
+    return Compute(device=args.device, threads=args.threads, accelerate=accelerate,
+                   progress=not args.no_progress)
+
+
 def _fmt(v: float) -> str:
     return "nan" if isinstance(v, float) and math.isnan(v) else f"{v:.4f}"
 
 
 def run_train(args: argparse.Namespace) -> int:
     """Run ``engine.train_and_evaluate`` and print the summary table."""
-    from bench3d2d.engine import NonFiniteLossError, train_and_evaluate
+    from bench3d2d.engine import NonFiniteLossError, RunPaths, RunSettings, RunTarget, train_and_evaluate
 
     _setup_logging(args.quiet)
     try:
         result = train_and_evaluate(
-            args.model, args.dataset, args.test_sets, fraction=args.fraction, seed=args.seed,
-            profile=args.profile, pretrain=args.pretrain, out_dir=Path(args.out),
-            cache_dir=Path(args.cache_dir), hparams=dict(args.hparam) or None, progress=not args.no_progress,
-            pretrain_source=args.pretrain_source, pretrain_dir=args.pretrain_dir, device=args.device,
-            threads=args.threads,
+            RunTarget(args.model, args.dataset, args.test_sets, fraction=args.fraction, seed=args.seed,
+                      pretrain=args.pretrain, pretrain_source=args.pretrain_source),
+            RunSettings(profile=args.profile, hparams=dict(args.hparam), compute=_compute(args)),
+            RunPaths(Path(args.out), Path(args.cache_dir), args.pretrain_dir),
         )
     except NonFiniteLossError as exc:
         print(f"bench3d2d: error: {exc}", file=sys.stderr)
@@ -130,16 +140,14 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_pretrain(args: argparse.Namespace) -> int:
     """Run ``ssl.pretrain`` and print where the weights are."""
-    from bench3d2d.engine import NonFiniteLossError, ssl
+    from bench3d2d.engine import NonFiniteLossError, PretrainTarget, ssl
 
     _setup_logging(args.quiet)
     root = Path(args.out) if args.out else Path(args.cache_dir) / "pretrain"
+    what = PretrainTarget(args.model, args.source, args.modality, seed=args.seed, exclude=args.exclude)
     try:
-        res = ssl.pretrain(
-            args.model, args.source, args.modality, profile=args.profile, seed=args.seed, root=root,
-            cache_dir=Path(args.cache_dir), exclude=args.exclude, device=args.device, threads=args.threads,
-            progress=not args.no_progress,
-        )
+        res = ssl.pretrain(what, profile=args.profile, compute=_compute(args), root=root,
+                           cache_dir=Path(args.cache_dir))
     except NonFiniteLossError as exc:
         print(f"bench3d2d: error: {exc}", file=sys.stderr)
         return 1

@@ -28,10 +28,14 @@ log = logging.getLogger("bench3d2d.engine")
 THRESHOLD = 0.5
 
 
-def load_ensemble(paths: Iterable[Path], device: str | torch.device | None = None) -> list[nn.Module]:
-    """The models of the given checkpoint files, weights loaded, in evaluation mode."""
+def load_ensemble(paths: Iterable[Path], device: str | torch.device | None = None,
+                  accelerated: bool | None = None) -> list[nn.Module]:
+    """The models of the given checkpoint files, weights loaded, in evaluation mode.
+
+    ``accelerated``: apply ``accelerate`` (``None``: on CPU only).
+    """
     dev = resolve_device(device)
-    models = [model_from_checkpoint(Path(p), dev) for p in paths]
+    models = [model_from_checkpoint(Path(p), dev, accelerated) for p in paths]
     if not models:
         raise ValueError("no checkpoints to predict with")
     return models

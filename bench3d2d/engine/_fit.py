@@ -6,6 +6,12 @@ each round. After every validation the top-k weights are updated (a newcomer ent
 strictly better than the worst kept) and the resumable ``last.pt`` is written atomically with the
 weights, the optimiser, the RNG states and the progress. A restarted ``fit`` with the same
 arguments continues from it; a finished one returns at once.
+
+Self-healing: while a run is in progress each top-k file also carries the resumable state of its
+step (dropped once the fit finishes). When ``last.pt`` cannot be read (e.g. truncated by a full
+disk) or lists missing files, ``fit`` resumes from the newest readable top-k file whose recorded
+top-k files all still exist, else restarts from scratch, and logs which. Training is
+deterministic, so either way the result equals that of an uninterrupted fit.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import torch
 from torch import nn
 
 from bench3d2d.engine import checkpoints as ckpt_io
-from bench3d2d.engine._precision import amp_dtype, autocast, ensemble_probs, to_channels_last
+from bench3d2d.engine._precision import Precision, autocast, ensemble_probs, to_channels_last
 from bench3d2d.engine._sources import (
     CaseSource,
     eval_target,
@@ -35,7 +41,8 @@ from bench3d2d.engine._sources import (
     require_targets,
     round_schedule,
 )
-from bench3d2d.engine.acceleration import accelerate
+from bench3d2d.engine.acceleration import accelerate, decelerate, is_accelerated
+from bench3d2d.engine.config import FitOptions
 from bench3d2d.engine.profiles import Profile, get_profile
 from bench3d2d.engine.tasks import Task
 from bench3d2d.models import create_model, model_info
@@ -76,6 +83,7 @@ class FitResult:
     seconds: float
     resumed_from_step: int = 0
     config: dict[str, Any] = field(default_factory=dict)
+    precision: dict[str, Any] = field(default_factory=dict)
 
     @property
     def best(self) -> Checkpoint:
@@ -94,9 +102,12 @@ class FitResult:
 
 def build_model(name: str, depth: int, in_channels: int = 1, out_channels: int = 1,
                 **kwargs: Any) -> nn.Module:
-    """``create_model`` plus the record (``build_info``) that checkpoints store to rebuild it."""
+    """``create_model`` plus the record (``build_info``) that checkpoints store to rebuild it.
+
+    The model is plain; :func:`fit` and :func:`model_from_checkpoint` apply
+    :func:`~bench3d2d.engine.acceleration.accelerate` where :func:`wants_acceleration` says so.
+    """
     model = create_model(name, in_channels=in_channels, out_channels=out_channels, depth=depth, **kwargs)
-    accelerate(model)  # same function, faster CPU convolutions (docs/performance.md)
     model.build_info = {
         "model": name,
         "depth": int(depth),
@@ -107,15 +118,22 @@ def build_model(name: str, depth: int, in_channels: int = 1, out_channels: int =
     return model
 
 
-def model_from_checkpoint(path: Path, device: torch.device | str = "cpu") -> nn.Module:
-    """Rebuild the model recorded in a checkpoint and load its weights (evaluation mode)."""
+def model_from_checkpoint(path: Path, device: torch.device | str = "cpu",
+                          accelerated: bool | None = None) -> nn.Module:
+    """Rebuild the model recorded in a checkpoint and load its weights (evaluation mode).
+
+    ``accelerated``: apply :func:`~bench3d2d.engine.acceleration.accelerate` (``None``: on CPU only).
+    """
     meta = ckpt_io.read(path).get("meta", {})
     if "model" not in meta or "depth" not in meta:
         raise ckpt_io.CheckpointError(f"checkpoint {path} does not record which model it holds")
     model = build_model(meta["model"], meta["depth"], meta.get("in_channels", 1),
                         meta.get("out_channels", 1), **dict(meta.get("kwargs", {})))
+    dev = torch.device(device)
+    if wants_acceleration(dev, accelerated):
+        accelerate(model)
     ckpt_io.load_weights(model, path)
-    return model.to(device).eval()
+    return model.to(dev).eval()
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -123,6 +141,11 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def wants_acceleration(device: torch.device, choice: bool | None) -> bool:
+    """Whether to apply ``accelerate``: ``choice`` when given, else only on CPU (where it was measured)."""
+    return device.type == "cpu" if choice is None else bool(choice)
 
 
 def size_rule_of(model: nn.Module):
@@ -258,11 +281,6 @@ def _config_fingerprint(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _precision(device: torch.device, amp: bool) -> str:
-    """``"bf16 autocast"`` or ``"float32"``, as the log and the run record say it."""
-    return "bf16 autocast" if amp_dtype(device, amp) is not None else "float32"
-
-
 def _rng_state(np_rng: np.random.Generator, device: torch.device) -> dict[str, Any]:
     state: dict[str, Any] = {"numpy": np_rng.bit_generator.state, "torch": torch.get_rng_state()}
     if device.type == "cuda":
@@ -277,9 +295,12 @@ def _restore_rng(state: Mapping[str, Any], np_rng: np.random.Generator, device: 
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _save_last(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, np_rng: np.random.Generator,
-               device: torch.device, progress: dict[str, Any], config: Mapping[str, Any]) -> None:
-    """Write the resumable state; once finished, only the record (the top-k files hold the weights)."""
+def _save_last(path: Path, model: nn.Module, resume: Mapping[str, Any], progress: dict[str, Any],
+               config: Mapping[str, Any]) -> None:
+    """Write the resumable state; once finished, only the record (the top-k files hold the weights).
+
+    ``resume``: the optimiser, RNG (and gradient scaler) states of :meth:`_FitRun.resume_state`.
+    """
     finished = bool(progress.get("finished"))
     ckpt_io.atomic_torch_save(
         {
@@ -289,7 +310,7 @@ def _save_last(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, n
                      "config_fingerprint": _config_fingerprint(config)},
             "state_dict": {} if finished else {k: v.detach().cpu().clone()
                                                 for k, v in model.state_dict().items()},
-            **({} if finished else {"optimizer": optimizer.state_dict(), "rng": _rng_state(np_rng, device)}),
+            **({} if finished else dict(resume)),
             "progress": progress,
         },
         path,
@@ -308,173 +329,28 @@ def _progress_record(step: int, round_done: int, kept: list[Checkpoint], history
     }
 
 
-# --------------------------------------------------------------------------------------------
-# fit
-
-
-def fit(
-    model: nn.Module,
-    task: Task,
-    train: CaseSource,
-    val: CaseSource,
-    *,
-    profile: Profile | str,
-    seed: int,
-    out_dir: Path,
-    init_weights: Path | None = None,
-    device: str | torch.device | None = None,
-    threads: int | None = None,
-    progress: bool = False,
-    on_validation: Callable[[int, float], None] | None = None,
-    description: str = "train",
-) -> FitResult:
-    """Train ``model`` on ``task``; keep the top-k checkpoints under ``out_dir/checkpoints``.
-
-    ``init_weights`` (e.g. SSL pre-trained weights) are loaded strictly before training.
-    ``on_validation(step, score)`` is called after each validation (it may raise to stop,
-    e.g. Optuna's ``TrialPruned``). Resumes from ``out_dir/checkpoints/last.pt`` when present.
-    On return ``model`` holds the weights of the best checkpoint.
-    """
-    profile = get_profile(profile)
-    out_dir = Path(out_dir)
-    ckpt_dir = out_dir / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
-    if threads:
-        torch.set_num_threads(int(threads))
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    require_targets(train, task.target, f"training set for target {task.target!r}")
-    require_targets(val, task.target, f"validation set for target {task.target!r}")
-
-    train_ids = list(train.case_ids)
-    batch = profile.batch_for(task.name)
-    crop = training_crop(model, profile)
-    steps_per_round = profile.steps_in_round(len(train_ids), batch)
-    total_steps = steps_per_round * profile.rounds
-    config = {
-        "profile": profile.to_dict(),
-        "task": task.to_dict(),
-        "seed": int(seed),
-        "crop": list(crop),
-        "batch": batch,
-        "train_cases": train_ids,
-        "val_cases": list(val.case_ids),
-        "init_weights": str(init_weights) if init_weights else None,
-    }
-
-    with run_log(out_dir / "log.txt"):
-        return _fit(model, task, train, val, profile, seed, ckpt_dir, init_weights, dev, progress,
-                    on_validation, description, train_ids, batch, crop, steps_per_round, total_steps, config)
-
-
-def _fit(model, task, train, val, profile, seed, ckpt_dir, init_weights, dev, progress, on_validation,
-         description, train_ids, batch, crop, steps_per_round, total_steps, config) -> FitResult:
-    last_path = ckpt_dir / LAST
-    np_rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5EED]))
-    model.to(dev)
-    if profile.channels_last:
-        to_channels_last(model)
-    optimizer = make_optimizer(model, profile)
-    kept: list[Checkpoint] = []
-    history: list[dict[str, float]] = []
-    start_round, step, elapsed_before = 0, 0, 0.0
-
-    if last_path.exists():
-        state = ckpt_io.read(last_path)
-        fp = state["meta"].get("config_fingerprint")
-        if fp != _config_fingerprint(config):
-            raise ResumeMismatchError(
-                f"{last_path} belongs to a run with a different configuration; "
-                "use another output folder or delete it to start again"
-            )
-        ckpt_io.check_architecture(model, state["meta"], last_path)
-        prog = state["progress"]
-        start_round, step, elapsed_before = int(prog["round"]), int(prog["step"]), float(prog["seconds"])
-        history = list(prog["history"])
-        kept = [Checkpoint(ckpt_dir / c["file"], float(c["score"]), int(c["step"])) for c in prog["topk"]]
-        missing = [c.path for c in kept if not c.path.exists()]
-        if missing:
-            raise ckpt_io.CheckpointError(f"{last_path} lists checkpoints that are missing: {missing}")
-        _remove_strays(ckpt_dir, kept)
-        if prog.get("finished"):
-            log.info("fit already finished in %s (step %d); nothing to do", ckpt_dir, step)
-            ckpt_io.load_weights(model, kept[0].path)
-            return FitResult(kept, history, step, elapsed_before, step, config)
-        model.load_state_dict(state["state_dict"])
-        optimizer.load_state_dict(state["optimizer"])
-        _restore_rng(state["rng"], np_rng, dev)
-        log.info("resuming from %s at round %d, step %d", last_path, start_round, step)
-    else:
-        _remove_strays(ckpt_dir, [])
-        if init_weights is not None:
-            meta = ckpt_io.load_weights(model, Path(init_weights))
-            log.info("initialised from %s (%s)", init_weights, ckpt_io.describe(meta))
-        torch.manual_seed(int(seed))
-        log.info("fit %s: task %s, %d training / %d validation cases, %d rounds x %d steps, batch %d, "
-                 "crop %s, profile %s, device %s, precision %s",
-                 getattr(model, "registry_name", type(model).__name__),
-                 task.name, len(train_ids), len(val.case_ids), profile.rounds, steps_per_round, batch,
-                 crop, profile.name, dev, _precision(dev, profile.amp))
-
-    resumed_from = step
-    t0 = time.perf_counter()
-    bar = _Progress(progress, total_steps, description, done=step)
+def _readable(path: Path) -> bool:
     try:
-        model.train()
-        for rnd in range(start_round, profile.rounds):
-            schedule = round_schedule(len(train_ids), steps_per_round, batch, profile.repeats, np_rng)
-            losses = []
-            for idx in schedule:
-                x, y = make_batch(train, [train_ids[i] for i in idx], task.target, crop,
-                                  task.binary_target, np_rng)
-                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-                if profile.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last_3d)
-                optimizer.zero_grad(set_to_none=True)
-                with autocast(dev, profile.amp):
-                    logits = model(x)
-                loss = task.loss(logits.float(), y)
-                value = float(loss.detach())
-                if not math.isfinite(value):
-                    good = last_path if last_path.exists() else None
-                    raise NonFiniteLossError(
-                        f"training loss became {value} at step {step + 1} (round {rnd + 1}); stopped. "
-                        + (f"The last good state is {good}." if good else "No checkpoint was written yet.")
-                    )
-                loss.backward()
-                optimizer.step()
-                step += 1
-                losses.append(value)
-                bar.update(1, loss=f"{value:.4f}")
-            score = validate(model, task, val, profile.amp, profile.eval_batch, profile.channels_last)
-            mean_loss = float(np.mean(losses))
-            history.append({"round": rnd + 1, "step": step, "loss": mean_loss, "score": score})
-            new_path = ckpt_dir / f"top_step{step:07d}.pt"
-            kept, evicted, entered = update_topk(kept, score, step, profile.top_k, new_path)
-            if entered:
-                ckpt_io.save_weights(model, new_path, score=score, step=step, task=task.name,
-                                     target=task.target, score_name=task.score_name)
-            finished = rnd + 1 == profile.rounds
-            elapsed = elapsed_before + time.perf_counter() - t0
-            _save_last(last_path, model, optimizer, np_rng, dev,
-                       _progress_record(step, rnd + 1, kept, history, finished, elapsed), config)
-            if evicted is not None:
-                evicted.path.unlink(missing_ok=True)
-            log.info("round %d/%d step %d: loss %.4f, validation %s %.4f%s", rnd + 1, profile.rounds, step,
-                     mean_loss, task.score_name, score, " (kept)" if entered else "")
-            bar.update(0, score=f"{score:.4f}")
-            if on_validation is not None:
-                on_validation(step, score)
-    finally:
-        bar.close()
-    seconds = elapsed_before + time.perf_counter() - t0
-    if not kept:
-        raise RuntimeError("no checkpoint was kept (every validation score was NaN)")
-    log.info("fit done: %d steps in %.1f s; kept %d checkpoints, best %s %.4f at step %d", step, seconds,
-             len(kept), task.score_name, kept[0].score, kept[0].step)
-    ckpt_io.load_weights(model, kept[0].path)
-    return FitResult(kept, history, step, seconds, resumed_from, config)
+        ckpt_io.read(path)
+    except (ckpt_io.CheckpointError, FileNotFoundError):
+        return False
+    return True
+
+
+def _resumable_topk(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    """The resumable state a top-k file carries (written mid-run), when it and every top-k file its
+    record lists are readable and it belongs to this configuration; else None."""
+    try:
+        ckpt = ckpt_io.read(path)
+    except (ckpt_io.CheckpointError, FileNotFoundError):
+        return None
+    resume = ckpt.get("resume")
+    if not isinstance(resume, Mapping) or resume.get("config_fingerprint") != fingerprint:
+        return None
+    listed = [path.parent / c["file"] for c in resume["progress"]["topk"]]
+    if not all(p == path or _readable(p) for p in listed):
+        return None
+    return {"meta": ckpt.get("meta", {}), "state_dict": ckpt["state_dict"], **resume}
 
 
 def _remove_strays(ckpt_dir: Path, kept: list[Checkpoint]) -> None:
@@ -483,3 +359,266 @@ def _remove_strays(ckpt_dir: Path, kept: list[Checkpoint]) -> None:
     for p in ckpt_dir.glob("top_step*.pt"):
         if p.name not in keep:
             p.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------
+# fit
+
+
+def fit(model: nn.Module, task: Task, train: CaseSource, val: CaseSource, options: FitOptions | None = None,
+        *, out_dir: Path | str, on_validation: Callable[[int, float], None] | None = None) -> FitResult:
+    """Train ``model`` on ``task``; keep the top-k checkpoints under ``out_dir/checkpoints``.
+
+    ``options`` (:class:`~bench3d2d.engine.config.FitOptions`): profile, seed, initial weights
+    (e.g. SSL pre-trained, loaded strictly before training), compute settings, description.
+    ``on_validation(step, score)`` is called after each validation (it may raise to stop, e.g.
+    Optuna's ``TrialPruned``). Resumes from ``out_dir/checkpoints/last.pt`` when present; when that
+    file cannot be read, from the newest top-k checkpoint that carries a resumable state, else from
+    scratch (logged). On return ``model`` holds the weights of the best checkpoint.
+    """
+    run = _FitRun(model, task, train, val, options or FitOptions(), Path(out_dir))
+    with run_log(Path(out_dir) / "log.txt"):
+        done = run.restore()
+        if done is not None:
+            return done
+        return run.train(on_validation)
+
+
+class _FitRun:
+    """One call of :func:`fit`: set-up, resume (or start, or heal), the rounds, the result."""
+
+    def __init__(self, model: nn.Module, task: Task, train: CaseSource, val: CaseSource,
+                 options: FitOptions, out_dir: Path) -> None:
+        self.model, self.task, self.train_src, self.val = model, task, train, val
+        self.options = options
+        self.profile = profile = get_profile(options.profile)
+        self.seed = int(options.seed)
+        self.ckpt_dir = out_dir / "checkpoints"
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        self.last_path = self.ckpt_dir / LAST
+        self.dev = resolve_device(options.compute.device)
+        if options.compute.threads:
+            torch.set_num_threads(int(options.compute.threads))
+        if self.dev.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        require_targets(train, task.target, f"training set for target {task.target!r}")
+        require_targets(val, task.target, f"validation set for target {task.target!r}")
+        self.train_ids = list(train.case_ids)
+        self.batch = profile.batch_for(task.name)
+        self.crop = training_crop(model, profile)
+        self.steps_per_round = profile.steps_in_round(len(self.train_ids), self.batch)
+        self.total_steps = self.steps_per_round * profile.rounds
+        init = options.init_weights
+        self.config = {
+            "profile": profile.to_dict(),
+            "task": task.to_dict(),
+            "seed": self.seed,
+            "crop": list(self.crop),
+            "batch": self.batch,
+            "train_cases": self.train_ids,
+            "val_cases": list(val.case_ids),
+            "init_weights": str(init) if init else None,
+        }
+        self.kept: list[Checkpoint] = []
+        self.history: list[dict[str, float]] = []
+        self.start_round, self.step, self.elapsed_before = 0, 0, 0.0
+
+    def _setup(self) -> None:
+        """Model on the device (accelerated where wanted), optimiser, gradient scaler, data RNG."""
+        model, dev = self.model, self.dev
+        wanted = wants_acceleration(dev, self.options.compute.accelerate)
+        if wanted:
+            accelerate(model)  # same function, faster CPU convolutions (docs/performance.md)
+        elif self.options.compute.accelerate is False:
+            decelerate(model)
+        self.precision = Precision.of(dev, self.profile.amp, wanted or is_accelerated(model))
+        self.np_rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0x5EED]))
+        model.to(dev)
+        if self.profile.channels_last:
+            to_channels_last(model)
+        self.optimizer = make_optimizer(model, self.profile)
+        self.scaler = torch.amp.GradScaler(dev.type) if self.precision.grad_scaler else None
+
+    def resume_state(self) -> dict[str, Any]:
+        """Optimiser, RNG and (float16 only) gradient-scaler states, as ``last.pt`` stores them."""
+        out = {"optimizer": self.optimizer.state_dict(), "rng": _rng_state(self.np_rng, self.dev)}
+        if self.scaler is not None:
+            out["scaler"] = self.scaler.state_dict()
+        return out
+
+    def _result(self, seconds: float, resumed_from: int) -> FitResult:
+        return FitResult(self.kept, self.history, self.step, seconds, resumed_from, self.config,
+                         self.precision.to_dict())
+
+    # -- resume ---------------------------------------------------------------------------
+
+    def _read_state(self) -> tuple[dict[str, Any], Path] | None:
+        """The state to resume from and its file; None to start afresh."""
+        if not self.last_path.exists():
+            return None
+        try:
+            state = ckpt_io.read(self.last_path)
+        except ckpt_io.CheckpointError as exc:
+            return self._heal(str(exc))
+        if state["meta"].get("config_fingerprint") != _config_fingerprint(self.config):
+            raise ResumeMismatchError(
+                f"{self.last_path} belongs to a run with a different configuration; "
+                "use another output folder or delete it to start again"
+            )
+        ckpt_io.check_architecture(self.model, state["meta"], self.last_path)
+        missing = [c["file"] for c in state["progress"]["topk"] if not (self.ckpt_dir / c["file"]).exists()]
+        if missing:
+            return self._heal(f"{self.last_path} lists checkpoints that are missing: {missing}")
+        return state, self.last_path
+
+    def _heal(self, reason: str) -> tuple[dict[str, Any], Path] | None:
+        """``last.pt`` is unusable: fall back to the newest top-k file with a resumable state, else
+        start from scratch (the unusable ``last.pt`` is removed); the choice is logged."""
+        fingerprint = _config_fingerprint(self.config)
+        for path in sorted(self.ckpt_dir.glob("top_step*.pt"), reverse=True):  # newest step first
+            state = _resumable_topk(path, fingerprint)
+            if state is not None:
+                ckpt_io.check_architecture(self.model, state["meta"], path)
+                log.warning("%s; falling back to the top-k checkpoint %s (step %d)", reason, path.name,
+                            int(state["progress"]["step"]))
+                return state, path
+        log.warning("%s; no top-k checkpoint holds a resumable state, so the run restarts from scratch",
+                    reason)
+        self.last_path.unlink(missing_ok=True)
+        return None
+
+    def restore(self) -> FitResult | None:
+        """Resume from the saved state (a finished fit returns its result), or start afresh."""
+        self._setup()
+        found = self._read_state()
+        if found is None:
+            self._start()
+            return None
+        state, source = found
+        prog = state["progress"]
+        self.start_round, self.step = int(prog["round"]), int(prog["step"])
+        self.elapsed_before = float(prog["seconds"])
+        self.history = list(prog["history"])
+        self.kept = [Checkpoint(self.ckpt_dir / c["file"], float(c["score"]), int(c["step"]))
+                     for c in prog["topk"]]
+        _remove_strays(self.ckpt_dir, self.kept)
+        if prog.get("finished"):
+            if source != self.last_path:
+                _save_last(self.last_path, self.model, {}, prog, self.config)
+            log.info("fit already finished in %s (step %d); nothing to do", self.ckpt_dir, self.step)
+            ckpt_io.load_weights(self.model, self.kept[0].path)
+            return self._result(self.elapsed_before, self.step)
+        self.model.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        _restore_rng(state["rng"], self.np_rng, self.dev)
+        log.info("resuming from %s at round %d, step %d", source, self.start_round, self.step)
+        return None
+
+    def _start(self) -> None:
+        _remove_strays(self.ckpt_dir, [])
+        init = self.options.init_weights
+        if init is not None:
+            meta = ckpt_io.load_weights(self.model, Path(init))
+            log.info("initialised from %s (%s)", init, ckpt_io.describe(meta))
+        torch.manual_seed(self.seed)
+        p = self.profile
+        log.info("fit %s: task %s, %d training / %d validation cases, %d rounds x %d steps, batch %d, "
+                 "crop %s, profile %s, device %s, precision %s%s",
+                 getattr(self.model, "registry_name", type(self.model).__name__),
+                 self.task.name, len(self.train_ids), len(self.val.case_ids), p.rounds, self.steps_per_round,
+                 self.batch, self.crop, p.name, self.dev, self.precision.describe(),
+                 ", accelerated" if self.precision.accelerated else "")
+
+    # -- training -------------------------------------------------------------------------
+
+    def train(self, on_validation: Callable[[int, float], None] | None) -> FitResult:
+        """The remaining rounds, each followed by a validation, top-k update and ``last.pt``."""
+        resumed_from = self.step
+        t0 = time.perf_counter()
+        bar = _Progress(self.options.compute.progress, self.total_steps, self.options.description,
+                        done=self.step)
+        try:
+            self.model.train()
+            for rnd in range(self.start_round, self.profile.rounds):
+                losses = self._round(rnd, bar)
+                score = validate(self.model, self.task, self.val, self.profile.amp, self.profile.eval_batch,
+                                 self.profile.channels_last)
+                elapsed = self.elapsed_before + time.perf_counter() - t0
+                self._record(rnd, float(np.mean(losses)), score, elapsed)
+                bar.update(0, score=f"{score:.4f}")
+                if on_validation is not None:
+                    on_validation(self.step, score)
+        finally:
+            bar.close()
+        seconds = self.elapsed_before + time.perf_counter() - t0
+        if not self.kept:
+            raise RuntimeError("no checkpoint was kept (every validation score was NaN)")
+        for c in self.kept:  # the resumable states are not needed once finished
+            ckpt_io.drop_resume(c.path)
+        log.info("fit done: %d steps in %.1f s; kept %d checkpoints, best %s %.4f at step %d", self.step,
+                 seconds, len(self.kept), self.task.score_name, self.kept[0].score, self.kept[0].step)
+        ckpt_io.load_weights(self.model, self.kept[0].path)
+        return self._result(seconds, resumed_from)
+
+    def _round(self, rnd: int, bar: _Progress) -> list[float]:
+        """One round of optimiser steps; returns the losses."""
+        p, task = self.profile, self.task
+        schedule = round_schedule(len(self.train_ids), self.steps_per_round, self.batch, p.repeats,
+                                  self.np_rng)
+        losses = []
+        for idx in schedule:
+            x, y = make_batch(self.train_src, [self.train_ids[i] for i in idx], task.target, self.crop,
+                              task.binary_target, self.np_rng)
+            x, y = x.to(self.dev, non_blocking=True), y.to(self.dev, non_blocking=True)
+            if p.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last_3d)
+            value = self._step(x, y, rnd)
+            losses.append(value)
+            bar.update(1, loss=f"{value:.4f}")
+        return losses
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, rnd: int) -> float:
+        """One optimiser step (loss-scaled under float16); a non-finite loss stops the fit."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.dev, self.profile.amp):
+            logits = self.model(x)
+        loss = self.task.loss(logits.float(), y)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            good = self.last_path if self.last_path.exists() else None
+            raise NonFiniteLossError(
+                f"training loss became {value} at step {self.step + 1} (round {rnd + 1}); stopped. "
+                + (f"The last good state is {good}." if good else "No checkpoint was written yet.")
+            )
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        self.step += 1
+        return value
+
+    def _record(self, rnd: int, mean_loss: float, score: float, elapsed: float) -> None:
+        """After a validation: history, top-k (with a resumable state mid-run), ``last.pt``, log."""
+        step, p = self.step, self.profile
+        self.history.append({"round": rnd + 1, "step": step, "loss": mean_loss, "score": score})
+        new_path = self.ckpt_dir / f"top_step{step:07d}.pt"
+        self.kept, evicted, entered = update_topk(self.kept, score, step, p.top_k, new_path)
+        finished = rnd + 1 == p.rounds
+        record = _progress_record(step, rnd + 1, self.kept, self.history, finished, elapsed)
+        resume = self.resume_state()
+        if entered:
+            extra = None if finished else {**resume, "progress": record,
+                                           "config_fingerprint": _config_fingerprint(self.config)}
+            task = self.task
+            ckpt_io.save_weights(self.model, new_path, resume=extra, score=score, step=step, task=task.name,
+                                 target=task.target, score_name=task.score_name)
+        _save_last(self.last_path, self.model, resume, record, self.config)
+        if evicted is not None:
+            evicted.path.unlink(missing_ok=True)
+        log.info("round %d/%d step %d: loss %.4f, validation %s %.4f%s", rnd + 1, p.rounds, step,
+                 mean_loss, self.task.score_name, score, " (kept)" if entered else "")

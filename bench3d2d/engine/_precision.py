@@ -1,10 +1,11 @@
-"""Evaluation-mode forward passes: the §4 input, batched by grid shape, averaged over an ensemble."""
+"""Precision per device (autocast dtype, gradient scaling) and evaluation-mode ensemble forward passes."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -21,23 +22,70 @@ def cpu_has_native_bf16() -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
+def cuda_has_bf16(device: torch.device) -> bool:
+    """Whether a CUDA device computes bf16 natively (compute capability 8.0+; emulation does not count)."""
+    if device.index is None:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    with torch.cuda.device(device.index):
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+
+
 def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """The autocast dtype a run uses: bf16 on CUDA, and on CPUs with native bf16; else None."""
+    """The autocast dtype a run uses, or None (float32).
+
+    CUDA: bf16 where the device supports it natively, else float16 (with a gradient scaler in
+    training, see :func:`needs_grad_scaler`). CPU: bf16 where the CPU has native bf16 (AMX or
+    AVX-512 BF16); emulated bf16 is slower than float32, so float32 elsewhere. Other devices:
+    float32.
+    """
     if not enabled:
         return None
-    if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
+    if device.type == "cuda":
+        return torch.bfloat16 if cuda_has_bf16(device) else torch.float16
+    if device.type == "cpu" and cpu_has_native_bf16():
         return torch.bfloat16
     return None
 
 
-def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast where :func:`amp_dtype` allows it; a no-op context elsewhere.
+def needs_grad_scaler(device: torch.device, enabled: bool) -> bool:
+    """float16 training needs loss scaling (``torch.amp.GradScaler``); bf16 and float32 do not."""
+    return amp_dtype(device, enabled) is torch.float16
 
-    On a CPU without native bf16 (no AMX, no AVX-512 BF16) bf16 is emulated and slower than
-    float32, so mixed precision stays off there.
-    """
-    if amp_dtype(device, enabled) is not None:
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+
+@dataclass(frozen=True)
+class Precision:
+    """How a run computes: autocast dtype name (``float32`` without autocast), device type,
+    whether a gradient scaler was used and whether :func:`accelerate` was applied."""
+
+    dtype: str
+    device: str
+    grad_scaler: bool
+    accelerated: bool
+
+    @classmethod
+    def of(cls, device: torch.device, amp: bool, accelerated: bool) -> Precision:
+        """The precision a run with ``amp`` on ``device`` uses."""
+        dtype = amp_dtype(device, amp)
+        return cls(str(dtype).removeprefix("torch.") if dtype is not None else "float32", device.type,
+                   needs_grad_scaler(device, amp), bool(accelerated))
+
+    def describe(self) -> str:
+        """``"bf16 autocast"``, ``"float16 autocast + grad scaler"`` or ``"float32"`` (the log's words)."""
+        if self.dtype == "float32":
+            return "float32"
+        name = "bf16" if self.dtype == "bfloat16" else self.dtype
+        return f"{name} autocast" + (" + grad scaler" if self.grad_scaler else "")
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-friendly form (``result.json``'s ``precision``)."""
+        return asdict(self)
+
+
+def autocast(device: torch.device, enabled: bool):
+    """Autocast in the dtype :func:`amp_dtype` chooses; a no-op context where it chooses float32."""
+    dtype = amp_dtype(device, enabled)
+    if dtype is not None:
+        return torch.autocast(device.type, dtype=dtype)
     return contextlib.nullcontext()
 
 

@@ -23,6 +23,7 @@ from bench3d2d._io import atomic_write, atomic_write_json, atomic_write_text, sa
 from bench3d2d.engine._evaluate import evaluate, load_ensemble
 from bench3d2d.engine._fit import FitResult, build_model, fit, run_log
 from bench3d2d.engine._sources import CaseSource
+from bench3d2d.engine.config import Compute, FitOptions, PretrainTarget, RunPaths, RunSettings, RunTarget
 from bench3d2d.engine.profiles import Profile, get_profile
 from bench3d2d.engine.tasks import segmentation
 from bench3d2d.models import model_info
@@ -71,7 +72,7 @@ def long_table(wide: pd.DataFrame, *, train_dataset: str, test_set: str, fractio
     long["model"] = model
     long["pretrain"] = pretrain
     long["seed"] = int(seed)
-    return long[CASE_COLUMNS]
+    return long[list(CASE_COLUMNS)]
 
 
 def _fraction_number(fraction: float | int | str) -> float:
@@ -81,149 +82,154 @@ def _fraction_number(fraction: float | int | str) -> float:
     return int(value) if value.is_integer() else value
 
 
-def train_and_evaluate(
-    model_name: str,
-    train_dataset: str,
-    test_sets: Sequence[str] | Mapping[str, str | CaseSource] | None = None,
-    fraction: float | int | str = 100,
-    seed: int = 0,
-    profile: Profile | str = "quick",
-    pretrain: str | None = None,
-    out_dir: Path | str = "run",
-    cache_dir: Path | str = "cache",
-    *,
-    hparams: Mapping[str, Any] | None = None,
-    progress: bool = False,
-    on_validation: Callable[[int, float], None] | None = None,
-    pretrain_source: str | None = None,
-    pretrain_dir: Path | str | None = None,
-    pretrain_exclude: Sequence[str] | None = None,
-    model_kwargs: Mapping[str, Any] | None = None,
-    data_seed: int = 0,
-    data_options: Mapping[str, Any] | None = None,
-    split_seed: int = 0,
-    device: str | torch.device | None = None,
-    threads: int | None = None,
-    n_prediction_maps: int = 3,
-) -> RunResult:
-    """One benchmark run: train ``model_name`` on a label ``fraction`` (percent) of ``train_dataset``.
+def train_and_evaluate(target: RunTarget, settings: RunSettings | None = None, paths: RunPaths | None = None,
+                       *, on_validation: Callable[[int, float], None] | None = None) -> RunResult:
+    """One benchmark run: train ``target.model`` on a label fraction (percent) of ``target.dataset``.
 
     Test sets: the training dataset's own test split (named like the dataset) plus every entry
-    of ``test_sets`` (dataset names, used whole, or ``{name: CaseSource}``); patients seen in
-    training or validation are removed from them. ``pretrain`` is ``None``/``"none"``, ``"slo"``
-    or ``"faf"``: weights come from :func:`bench3d2d.engine.ssl.pretrain` on ``pretrain_source`` (default:
-    the training dataset's registry metadata ``pretrain_source``), cached in ``pretrain_dir``
-    (default ``cache_dir/pretrain``). ``hparams`` override the profile for fine-tuning only.
-    ``data_options`` go to every ``load_dataset`` call (e.g. synthetic ``difficulty``).
+    of ``target.test_sets`` (dataset names, used whole, or ``{name: CaseSource}``); patients seen
+    in training or validation are removed from them. ``target.pretrain`` is ``None``/``"none"``,
+    ``"slo"`` or ``"faf"``: weights come from :func:`bench3d2d.engine.ssl.pretrain` on
+    ``target.pretrain_source`` (default: the training dataset's registry metadata
+    ``pretrain_source``), cached in ``paths.pretrain_root``. ``settings.hparams`` override the
+    profile for fine-tuning only. ``on_validation(step, score)`` is called after each validation.
     Writes ``split.json``, ``cases.csv``, ``predictions/<test_set>/<case>.npz``, ``checkpoints/``
-    and ``log.txt`` under ``out_dir``; returns a :class:`RunResult`.
+    and ``log.txt`` under ``paths.out_dir``; returns a :class:`RunResult`.
     """
-    from bench3d2d.data import label_subset, load_dataset, make_split, prepare
-
-    out_dir = Path(out_dir)
-    cache_dir = Path(cache_dir)
+    settings = settings or RunSettings()
+    paths = paths or RunPaths()
+    out_dir = Path(paths.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model_info(model_name)  # an unknown model fails here, before any data is prepared
-    base_profile = get_profile(profile)
-    prof = base_profile.with_overrides(hparams)
-    pre = None if pretrain in (None, "", "none") else str(pretrain)
-    pre_label = pre or "none"
-    frac = _fraction_number(fraction)
+    model_info(target.model)  # an unknown model fails here, before any data is prepared
+    base_profile = get_profile(settings.profile)
+    prof = base_profile.with_overrides(settings.hparams)
+    pre_label = target.pretrain_modality or "none"
+    frac = _fraction_number(target.fraction)
     timings: dict[str, float] = {}
     t_start, cpu_start = time.perf_counter(), time.process_time()
 
     with run_log(out_dir / "log.txt"):
         log.info("run: model %s, dataset %s, fraction %s %%, seed %d, profile %s, pretrain %s, hparams %s",
-                 model_name, train_dataset, frac, seed, prof.name, pre_label, dict(hparams or {}))
+                 target.model, target.dataset, frac, target.seed, prof.name, pre_label,
+                 dict(settings.hparams or {}))
         t0 = time.perf_counter()
-        opts = dict(data_options or {})
-        ds = load_dataset(train_dataset, size=prof.data_size, seed=data_seed, **opts)
-        prep = prepare(ds, prof.depth, cache_dir)
-        split = make_split(prep.patient_ids(), seed=split_seed, dataset=train_dataset)
-        labelled = label_subset(split.train, frac, seed)
-        train = prep.subset_patients(labelled)
-        val = prep.subset_patients(split.val)
-        sources: dict[str, CaseSource] = {train_dataset: prep.subset_patients(split.test)}
-        seen = set(labelled) | set(split.val)
-        removed: dict[str, list[str]] = {}
-        named = test_sets.items() if isinstance(test_sets, Mapping) else [(n, n) for n in (test_sets or [])]
-        for name, src in named:
-            if name == train_dataset:
-                continue
-            if isinstance(src, str):
-                src = prepare(load_dataset(src, size=prof.data_size, seed=data_seed, **opts), prof.depth,
-                              cache_dir)
-            patient_of = getattr(src, "patient", None)
-            if patient_of is not None:
-                overlap = [c for c in src.case_ids if patient_of(c) in seen]
-                if overlap:
-                    removed[name] = overlap
-                    src = src.subset([c for c in src.case_ids if c not in set(overlap)])
-                    log.warning("test set %s: removed %d cases of patients used for training/validation",
-                                name, len(overlap))
-            sources[name] = src
-        split_record = {
-            **split.to_dict(),
-            "fraction": frac,
-            "seed": int(seed),
-            "split_seed": int(split_seed),
-            "label_patients": labelled,
-            "n_label_patients": len(labelled),
-            "n_train_scans": len(train.case_ids),
-            "n_val_scans": len(val.case_ids),
-            "test_sets": {n: len(s.case_ids) for n, s in sources.items()},
-            "removed_from_test_sets": removed,
-        }
+        train, val, sources, split_record = _prepare_data(target, prof, Path(paths.cache_dir), frac)
         atomic_write_json(out_dir / "split.json", split_record, sort_keys=False)
         timings["data_s"] = time.perf_counter() - t0
 
         init, pre_info = None, None
-        if pre is not None:
-            from bench3d2d.engine import ssl
-
-            source = pretrain_source or ssl.default_source(train_dataset)
+        if target.pretrain_modality is not None:
             t0 = time.perf_counter()
-            res = ssl.pretrain(model_name, source, pre, profile=base_profile, seed=seed,
-                               root=Path(pretrain_dir) if pretrain_dir else cache_dir / "pretrain",
-                               cache_dir=cache_dir, exclude=pretrain_exclude, data_seed=data_seed,
-                               split_seed=split_seed, data_options=opts, model_kwargs=model_kwargs,
-                               device=device,
-                               threads=threads, progress=progress)
-            init = res.weights
-            pre_info = {"key": res.key, "weights": str(res.weights), "score": res.score, "cached": res.cached,
-                        "seconds": res.seconds, "source": source}
+            init, pre_info = _pretrained_weights(target, base_profile, settings.compute, paths)
             timings["pretrain_s"] = time.perf_counter() - t0
-            log.info("pre-trained weights %s (SSIM %.4f, %s)", res.weights, res.score,
-                     "cached" if res.cached else f"{res.seconds:.1f} s")
 
         t0 = time.perf_counter()
-        torch.manual_seed(int(seed))
-        model = build_model(model_name, prof.depth, 1, 1, **dict(model_kwargs or {}))
-        fit_result = fit(model, segmentation(), train, val, profile=prof, seed=seed, out_dir=out_dir,
-                         init_weights=init, device=device, threads=threads, progress=progress,
-                         on_validation=on_validation, description=f"{model_name} {pre_label} {frac}%")
+        torch.manual_seed(int(target.seed))
+        model = build_model(target.model, prof.depth, 1, 1, **dict(target.model_kwargs or {}))
+        options = FitOptions(prof, target.seed, init, settings.compute,
+                             f"{target.model} {pre_label} {frac}%")
+        fit_result = fit(model, segmentation(), train, val, options, out_dir=out_dir,
+                         on_validation=on_validation)
         timings["fit_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        models = load_ensemble([c.path for c in fit_result.checkpoints], device)
-        tables = []
-        for name, src in sources.items():
-            wide, maps = evaluate(models, src, amp=prof.amp, keep_maps=n_prediction_maps,
-                                  batch=prof.eval_batch, channels_last=prof.channels_last)
-            tables.append(long_table(wide, train_dataset=train_dataset, test_set=name, fraction=frac,
-                                     model=model_name, pretrain=pre_label, seed=seed))
-            for cid, arrays in maps.items():
-                pred_dir = out_dir / "predictions" / safe_name(name)
-                _save_npz_atomic(pred_dir / f"{safe_name(cid)}.npz", arrays)
-            dice = wide["dice"]
-            log.info("test %s: %d cases, Dice mean %.4f (median %.4f), k = %d checkpoints", name, len(wide),
-                     dice.mean(), dice.median(), len(models))
-        cases = pd.concat(tables, ignore_index=True)
-        _write_csv_atomic(cases, out_dir / "cases.csv")
+        models = load_ensemble([c.path for c in fit_result.checkpoints], settings.compute.device,
+                               settings.compute.accelerate)
+        labels = {"train_dataset": target.dataset, "fraction": frac, "model": target.model,
+                  "pretrain": pre_label, "seed": target.seed}
+        cases = _test(models, sources, prof, settings.n_prediction_maps, out_dir, labels)
         timings["evaluate_s"] = time.perf_counter() - t0
         timings["total_s"] = time.perf_counter() - t_start
         timings["cpu_s"] = time.process_time() - cpu_start
         log.info("run done in %.1f s (%s)", timings["total_s"],
                  ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     return RunResult(cases, fit_result, split_record, timings, pre_info, out_dir,
-                     {"k": len(models), "profile": prof.to_dict()})
+                     {"k": len(models), "profile": prof.to_dict(), "precision": dict(fit_result.precision)})
+
+
+def _named_test_sets(target: RunTarget) -> list[tuple[str, str | CaseSource]]:
+    tests = target.test_sets
+    return list(tests.items()) if isinstance(tests, Mapping) else [(n, n) for n in (tests or [])]
+
+
+def _prepare_data(target: RunTarget, prof: Profile, cache_dir: Path,
+                  frac: float) -> tuple[CaseSource, CaseSource, dict[str, CaseSource], dict[str, Any]]:
+    """Training, validation and test sources (test patients seen in training removed) and the split record."""
+    from bench3d2d.data import label_subset, load_dataset, make_split, prepare
+
+    opts = dict(target.data_options or {})
+    train_dataset, seed = target.dataset, target.seed
+    ds = load_dataset(train_dataset, size=prof.data_size, seed=target.data_seed, **opts)
+    prep = prepare(ds, prof.depth, cache_dir)
+    split = make_split(prep.patient_ids(), seed=target.split_seed, dataset=train_dataset)
+    labelled = label_subset(split.train, frac, seed)
+    train = prep.subset_patients(labelled)
+    val = prep.subset_patients(split.val)
+    sources: dict[str, CaseSource] = {train_dataset: prep.subset_patients(split.test)}
+    seen = set(labelled) | set(split.val)
+    removed: dict[str, list[str]] = {}
+    for name, src in _named_test_sets(target):
+        if name == train_dataset:
+            continue
+        if isinstance(src, str):
+            src = prepare(load_dataset(src, size=prof.data_size, seed=target.data_seed, **opts), prof.depth,
+                          cache_dir)
+        patient_of = getattr(src, "patient", None)
+        if patient_of is not None:
+            overlap = [c for c in src.case_ids if patient_of(c) in seen]
+            if overlap:
+                removed[name] = overlap
+                src = src.subset([c for c in src.case_ids if c not in set(overlap)])
+                log.warning("test set %s: removed %d cases of patients used for training/validation",
+                            name, len(overlap))
+        sources[name] = src
+    split_record = {
+        **split.to_dict(),
+        "fraction": frac,
+        "seed": int(seed),
+        "split_seed": int(target.split_seed),
+        "label_patients": labelled,
+        "n_label_patients": len(labelled),
+        "n_train_scans": len(train.case_ids),
+        "n_val_scans": len(val.case_ids),
+        "test_sets": {n: len(s.case_ids) for n, s in sources.items()},
+        "removed_from_test_sets": removed,
+    }
+    return train, val, sources, split_record
+
+
+def _pretrained_weights(target: RunTarget, base_profile: Profile, compute: Compute,
+                        paths: RunPaths) -> tuple[Path, dict[str, Any]]:
+    """The SSL weights of the run (pre-trained now or found in the cache) and their record."""
+    from bench3d2d.engine import ssl
+
+    source = target.pretrain_source or ssl.default_source(target.dataset)
+    what = PretrainTarget(target.model, source, str(target.pretrain_modality), target.seed,
+                          target.pretrain_exclude, target.data_seed, target.split_seed,
+                          dict(target.data_options or {}), dict(target.model_kwargs or {}))
+    res = ssl.pretrain(what, profile=base_profile, compute=compute, root=paths.pretrain_root,
+                       cache_dir=Path(paths.cache_dir))
+    info = {"key": res.key, "weights": str(res.weights), "score": res.score, "cached": res.cached,
+            "seconds": res.seconds, "source": source}
+    log.info("pre-trained weights %s (SSIM %.4f, %s)", res.weights, res.score,
+             "cached" if res.cached else f"{res.seconds:.1f} s")
+    return res.weights, info
+
+
+def _test(models: list, sources: Mapping[str, CaseSource], prof: Profile, n_prediction_maps: int,
+          out_dir: Path, labels: Mapping[str, Any]) -> pd.DataFrame:
+    """Ensemble-evaluate every test set; write a few prediction maps and ``cases.csv``."""
+    tables = []
+    for name, src in sources.items():
+        wide, maps = evaluate(models, src, amp=prof.amp, keep_maps=n_prediction_maps,
+                              batch=prof.eval_batch, channels_last=prof.channels_last)
+        tables.append(long_table(wide, test_set=name, **labels))
+        for cid, arrays in maps.items():
+            pred_dir = out_dir / "predictions" / safe_name(name)
+            _save_npz_atomic(pred_dir / f"{safe_name(cid)}.npz", arrays)
+        dice = wide["dice"]
+        log.info("test %s: %d cases, Dice mean %.4f (median %.4f), k = %d checkpoints", name, len(wide),
+                 dice.mean(), dice.median(), len(models))
+    cases = pd.concat(tables, ignore_index=True)
+    _write_csv_atomic(cases, out_dir / "cases.csv")
+    return cases

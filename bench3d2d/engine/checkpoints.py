@@ -3,7 +3,8 @@
 Two kinds (``docs/protocol.md`` §7):
 
 * **weights** (top-k and pre-trained): ``{"format", "kind": "weights", "meta", "state_dict"}``,
-  the model's parameters and buffers only;
+  the model's parameters and buffers only (a top-k file of a run in progress also holds
+  ``"resume"``: the resumable state of its step, dropped when the fit finishes);
 * **last** (resumable state): ``{"format", "kind": "last", "meta", "state_dict", "optimizer",
   "rng", "progress"}``.
 
@@ -72,13 +73,26 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
 
-def save_weights(model: nn.Module, path: Path, **meta: Any) -> None:
-    """Write a weights-only checkpoint (parameters and buffers) with metadata ``meta``."""
-    atomic_torch_save(
-        {"format": FORMAT, "kind": "weights", "meta": {**architecture(model), **meta},
-         "state_dict": _cpu_state(model)},
-        path,
-    )
+def save_weights(model: nn.Module, path: Path, *, resume: Mapping[str, Any] | None = None,
+                 **meta: Any) -> None:
+    """Write a weights checkpoint (parameters and buffers) with metadata ``meta``.
+
+    ``resume``: the resumable training state of this step (optimiser, RNG, progress), kept by
+    ``fit`` in top-k files while a run is in progress so that it can heal an unreadable ``last.pt``.
+    """
+    obj = {"format": FORMAT, "kind": "weights", "meta": {**architecture(model), **meta},
+           "state_dict": _cpu_state(model)}
+    if resume is not None:
+        obj["resume"] = dict(resume)
+    atomic_torch_save(obj, path)
+
+
+def drop_resume(path: Path) -> None:
+    """Rewrite a weights checkpoint without its resumable state (no-op when it has none)."""
+    ckpt = read(path)
+    if "resume" in ckpt:
+        del ckpt["resume"]
+        atomic_torch_save(ckpt, path)
 
 
 def read(path: Path) -> dict[str, Any]:

@@ -22,7 +22,7 @@ import re
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from bench3d2d._io import atomic_write_json
 from bench3d2d.engine import checkpoints as ckpt_io
 from bench3d2d.engine._fit import FitResult, build_model, fit
 from bench3d2d.engine._sources import CaseSource
+from bench3d2d.engine.config import Compute, FitOptions, PretrainTarget
 from bench3d2d.engine.profiles import Profile, get_profile
 from bench3d2d.engine.tasks import reconstruction
 
@@ -53,30 +54,18 @@ class PretrainResult:
     info: Mapping[str, Any]
 
 
-def pretrain_on(
-    model: str,
-    train: CaseSource,
-    val: CaseSource,
-    modality: str,
-    *,
-    profile: Profile | str,
-    seed: int,
-    out_dir: Path,
-    model_kwargs: Mapping[str, Any] | None = None,
-    device: str | torch.device | None = None,
-    threads: int | None = None,
-    progress: bool = False,
-) -> tuple[Path, FitResult]:
+def pretrain_on(model: str, train: CaseSource, val: CaseSource, modality: str, options: FitOptions, *,
+                out_dir: Path, model_kwargs: Mapping[str, Any] | None = None) -> tuple[Path, FitResult]:
     """Reconstruction training of ``model`` on given cases; writes and returns ``out_dir/weights.pt``.
 
-    The weights are those of the best validation SSIM (§8.2). Resumes like ``fit``.
+    The weights are those of the best validation SSIM (§8.2). Resumes (and heals) like ``fit``.
     """
-    profile = get_profile(profile)
+    profile = get_profile(options.profile)
     task = reconstruction(modality)
-    torch.manual_seed(int(seed))
+    torch.manual_seed(int(options.seed))
     net = build_model(model, profile.depth, 1, task.out_channels, **dict(model_kwargs or {}))
-    result = fit(net, task, train, val, profile=profile, seed=seed, out_dir=out_dir, device=device,
-                 threads=threads, progress=progress, description=f"pretrain {model} {modality}")
+    options = replace(options, profile=profile, description=f"pretrain {model} {modality}")
+    result = fit(net, task, train, val, options, out_dir=out_dir)
     best = result.best  # fit leaves the best checkpoint's weights in ``net``
     weights = Path(out_dir) / WEIGHTS
     ckpt_io.save_weights(net, weights, task="reconstruction", target=modality, score=best.score,
@@ -84,20 +73,18 @@ def pretrain_on(
     return weights, result
 
 
-def pretrain_key(model: str, source: str, modality: str, profile: Profile, seed: int,
-                 excluded: Sequence[str], data_seed: int = 0, split_seed: int = 0,
-                 model_kwargs: Mapping[str, Any] | None = None,
-                 data_options: Mapping[str, Any] | None = None) -> str:
+def pretrain_key(what: PretrainTarget, profile: Profile, excluded: Sequence[str]) -> str:
     """Readable, unique cache key: ``<model>-<modality>-<source>-<profile>-s<seed>-<hash>``."""
     payload = {
-        "model": model, "source": source, "modality": modality, "profile": profile.to_dict(),
-        "seed": int(seed), "data_seed": int(data_seed), "split_seed": int(split_seed),
-        "excluded": sorted(excluded), "model_kwargs": dict(model_kwargs or {}),
-        "data_options": dict(data_options or {}),
+        "model": what.model, "source": what.source, "modality": what.modality, "profile": profile.to_dict(),
+        "seed": int(what.seed), "data_seed": int(what.data_seed), "split_seed": int(what.split_seed),
+        "excluded": sorted(excluded), "model_kwargs": dict(what.model_kwargs or {}),
+        "data_options": dict(what.data_options or {}),
     }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    source = what.source
     safe_source = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source).name if "/" in source else source)
-    return f"{model}-{modality}-{safe_source}-{profile.name}-s{seed}-{digest}"
+    return f"{what.model}-{what.modality}-{safe_source}-{profile.name}-s{what.seed}-{digest}"
 
 
 def default_source(train_dataset: str) -> str:
@@ -155,80 +142,91 @@ def _lock(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def pretrain(
-    model: str,
-    source: str,
-    modality: str,
-    *,
-    profile: Profile | str = "quick",
-    seed: int = 0,
-    root: Path,
-    cache_dir: Path,
-    exclude: Sequence[str] | None = None,
-    data_seed: int = 0,
-    split_seed: int = 0,
-    data_options: Mapping[str, Any] | None = None,
-    model_kwargs: Mapping[str, Any] | None = None,
-    device: str | torch.device | None = None,
-    threads: int | None = None,
-    progress: bool = False,
-) -> PretrainResult:
-    """Pre-train ``model`` on dataset ``source`` (OCT -> ``modality``), or reuse the cached weights.
+def pretrain(what: PretrainTarget, *, profile: Profile | str = "quick", compute: Compute | None = None,
+             root: Path, cache_dir: Path) -> PretrainResult:
+    """Pre-train ``what.model`` on dataset ``what.source`` (OCT -> ``what.modality``), or reuse the cache.
 
-    Data: the source's patient-wise split (``split_seed``), train and val parts, minus the
-    patients of the ``exclude`` datasets. The weights land in ``root/<key>/weights.pt``.
-    ``data_options`` go to ``load_dataset`` (e.g. synthetic ``difficulty``) and enter the key.
+    Data: the source's patient-wise split (``what.split_seed``), train and val parts, minus the
+    patients of the ``what.exclude`` datasets. The weights land in ``root/<key>/weights.pt``.
+    ``what.data_options`` go to ``load_dataset`` (e.g. synthetic ``difficulty``) and enter the key.
+    A cached pre-training whose ``weights.pt`` or ``info.json`` cannot be read is made again (its
+    fit resumes or heals, see :func:`~bench3d2d.engine.fit`); this is logged.
     """
-    from bench3d2d.data import load_dataset, make_split, prepare
-
     prof = get_profile(profile)
-    excluded_sets = (default_exclusions(source, prof.data_size, data_seed) if exclude is None
-                     else list(exclude))
-    opts = dict(data_options or {})
-    key = pretrain_key(model, source, modality, prof, seed, excluded_sets, data_seed, split_seed,
-                       model_kwargs, opts)
+    excluded_sets = (default_exclusions(what.source, prof.data_size, what.data_seed) if what.exclude is None
+                     else list(what.exclude))
+    key = pretrain_key(what, prof, excluded_sets)
     run_dir = Path(root) / key
-    weights = run_dir / WEIGHTS
     with _lock(Path(root) / f".{key}.lock"):
-        if weights.exists() and (run_dir / INFO).exists():
-            info = json.loads((run_dir / INFO).read_text())
-            log.info("reusing pre-trained weights %s", weights)
-            return PretrainResult(weights, key, float(info["score"]), True, 0.0, info)
+        cached = _cached(run_dir, key)
+        if cached is not None:
+            return cached
         t0 = time.perf_counter()
-        ds = load_dataset(source, size=prof.data_size, seed=data_seed, **opts)
-        prep = prepare(ds, prof.depth, Path(cache_dir))
-        split = make_split(prep.patient_ids(), seed=split_seed, dataset=source)
-        drop: set[str] = set()
-        for name in excluded_sets:
-            drop |= set(load_dataset(name, size=prof.data_size, seed=data_seed, **opts).patient_ids())
-        train_p = [p for p in split.train if p not in drop]
-        val_p = [p for p in split.val if p not in drop]
-        if not train_p or not val_p:
-            raise ValueError(f"pre-training source {source!r} has no training or validation patients left "
-                             f"after excluding {excluded_sets}")
-        train = prep.subset_patients(train_p)
-        val = prep.subset_patients(val_p)
-        for part, cases in (("training", train), ("validation", val)):
-            missing = [c for c in cases.case_ids if cases.target(c, modality) is None]
-            if missing:
-                raise ValueError(f"pre-training source {source!r}: {part} case {missing[0]!r} has no "
-                                 f"{modality!r} image ({len(missing)} such cases)")
-        log.info("pre-training %s on %s -> %s: %d/%d training/validation scans (excluded %d patients of %s)",
-                 model, source, modality, len(train), len(val), len(drop), excluded_sets)
-        _, result = pretrain_on(model, train, val, modality, profile=prof, seed=seed, out_dir=run_dir,
-                                model_kwargs=model_kwargs, device=device, threads=threads, progress=progress)
+        train, val, info = _pretrain_data(what, prof, excluded_sets, Path(cache_dir))
+        options = FitOptions(prof, what.seed, None, compute or Compute())
+        weights, result = pretrain_on(what.model, train, val, what.modality, options, out_dir=run_dir,
+                                      model_kwargs=what.model_kwargs)
         seconds = time.perf_counter() - t0
         info = {
-            "key": key, "model": model, "source": source, "modality": modality, "profile": prof.name,
-            "seed": seed, "data_seed": data_seed, "split_seed": split_seed,
-            "excluded_datasets": excluded_sets,
-            "excluded_patients": sorted(drop), "train_patients": train_p, "val_patients": val_p,
-            "n_train_scans": len(train), "n_val_scans": len(val), "score": result.best.score,
+            "key": key, "model": what.model, "source": what.source, "modality": what.modality,
+            "profile": prof.name, "seed": what.seed, "data_seed": what.data_seed,
+            "split_seed": what.split_seed, **info, "score": result.best.score,
             "score_name": "ssim", "best_step": result.best.step, "steps": result.steps,
             "seconds": seconds, "history": result.history, "selected": "best validation SSIM",
+            "precision": dict(result.precision),
         }
         atomic_write_json(run_dir / INFO, info, sort_keys=False)
         return PretrainResult(weights, key, result.best.score, False, seconds, info)
+
+
+def _cached(run_dir: Path, key: str) -> PretrainResult | None:
+    """The cached pre-training of ``key`` when its weights and record are readable; else None (logged)."""
+    weights = run_dir / WEIGHTS
+    if not (weights.exists() and (run_dir / INFO).exists()):
+        return None
+    try:
+        info = json.loads((run_dir / INFO).read_text())
+        score = float(info["score"])
+        ckpt_io.read(weights)
+    except (ValueError, KeyError, TypeError, ckpt_io.CheckpointError) as exc:
+        log.warning("cached pre-training %s is unreadable (%s: %s); making it again", run_dir,
+                    type(exc).__name__, exc)
+        (run_dir / INFO).unlink(missing_ok=True)
+        weights.unlink(missing_ok=True)
+        return None
+    log.info("reusing pre-trained weights %s", weights)
+    return PretrainResult(weights, key, score, True, 0.0, info)
+
+
+def _pretrain_data(what: PretrainTarget, prof: Profile, excluded_sets: list[str],
+                   cache_dir: Path) -> tuple[CaseSource, CaseSource, dict[str, Any]]:
+    """The source's train/val cases without the excluded patients, and the data part of ``info.json``."""
+    from bench3d2d.data import load_dataset, make_split, prepare
+
+    source, modality, opts = what.source, what.modality, dict(what.data_options or {})
+    ds = load_dataset(source, size=prof.data_size, seed=what.data_seed, **opts)
+    prep = prepare(ds, prof.depth, cache_dir)
+    split = make_split(prep.patient_ids(), seed=what.split_seed, dataset=source)
+    drop: set[str] = set()
+    for name in excluded_sets:
+        drop |= set(load_dataset(name, size=prof.data_size, seed=what.data_seed, **opts).patient_ids())
+    train_p = [p for p in split.train if p not in drop]
+    val_p = [p for p in split.val if p not in drop]
+    if not train_p or not val_p:
+        raise ValueError(f"pre-training source {source!r} has no training or validation patients left "
+                         f"after excluding {excluded_sets}")
+    train = prep.subset_patients(train_p)
+    val = prep.subset_patients(val_p)
+    for part, cases in (("training", train), ("validation", val)):
+        missing = [c for c in cases.case_ids if cases.target(c, modality) is None]
+        if missing:
+            raise ValueError(f"pre-training source {source!r}: {part} case {missing[0]!r} has no "
+                             f"{modality!r} image ({len(missing)} such cases)")
+    log.info("pre-training %s on %s -> %s: %d/%d training/validation scans (excluded %d patients of %s)",
+             what.model, source, modality, len(train), len(val), len(drop), excluded_sets)
+    info = {"excluded_datasets": excluded_sets, "excluded_patients": sorted(drop), "train_patients": train_p,
+            "val_patients": val_p, "n_train_scans": len(train), "n_val_scans": len(val)}
+    return train, val, info
 
 
 def clear(root: Path, key: str) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -20,14 +20,32 @@ from bench3d2d._io import atomic_write_json, safe_name
 from bench3d2d.harness._spec import PretrainSpec, RunSpec
 from bench3d2d.harness._store import ResultsStore, read_json
 
+if TYPE_CHECKING:
+    from bench3d2d.engine.config import Compute
+
 #: Threads per worker (the subprocess executor sets it to cores / jobs); unset: torch's default.
 THREADS_ENV = "BENCH3D2D_THREADS"
 TEST_SUFFIX = ":test"
 
 
+#: ``1``/``0`` forces the CPU convolution speed-ups (``accelerate``) on/off; unset: on CPU only.
+ACCELERATE_ENV = "BENCH3D2D_ACCELERATE"
+
+
 def _threads() -> int | None:
     value = os.environ.get(THREADS_ENV)
     return int(value) if value else None
+
+
+def _compute() -> Compute:
+    """The worker's compute settings: threads and acceleration from the environment, default device."""
+    from bench3d2d.engine.config import Compute
+
+    value = os.environ.get(ACCELERATE_ENV, "").strip().lower()
+    choice = {"1": True, "true": True, "on": True, "0": False, "false": False, "off": False}.get(value)
+    if value and choice is None:
+        raise ValueError(f"{ACCELERATE_ENV}={value!r}: use 1/0 (or on/off, true/false)")
+    return Compute(threads=_threads(), accelerate=choice)
 
 
 def engine_test_sets(spec: RunSpec) -> list[str]:
@@ -70,7 +88,7 @@ def execute_run(
     on_validation: Any = None,
 ) -> pd.DataFrame:
     """Train and test one run with the engine; returns the long per-case table."""
-    from bench3d2d.engine import train_and_evaluate
+    from bench3d2d.engine import RunPaths, RunSettings, RunTarget, train_and_evaluate
     from bench3d2d.engine.profiles import get_profile
 
     pre = spec.pretrain_spec()  # ensured complete by the runner before it called us
@@ -86,21 +104,11 @@ def execute_run(
             on_validation(step, score)
 
     result = train_and_evaluate(
-        spec.model,
-        spec.train_dataset,
-        engine_test_sets(spec),
-        fraction=spec.fraction,
-        seed=spec.seed,
-        profile=spec.profile,
-        pretrain=spec.pretrain,
-        out_dir=run_dir,
-        cache_dir=store.cache_dir,
-        hparams=dict(spec.hparams) or None,
-        progress=False,
+        RunTarget(spec.model, spec.train_dataset, engine_test_sets(spec), fraction=spec.fraction,
+                  seed=spec.seed, pretrain=spec.pretrain, pretrain_source=spec.pretrain_source),
+        RunSettings(profile=spec.profile, hparams=dict(spec.hparams), compute=_compute()),
+        RunPaths(run_dir, store.cache_dir, pretrain_dir),
         on_validation=validated,
-        pretrain_source=spec.pretrain_source,
-        pretrain_dir=pretrain_dir,
-        threads=_threads(),
     )
     if spec.test_sets:
         _record_split(store, spec.train_dataset, result.split)
@@ -111,6 +119,7 @@ def execute_run(
         "best_validation": float(result.fit.best.score),
         "pretrained": result.pretrain,
         "profile": result.extra.get("profile"),
+        "precision": result.extra.get("precision"),
     }
     return cases
 
@@ -123,22 +132,16 @@ def execute_pretrain(
     progress: Any = None,
 ) -> dict[str, Any]:
     """SSL pre-training of one key into ``out_dir`` (the engine's cache lives inside it)."""
-    from bench3d2d.engine import ssl
+    from bench3d2d.engine import PretrainTarget, ssl
 
-    res = ssl.pretrain(
-        pre.model,
-        pre.source,
-        pre.modality,
-        profile=pre.profile,
-        seed=pre.seed,
-        root=Path(out_dir),
-        cache_dir=store.cache_dir,
-        threads=_threads(),
-    )
+    what = PretrainTarget(pre.model, pre.source, pre.modality, seed=pre.seed)
+    res = ssl.pretrain(what, profile=pre.profile, compute=_compute(), root=Path(out_dir),
+                       cache_dir=store.cache_dir)
     return {
         "weights": str(res.weights),
         "engine_key": res.key,
         "validation_ssim": float(res.score),
         "cached": bool(res.cached),
         "engine_seconds": float(res.seconds),
+        "precision": res.info.get("precision"),
     }
