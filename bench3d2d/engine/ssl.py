@@ -14,7 +14,6 @@ not code: the ``exclude`` dataset names, by default the source's registry metada
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -29,6 +28,7 @@ from typing import Any
 import torch
 
 from bench3d2d._io import atomic_write_json
+from bench3d2d._lock import Claim
 from bench3d2d.engine import checkpoints as ckpt_io
 from bench3d2d.engine._fit import FitResult, build_model, fit
 from bench3d2d.engine._sources import CaseSource
@@ -145,14 +145,9 @@ def default_exclusions(source: str, size: str = "quick", seed: int = 0) -> list[
 
 @contextlib.contextmanager
 def _lock(path: Path):
-    """An exclusive advisory file lock, so that concurrent runs pre-train a key only once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    """A claim (the library's one lock scheme), so that concurrent runs pre-train a key only once."""
+    with Claim(path, note="SSL pre-training"):
+        yield
 
 
 def pretrain(

@@ -23,7 +23,6 @@ import os
 import platform
 import socket
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ import pandas as pd
 from bench3d2d._io import atomic_write_json
 from bench3d2d.harness._locks import Claim, claim_alive
 from bench3d2d.harness._spec import PretrainSpec, RunSpec, canonical_json
-from bench3d2d.harness._store import ResultsStore, RunState, read_json
+from bench3d2d.harness._store import ResultsStore, RunState, read_json, write_error_file
 from bench3d2d.results import CLAIM_FILE, ERROR_FILE, LOG_FILE, PROGRESS_FILE, RESULT_FILE, SPEC_FILE
 
 BACKEND_ENV = "BENCH3D2D_BACKEND"
@@ -284,11 +283,7 @@ def run_pretrain(
                 return Outcome("pretrain", pre.key, "complete", label, seconds)
             except Exception as exc:
                 seconds = time.time() - start
-                atomic_write_json(
-                    folder / ERROR_FILE,
-                    {"status": "failed", "key": pre.key, "type": type(exc).__name__, "message": str(exc),
-                     "traceback": traceback.format_exc(), "seconds": seconds, "time": _now()},
-                )  # fmt: skip
+                write_error_file(folder, exc, {"key": pre.key}, {"seconds": seconds})
                 log.exception("pre-training failed after %.1f s", seconds)
                 return Outcome("pretrain", pre.key, "failed", label, seconds, f"{type(exc).__name__}: {exc}")
     finally:

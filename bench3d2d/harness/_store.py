@@ -96,6 +96,29 @@ def summarise(cases: pd.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
+def write_error_file(
+    folder: Path, exc: BaseException, ident: Mapping[str, Any], info: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write ``error.json`` of a failed run or pre-training (the library's one error-record writer).
+
+    ``ident`` names what failed (``{"run_id": ...}`` or ``{"key": ...}``); the record holds the error
+    type, message and traceback, the host, pid and time, and ``info`` (seconds, cause, ...).
+    """
+    error = {
+        "status": "failed",
+        **dict(ident),
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **dict(info or {}),
+    }
+    atomic_write_json(Path(folder) / ERROR_FILE, error)
+    return error
+
+
 class ResultsStore:
     """The folder ``RESULTS`` with ``runs/<run_id>/``, ``pretrain/<key>/`` and ``splits/``."""
 
@@ -233,19 +256,7 @@ class ResultsStore:
 
     def write_error(self, spec: RunSpec, exc: BaseException, info: Mapping[str, Any]) -> dict[str, Any]:
         """Record a failed attempt: error type, message and traceback."""
-        error = {
-            "status": "failed",
-            "run_id": spec.run_id,
-            "type": type(exc).__name__,
-            "message": str(exc),
-            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            **dict(info),
-        }
-        atomic_write_json(self.run_dir(spec.run_id) / ERROR_FILE, error)
-        return error
+        return write_error_file(self.run_dir(spec.run_id), exc, {"run_id": spec.run_id}, info)
 
     def cases(self, run_ids: list[str] | None = None) -> pd.DataFrame:
         """The long per-case table of complete runs (all of them by default)."""
