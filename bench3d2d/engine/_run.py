@@ -26,7 +26,7 @@ from bench3d2d.engine._sources import CaseSource
 from bench3d2d.engine.profiles import Profile, get_profile
 from bench3d2d.engine.tasks import segmentation
 from bench3d2d.models import model_info
-from bench3d2d.results import CASE_COLUMNS
+from bench3d2d.results import CASE_COLUMNS, CASE_ID_KEY, TEST_SET_KEY
 
 log = logging.getLogger("bench3d2d.engine")
 
@@ -214,7 +214,8 @@ def train_and_evaluate(
                                      model=model_name, pretrain=pre_label, seed=seed))
             for cid, arrays in maps.items():
                 pred_dir = out_dir / "predictions" / safe_name(name)
-                _save_npz_atomic(pred_dir / f"{safe_name(cid)}.npz", arrays)
+                ids = {CASE_ID_KEY: np.array(str(cid)), TEST_SET_KEY: np.array(str(name))}
+                _save_npz_atomic(pred_dir / f"{safe_name(cid)}.npz", {**arrays, **ids})
             dice = wide["dice"]
             log.info("test %s: %d cases, Dice mean %.4f (median %.4f), k = %d checkpoints", name, len(wide),
                      dice.mean(), dice.median(), len(models))
