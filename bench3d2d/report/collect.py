@@ -44,6 +44,7 @@ from bench3d2d.results import (
     RESULT_FILE,
     RUNS_DIR,
     SPEC_FILE,
+    verify_artefacts,
 )
 from bench3d2d.results import PREDICTION_DIR as PREDICTIONS_DIR
 
@@ -401,6 +402,52 @@ def collect(results: str | Path) -> ResultsCollection:
     if not runs:
         warnings.append(f"{_rel(runs_dir, root)}: no run folders")
     return ResultsCollection(source=root, cases=cases, runs=runs, warnings=warnings)
+
+
+class DamagedResultsError(ValueError):
+    """Complete runs whose files differ from the checksums in their ``result.json``; the report refuses."""
+
+
+def damaged_runs(results: str | Path) -> dict[str, list[str]]:
+    """Complete runs whose ``cases.csv`` or prediction files differ from their recorded checksums.
+
+    ``{run_id: [problem naming the file, ...]}``; empty for a single per-case table.
+    """
+    root = Path(results)
+    runs_dir = root / RUNS_DIR
+    if not runs_dir.is_dir():
+        return {}
+    out: dict[str, list[str]] = {}
+    for run_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
+        try:
+            result = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(result, dict) and result.get("status") == COMPLETE:
+            problems = verify_artefacts(run_dir, result, dirs=(PREDICTIONS_DIR,))
+            if problems:
+                out[run_dir.name] = [p.replace(f"{root}/", "", 1) for p in problems]
+    return out
+
+
+def refuse_damaged(results: str | Path, allow_damaged: bool = False) -> list[str]:
+    """Raise :class:`DamagedResultsError` naming the damaged runs, unless ``allow_damaged``.
+
+    With ``allow_damaged`` returns a warning naming them instead (empty when nothing is damaged), so
+    that a board never mixes damaged runs in silently.
+    """
+    damaged = damaged_runs(results)
+    if not damaged:
+        return []
+    shown = "; ".join(f"run {r}: {', '.join(ps)}" for r, ps in list(damaged.items())[:10])
+    more = f" and {len(damaged) - 10} more" if len(damaged) > 10 else ""
+    if not allow_damaged:
+        raise DamagedResultsError(
+            f"{results}: {len(damaged)} complete run(s) damaged (files differ from the checksums in their "
+            f"result.json): {shown}{more}. Repair them with `bench3d2d status {results} --repair`, or "
+            "report anyway with --allow-damaged"
+        )
+    return [f"{len(damaged)} damaged run(s) reported anyway (--allow-damaged): {shown}{more}"]
 
 
 def duplicate_warnings(cases: pd.DataFrame) -> list[str]:
