@@ -95,17 +95,19 @@ def _fmt(v: float) -> str:
 
 def run_train(args: argparse.Namespace) -> int:
     """Run ``engine.train_and_evaluate`` and print the summary table."""
+    from bench3d2d._io import removed_on_failure
     from bench3d2d.engine import NonFiniteLossError, train_and_evaluate
 
     _setup_logging(args.quiet)
     try:
-        result = train_and_evaluate(
-            args.model, args.dataset, args.test_sets, fraction=args.fraction, seed=args.seed,
-            profile=args.profile, pretrain=args.pretrain, out_dir=Path(args.out),
-            cache_dir=Path(args.cache_dir), hparams=dict(args.hparam) or None, progress=not args.no_progress,
-            pretrain_source=args.pretrain_source, pretrain_dir=args.pretrain_dir, device=args.device,
-            threads=args.threads,
-        )
+        with removed_on_failure(Path(args.out)):  # a failed run leaves no empty folder behind
+            result = train_and_evaluate(
+                args.model, args.dataset, args.test_sets, fraction=args.fraction, seed=args.seed,
+                profile=args.profile, pretrain=args.pretrain, out_dir=Path(args.out),
+                cache_dir=Path(args.cache_dir), hparams=dict(args.hparam) or None,
+                progress=not args.no_progress, pretrain_source=args.pretrain_source,
+                pretrain_dir=args.pretrain_dir, device=args.device, threads=args.threads,
+            )
     except NonFiniteLossError as exc:
         print(f"bench3d2d: error: {exc}", file=sys.stderr)
         return 1
