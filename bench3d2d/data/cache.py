@@ -208,11 +208,11 @@ def prepare(
         raise ValueError(f"depth must be a positive integer, got {depth!r}")
     key = cache_key(dataset.namespace, int(depth), flatten)
     root = Path(cache_dir) / f"{_safe(dataset.namespace, 40)}-{key}"
+    remove_stale_temps(root, depth=1)  # orphans of killed writers (their writer is gone)
     metas = _valid_entries(root, dataset)
     if metas is not None and _indexed(root, list(metas)):
         return PreparedDataset(dataset.name, key, root, list(metas), metas)  # nothing to write
     with removed_on_failure(root), Claim(root / CLAIM_NAME, heartbeat=30.0, note=f"prepare {dataset.name}"):
-        remove_stale_temps(root, depth=1)  # orphans of killed writers
         metas = {}
         for item in dataset.items:
             fingerprint = getattr(item, "fingerprint", "")
