@@ -95,10 +95,11 @@ def _fmt(v: float) -> str:
 
 def run_train(args: argparse.Namespace) -> int:
     """Run ``engine.train_and_evaluate`` and print the summary table."""
-    from bench3d2d._io import removed_on_failure
+    from bench3d2d._io import remove_stale_temps, removed_on_failure
     from bench3d2d.engine import NonFiniteLossError, train_and_evaluate
 
     _setup_logging(args.quiet)
+    remove_stale_temps(args.out)  # left by a killed earlier attempt
     try:
         with removed_on_failure(Path(args.out)):  # a failed run leaves no empty folder behind
             result = train_and_evaluate(
