@@ -74,15 +74,19 @@ def artefact_checksums(
 ) -> dict[str, str]:
     """``{relative path: sha256}`` of every file under the sub-folders ``dirs`` of ``folder``.
 
-    ``dirs=None``: every sub-folder (pre-trainings). Hidden and temporary files are left out.
+    ``dirs=None``: every file of the folder but the bookkeeping ones (spec, result, log, claim,
+    progress, error), for pre-trainings. Hidden and temporary files are left out.
     """
     folder = Path(folder)
-    roots = [folder / d for d in dirs] if dirs is not None else [p for p in folder.iterdir() if p.is_dir()]
+    if dirs is None:
+        bookkeeping = {SPEC_FILE, RESULT_FILE, LOG_FILE, CLAIM_FILE, PROGRESS_FILE, ERROR_FILE}
+        paths = [p for p in folder.rglob("*") if p.parent != folder or p.name not in bookkeeping]
+    else:
+        paths = [p for d in dirs if (folder / d).is_dir() for p in (folder / d).rglob("*")]
     out = {}
-    for root in roots:
-        for path in sorted(root.rglob("*")) if root.is_dir() else []:
-            if path.is_file() and not path.name.startswith("."):
-                out[path.relative_to(folder).as_posix()] = sha256_file(path)
+    for path in sorted(paths):
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts):
+            out[path.relative_to(folder).as_posix()] = sha256_file(path)
     return out
 
 

@@ -257,3 +257,22 @@ def test_a_manifest_path_outside_its_folder_warns_or_is_refused(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_dataset(str(manifest))  # inside: no warning
+
+
+def test_pretraining_records_its_data_and_a_changed_source_is_refused(tmp_path, fake_env, monkeypatch):
+    from bench3d2d.harness.sweep import select_work
+
+    plan = expand_plan(models="fpbnet", fractions="100", pretrain="slo", datasets="ga")
+    (pre,) = plan.pretrainings
+    store = ResultsStore(tmp_path / "results")
+    run_sweep(plan, store, progress=SweepProgress(0, enabled=False))
+    result = json.loads((store.pretrain_path(pre) / "result.json").read_text())
+    assert set(result["data"]["datasets"]) == {pre.source} and result["artefacts"]
+    assert select_work(plan, store).changed == {}
+    preset = synthetic.PRESETS["ga-m"]["quick"]
+    monkeypatch.setitem(synthetic.PRESETS["ga-m"], "quick", dataclasses.replace(preset, n_patients=17))
+    work = select_work(plan, store)
+    assert set(work.changed) == {pre.key, plan.runs[0].run_id}  # the source feeds both
+    assert work.changed[pre.key] == [pre.source] and work.pretrainings == []
+    again = select_work(plan, store, rerun_changed=True)
+    assert again.pretrainings == [pre] and again.runs == list(plan.runs)

@@ -89,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "result.json; list what is damaged and exit 1 if anything is (default: off)",
     )
     s.add_argument(
-        "--repair", action="store_true", help="with or without --verify: run exactly the damaged runs again"
+        "--repair", action="store_true", help="run exactly the damaged runs again (default: off)"
     )
     s.set_defaults(func=status_command)
 
@@ -157,6 +157,9 @@ def print_plan(plan: Any, store: Any, jobs: int, retry_failed: bool, listing: bo
     print(f"runs: {len(work.complete)} complete, {len(work.failed_skipped)} failed ({policy}), "
           f"{len(work.runs)} to run")  # fmt: skip
     print(f"pre-trainings: {len(work.pretrain_complete)} cached, {len(work.pretrainings)} to run")
+    if work.changed:
+        print(f"changed data: {len(work.changed)} complete run(s) or pre-training(s) were made from other "
+              "data than now; `run` refuses them, --rerun-changed redoes exactly those")  # fmt: skip
     seconds, how = estimate_seconds(work, store, jobs=jobs)
     print(f"estimated wall time: {_fmt_seconds(seconds)} with {jobs} worker(s) (from {how})")
     for note in plan.notes:
