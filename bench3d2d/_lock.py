@@ -46,10 +46,10 @@ def temp_writer_alive(name: str) -> bool | None:
 
     None when the name has no tag or was written on another host (the caller then judges by age).
     """
-    match = _TEMP_TAG.search(name)
-    if match is None or match.group(1) != _HOST_TAG:
+    tags = _TEMP_TAG.findall(name)  # the last one: the final name itself may look like a tag
+    if not tags or tags[-1][0] != _HOST_TAG:
         return None
-    return pid_alive(int(match.group(2)))
+    return pid_alive(int(tags[-1][1]))
 
 
 class ClaimTimeout(TimeoutError):

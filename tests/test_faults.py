@@ -276,3 +276,16 @@ def test_pretraining_records_its_data_and_a_changed_source_is_refused(tmp_path, 
     assert work.changed[pre.key] == [pre.source] and work.pretrainings == []
     again = select_work(plan, store, rerun_changed=True)
     assert again.pretrainings == [pre] and again.runs == list(plan.runs)
+
+
+def test_a_temp_file_is_judged_by_its_own_writer_tag(tmp_path):
+    host = temp_tag().split("-")[0]
+    dead = _dead_pid()
+    mine = tmp_path / f".s.{host}-{dead}.npy.{temp_tag()}.abc{TEMP_SUFFIX}"  # a name that looks like a tag
+    gone = tmp_path / f".s.npy.{host}-{dead}.abc{TEMP_SUFFIX}"
+    other_host = tmp_path / f".s.npy.{'0' * 6 if host != '0' * 6 else '1' * 6}-1.abc{TEMP_SUFFIX}"
+    for path in (mine, gone, other_host):
+        path.write_bytes(b"")
+    assert remove_stale_temps(tmp_path) == [gone]
+    os.utime(other_host, (time.time() - 7200, time.time() - 7200))
+    assert remove_stale_temps(tmp_path) == [other_host] and mine.exists()
