@@ -17,7 +17,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import re
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -27,7 +26,7 @@ from typing import Any
 
 import torch
 
-from bench3d2d._io import atomic_write_json
+from bench3d2d._io import atomic_write_json, safe_name
 from bench3d2d._lock import Claim
 from bench3d2d.engine import checkpoints as ckpt_io
 from bench3d2d.engine._fit import FitResult, build_model, fit
@@ -96,7 +95,7 @@ def pretrain_key(model: str, source: str, modality: str, profile: Profile, seed:
         "data_options": dict(data_options or {}),
     }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    safe_source = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source).name if "/" in source else source)
+    safe_source = safe_name(Path(source).name if "/" in source else source)
     return f"{model}-{modality}-{safe_source}-{profile.name}-s{seed}-{digest}"
 
 
