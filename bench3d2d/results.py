@@ -6,6 +6,10 @@ from here, so the two sides cannot drift apart. See ``docs/architecture.md`` (th
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+
 #: Sub-folders of a results folder.
 RUNS_DIR = "runs"
 PRETRAIN_DIR = "pretrain"
@@ -40,7 +44,75 @@ CASE_COLUMNS: tuple[str, ...] = (
     "value",
 )
 
+#: Prediction files are ``predictions/<safe_name(test set)>/<safe_name(case id)>.npz`` (``bench3d2d._io.
+#: safe_name``: a hash of the real id is appended to a name that had to change); each file records
+#: its real case id and test set under these keys, and readers look files up by id.
+CASE_ID_KEY = "case_id"
+TEST_SET_KEY = "test_set"
 #: Keys of a prediction file: probability (float), binary prediction and reference mask, all (H, W).
 PREDICTION_KEYS = ("prob", "pred", "mask")
 #: Optional background image of a prediction file (en-face projection or SLO), (H, W).
 BACKGROUND_KEY = "enface"
+
+#: ``result.json`` key of the artefact checksums: ``{path relative to the run folder: sha256}``.
+ARTEFACTS_KEY = "artefacts"
+#: Sub-folders of a run folder whose files ``result.json`` checksums (``cases.csv`` has ``cases_sha256``).
+CHECKSUMMED_DIRS: tuple[str, ...] = (CHECKPOINT_DIR, PREDICTION_DIR)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def artefact_checksums(
+    folder: str | os.PathLike, dirs: tuple[str, ...] | None = CHECKSUMMED_DIRS
+) -> dict[str, str]:
+    """``{relative path: sha256}`` of every file under the sub-folders ``dirs`` of ``folder``.
+
+    ``dirs=None``: every file of the folder but the bookkeeping ones (spec, result, log, claim,
+    progress, error), for pre-trainings. Hidden and temporary files are left out.
+    """
+    folder = Path(folder)
+    if dirs is None:
+        bookkeeping = {SPEC_FILE, RESULT_FILE, LOG_FILE, CLAIM_FILE, PROGRESS_FILE, ERROR_FILE}
+        paths = [p for p in folder.rglob("*") if p.parent != folder or p.name not in bookkeeping]
+    else:
+        paths = [p for d in dirs if (folder / d).is_dir() for p in (folder / d).rglob("*")]
+    out = {}
+    for path in sorted(paths):
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts):
+            out[path.relative_to(folder).as_posix()] = sha256_file(path)
+    return out
+
+
+def verify_artefacts(
+    folder: str | os.PathLike, result: dict, dirs: tuple[str, ...] | None = None
+) -> list[str]:
+    """What is damaged in a complete run (or pre-training) folder, as messages naming each file.
+
+    Checks ``cases.csv`` against ``cases_sha256`` (when recorded) and every artefact recorded under
+    :data:`ARTEFACTS_KEY` (only those under ``dirs``, when given) for presence and checksum.
+    """
+    folder = Path(folder)
+    problems = []
+    expected = result.get("cases_sha256")
+    if isinstance(expected, str):
+        cases = folder / CASES_FILE
+        if not cases.is_file():
+            problems.append(f"{cases}: missing")
+        elif sha256_file(cases) != expected:
+            problems.append(f"{cases}: does not match the checksum in result.json (changed or truncated)")
+    for rel, digest in sorted(dict(result.get(ARTEFACTS_KEY) or {}).items()):
+        if dirs is not None and rel.split("/", 1)[0] not in dirs:
+            continue
+        path = folder / rel
+        if not path.is_file():
+            problems.append(f"{path}: missing")
+        elif sha256_file(path) != digest:
+            problems.append(f"{path}: does not match the checksum in result.json (changed or truncated)")
+    return problems

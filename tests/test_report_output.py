@@ -36,7 +36,8 @@ def built(tmp_path_factory):
     text = (victim / "cases.csv").read_text()
     (victim / "cases.csv").write_text(text[: len(text) - 25])  # truncated in the last row
     out = tmp / "board"
-    code = main(["report", str(root), "--out", str(out), "--bootstrap", "300", "--overlay-cases", "2"])
+    code = main(["report", str(root), "--out", str(out), "--bootstrap", "300", "--overlay-cases", "2",
+                 "--allow-damaged"])  # the truncated cases.csv: report it with a warning
     return {"root": root, "out": out, "code": code, "failed": failed.name, "pending": pending.name,
             "victim": victim.name}
 
@@ -118,7 +119,7 @@ def test_latex_escapes_names(built):
 
 def test_strict_mode_and_reproducible_tables(built, tmp_path):
     args = ["report", str(built["root"]), "--out", str(tmp_path / "a"), "--bootstrap", "300", "--no-figures",
-            "--formats", "md", "csv"]
+            "--formats", "md", "csv", "--allow-damaged"]
     assert main([*args, "--strict"]) == 1
     assert main(args) == 0
     assert (tmp_path / "a" / "summary.csv").read_bytes() == (built["out"] / "summary.csv").read_bytes()

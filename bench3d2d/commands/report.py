@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--formats", nargs="+", default=None, metavar="FORMAT",
                    help="subset of: md html csv json latex (default: all)")
     p.add_argument("--no-figures", action="store_true", help="tables only")
+    p.add_argument("--allow-damaged", action="store_true",
+                   help="report runs whose files differ from their checksums, with a warning "
+                        "(default: refuse and name them; `bench3d2d status --repair` fixes them)")
     p.add_argument("--strict", action="store_true",
                    help="exit with status 1 when the results had warnings, failed or incomplete runs")
     p.set_defaults(func=run)
@@ -63,8 +66,13 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, overlay_cases=args.overlay_cases, figures=not args.no_figures,
         formats=tuple(args.formats) if args.formats else FORMATS, command=reproduce_command(args),
     )
+    from bench3d2d._io import remove_stale_temps
+    from bench3d2d.report.collect import refuse_damaged
+
+    damage = refuse_damaged(args.results, args.allow_damaged)
+    remove_stale_temps(args.out)  # left by a killed report
     report = build_report(args.results, args.out, options)
-    for w in report.warnings:
+    for w in damage + report.warnings:
         print(f"warning: {w}", file=sys.stderr)
     coll = report.collection
     for run_ in coll.runs_with("failed"):

@@ -37,6 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--list", action="store_true", help="with --dry-run: list every run")
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again (default: skip them)")
     p.add_argument(
+        "--rerun-changed",
+        action="store_true",
+        help="redo complete runs made from other data than now (default: refuse to mix them)",
+    )
+    p.add_argument(
         "--params",
         default="default",
         help="hyper-parameters: default (registry + profile), tuned (best trial of each model's study), "
@@ -77,6 +82,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("results", nargs="?", default="results", help="results folder (default results/)")
     s.add_argument("--failed", action="store_true", help="list every failed run with its error")
     s.add_argument("--json", action="store_true", help="print JSON for scripts")
+    s.add_argument(
+        "--verify",
+        action="store_true",
+        help="check complete runs' cases, predictions and checkpoints against the checksums in their "
+        "result.json; list what is damaged and exit 1 if anything is (default: off)",
+    )
+    s.add_argument(
+        "--repair", action="store_true", help="run exactly the damaged runs again (default: off)"
+    )
     s.set_defaults(func=status_command)
 
 
@@ -143,6 +157,9 @@ def print_plan(plan: Any, store: Any, jobs: int, retry_failed: bool, listing: bo
     print(f"runs: {len(work.complete)} complete, {len(work.failed_skipped)} failed ({policy}), "
           f"{len(work.runs)} to run")  # fmt: skip
     print(f"pre-trainings: {len(work.pretrain_complete)} cached, {len(work.pretrainings)} to run")
+    if work.changed:
+        print(f"changed data: {len(work.changed)} complete run(s) or pre-training(s) were made from other "
+              "data than now; `run` refuses them, --rerun-changed redoes exactly those")  # fmt: skip
     seconds, how = estimate_seconds(work, store, jobs=jobs)
     print(f"estimated wall time: {_fmt_seconds(seconds)} with {jobs} worker(s) (from {how})")
     for note in plan.notes:
@@ -189,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     progress = SweepProgress(total=0, enabled=False if args.no_progress else None)
     from bench3d2d.harness.sweep import select_work
 
-    work = select_work(plan, store, retry_failed=args.retry_failed)
+    work = select_work(plan, store, retry_failed=args.retry_failed, rerun_changed=args.rerun_changed)
     progress.total = len(work.runs) + len(work.pretrainings)
     print(
         f"sweep: {len(plan.runs)} runs, {len(plan.pretrainings)} pre-trainings; "
@@ -197,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
         f"{len(work.pretrainings)} pre-trainings to do -> {store.root}",
         file=sys.stderr,
     )
-    report = run_sweep(plan, store, executor=executor, retry_failed=args.retry_failed, progress=progress)
+    report = run_sweep(plan, store, executor=executor, retry_failed=args.retry_failed, progress=progress,
+                       rerun_changed=args.rerun_changed)  # fmt: skip
     failed = report.failed
     print(
         f"done in {_fmt_seconds(report.seconds)}: {report.count('complete')} runs completed, "
@@ -264,8 +282,33 @@ def status_summary(results: str | Path) -> dict[str, Any]:
     }
 
 
+def verify_command(args: argparse.Namespace) -> int:
+    """``status --verify`` / ``--repair``: name damaged artefacts; re-run them with --repair."""
+    from bench3d2d.harness.sweep import ResultsStore, repair
+
+    store = ResultsStore(args.results)
+    if not store.root.is_dir():
+        raise FileNotFoundError(f"results folder not found: {store.root}")
+    damaged = store.verify()
+    for item in damaged:
+        for problem in item.problems:
+            print(f"damaged {item.kind} {item.id}: {problem}")
+    if not damaged:
+        print(f"{store.root}: every complete run and pre-training matches its checksums")
+        return 0
+    if not args.repair:
+        print(f"{len(damaged)} damaged; `bench3d2d status {store.root} --repair` runs exactly those again")
+        return 1
+    outcomes = repair(store, damaged)
+    for o in outcomes:
+        print(f"repaired {o.kind} {o.id}: {o.status}{' ' + o.error if o.error else ''}")
+    return 0 if all(o.status == "complete" for o in outcomes) and not store.verify() else 1
+
+
 def status_command(args: argparse.Namespace) -> int:
     """Print done, failed, running, incomplete and pending runs."""
+    if args.verify or args.repair:
+        return verify_command(args)
     summary = status_summary(args.results)
     if args.json:
         print(json.dumps(summary, indent=2, default=str))

@@ -106,16 +106,19 @@ def _fmt(v: float) -> str:
 
 def run_train(args: argparse.Namespace) -> int:
     """Run ``engine.train_and_evaluate`` and print the summary table."""
+    from bench3d2d._io import remove_stale_temps, removed_on_failure
     from bench3d2d.engine import NonFiniteLossError, RunPaths, RunSettings, RunTarget, train_and_evaluate
 
     _setup_logging(args.quiet)
+    remove_stale_temps(args.out)  # left by a killed earlier attempt
     try:
-        result = train_and_evaluate(
-            RunTarget(args.model, args.dataset, args.test_sets, fraction=args.fraction, seed=args.seed,
-                      pretrain=args.pretrain, pretrain_source=args.pretrain_source),
-            RunSettings(profile=args.profile, hparams=dict(args.hparam), compute=_compute(args)),
-            RunPaths(Path(args.out), Path(args.cache_dir), args.pretrain_dir),
-        )
+        with removed_on_failure(Path(args.out)):  # a failed run leaves no empty folder behind
+            result = train_and_evaluate(
+                RunTarget(args.model, args.dataset, args.test_sets, fraction=args.fraction, seed=args.seed,
+                          pretrain=args.pretrain, pretrain_source=args.pretrain_source),
+                RunSettings(profile=args.profile, hparams=dict(args.hparam), compute=_compute(args)),
+                RunPaths(Path(args.out), Path(args.cache_dir), args.pretrain_dir),
+            )
     except NonFiniteLossError as exc:
         print(f"bench3d2d: error: {exc}", file=sys.stderr)
         return 1

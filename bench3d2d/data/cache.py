@@ -10,8 +10,11 @@ Layout::
         <case>/meta.json                      patient, eye, visit, spacing after preprocessing, ...
 
 Each case folder is written into a temporary folder and renamed into place, so a failure (bad input,
-interruption) leaves no partial entry. A second ``prepare`` with the same source and parameters reads
-the cache without loading the scans; a changed parameter gives a new key, hence a new folder.
+interruption) leaves no partial entry; the temporary folder of a killed process is removed by the
+next ``prepare`` of that cache folder. Writers of one cache folder take turns under its claim file
+(``.claim.json``, the library's one lock scheme), so that concurrent workers never race. A second
+``prepare`` with the same source and parameters reads the cache without loading the scans; a
+changed parameter gives a new key, hence a new folder.
 """
 
 from __future__ import annotations
@@ -19,15 +22,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from bench3d2d._io import atomic_write_json
+from bench3d2d._io import atomic_write_json, make_temp_dir, remove_stale_temps, removed_on_failure
+from bench3d2d._io import safe_name as _safe
+from bench3d2d._lock import Claim
 from bench3d2d.data.preprocess import preprocess_scan
 from bench3d2d.data.records import DataError, Dataset, Scan, ScanRef
 
@@ -43,12 +46,8 @@ def cache_key(namespace: str, depth: int, flatten: bool) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _safe(name: str, limit: int = 60) -> str:
-    """A file-system-safe folder name; ids with other characters get a short hash appended."""
-    clean = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "x"
-    if clean != name or len(clean) > limit:
-        clean = f"{clean[:limit]}~{hashlib.sha1(name.encode()).hexdigest()[:8]}"
-    return clean
+#: The claim file of a cache folder (held while a process writes entries or the index).
+CLAIM_NAME = ".claim.json"
 
 
 def _target_file(key: str) -> str:
@@ -175,7 +174,7 @@ def _write_case(root: Path, item: Scan | ScanRef, depth: int, flatten: bool, fin
         "source": json.loads(json.dumps(scan.meta, default=str)),
     }
     final = root / _safe(scan.scan_id)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=root))
+    tmp = make_temp_dir(final)
     try:
         np.save(tmp / "volume.npy", arrays.volume)
         for key, arr in arrays.targets.items():
@@ -209,15 +208,45 @@ def prepare(
         raise ValueError(f"depth must be a positive integer, got {depth!r}")
     key = cache_key(dataset.namespace, int(depth), flatten)
     root = Path(cache_dir) / f"{_safe(dataset.namespace, 40)}-{key}"
-    root.mkdir(parents=True, exist_ok=True)
-    metas: dict[str, dict] = {}
+    remove_stale_temps(root, depth=1)  # orphans of killed writers (their writer is gone)
+    metas = _valid_entries(root, dataset)
+    if metas is not None and _indexed(root, list(metas)):
+        return PreparedDataset(dataset.name, key, root, list(metas), metas)  # nothing to write
+    with removed_on_failure(root), Claim(root / CLAIM_NAME, heartbeat=30.0, note=f"prepare {dataset.name}"):
+        metas = {}
+        for item in dataset.items:
+            fingerprint = getattr(item, "fingerprint", "")
+            meta = _entry_valid(root / _safe(item.scan_id), fingerprint)
+            if meta is None:
+                meta = _write_case(root, item, int(depth), flatten, fingerprint)
+            metas[item.scan_id] = meta
+        _update_index(root, _index_record(dataset, key, int(depth), flatten), list(metas))
+    return PreparedDataset(dataset.name, key, root, list(metas), metas)
+
+
+def _valid_entries(root: Path, dataset: Dataset) -> dict[str, dict] | None:
+    """The metadata of every case when all are cached and valid, else None (without writing)."""
+    if not root.is_dir():
+        return None
+    metas = {}
     for item in dataset.items:
-        fingerprint = getattr(item, "fingerprint", "")
-        meta = _entry_valid(root / _safe(item.scan_id), fingerprint)
+        meta = _entry_valid(root / _safe(item.scan_id), getattr(item, "fingerprint", ""))
         if meta is None:
-            meta = _write_case(root, item, int(depth), flatten, fingerprint)
+            return None
         metas[item.scan_id] = meta
-    index = {
+    return metas
+
+
+def _indexed(root: Path, case_ids: list[str]) -> bool:
+    try:
+        known = set(json.loads((root / "index.json").read_text()).get("cases", []))
+    except (OSError, ValueError, AttributeError):
+        return False
+    return set(case_ids) <= known
+
+
+def _index_record(dataset: Dataset, key: str, depth: int, flatten: bool) -> dict:
+    return {
         "name": dataset.name,
         "namespace": dataset.namespace,
         "key": key,
@@ -225,8 +254,6 @@ def prepare(
         "flatten": bool(flatten),
         "version": PREP_VERSION,
     }
-    _update_index(root, index, list(metas))
-    return PreparedDataset(dataset.name, key, root, list(metas), metas)
 
 
 def _update_index(root: Path, index: dict, case_ids: list[str]) -> None:

@@ -21,7 +21,10 @@ A manifest is a CSV file (one row per scan) or a JSON file (a list of rows, or
                              ``false``: a size mismatch is an error
 =================  ========  =============================================================
 
-Paths are relative to the manifest's folder. Missing files, duplicate ids, bad eyes/visits/spacing
+Paths are relative to the manifest's folder. A path that leaves that folder (``../``, or an absolute
+path elsewhere) is accepted with a ``DataWarning`` naming the rows; ``confine_paths=True`` (a
+``load_dataset`` option) makes it an error. A UTF-8 byte-order mark (Excel's "CSV UTF-8") is
+accepted. Missing files, duplicate ids, bad eyes/visits/spacing
 are reported when the manifest is read; unreadable volumes, shape mismatches, NaN/inf voxels and
 non-binary masks when a scan is loaded (``prepare`` loads each scan before writing anything).
 """
@@ -31,6 +34,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import warnings
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,7 +44,7 @@ import numpy as np
 from bench3d2d.data.evalgrid import resize_nearest
 from bench3d2d.data.imageio import binary_mask, read_image, read_volume
 from bench3d2d.data.preprocess import area_resample, image_to_unit
-from bench3d2d.data.records import DataError, Dataset, Scan, ScanRef
+from bench3d2d.data.records import DataError, Dataset, DataWarning, Scan, ScanRef
 
 __all__ = ["load_manifest_rows", "read_manifest", "write_manifest"]
 
@@ -56,11 +60,11 @@ def load_manifest_rows(path: Path) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
-            with open(path, newline="") as f:
+            with open(path, newline="", encoding="utf-8-sig") as f:
                 reader = csv.DictReader(f)
                 rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
         elif suffix == ".json":
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
             if isinstance(data, dict):
                 defaults = dict(data.get("defaults", {}))
                 scans = data.get("scans")
@@ -240,8 +244,12 @@ def _fingerprint(spec: dict) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]
 
 
-def read_manifest(path: str | Path, name: str | None = None) -> Dataset:
-    """A lazy dataset from a manifest: headers and file existence are checked now, pixels on load."""
+def read_manifest(path: str | Path, name: str | None = None, confine_paths: bool = False) -> Dataset:
+    """A lazy dataset from a manifest: headers and file existence are checked now, pixels on load.
+
+    A file outside the manifest's folder gives a ``DataWarning``, or a ``DataError`` with
+    ``confine_paths``.
+    """
     path = Path(path).expanduser()
     rows = load_manifest_rows(path)
     if not rows:
@@ -267,8 +275,26 @@ def read_manifest(path: str | Path, name: str | None = None) -> Dataset:
         )
         for s in specs
     ]
+    _check_confined(path, specs, confine_paths)
     key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
-    return Dataset(name or path.parent.name or path.stem, items, namespace=f"manifest_{path.stem}_{key}")
+    info = {"manifest_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return Dataset(name or path.parent.name or path.stem, items, namespace=f"manifest_{path.stem}_{key}",
+                   info=info)
+
+
+def _check_confined(path: Path, specs: list[dict], confine: bool) -> None:
+    """Warn (or, with ``confine``, raise) when a row's file lies outside the manifest's folder."""
+    base = path.parent.resolve()
+    outside = [(s["row"], key, p) for s in specs for key, p in sorted(s["paths"].items())
+               if not p.resolve().is_relative_to(base)]
+    if not outside:
+        return
+    shown = "; ".join(f"row {row} {key} {p}" for row, key, p in outside[:3])
+    more = f" and {len(outside) - 3} more" if len(outside) > 3 else ""
+    message = f"{path}: {len(outside)} file(s) outside the manifest's folder {base}: {shown}{more}"
+    if confine:
+        raise DataError(message + " (confine_paths=True)")
+    warnings.warn(message + " (pass confine_paths=True to refuse them)", DataWarning, stacklevel=3)
 
 
 def write_manifest(rows: list[dict[str, Any]], path: str | Path) -> Path:

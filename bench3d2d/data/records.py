@@ -8,13 +8,15 @@ which names the file or manifest row and what is wrong.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-__all__ = ["EYES", "DataError", "Dataset", "Scan", "ScanRef", "ScanSequence"]
+__all__ = ["EYES", "DataError", "DataWarning", "Dataset", "Scan", "ScanRef", "ScanSequence"]
 
 #: Allowed values of ``Scan.eye``: right eye, left eye, laterality not known (e.g. OCTA-500).
 EYES = ("OD", "OS", "unknown")
@@ -22,6 +24,10 @@ EYES = ("OD", "OS", "unknown")
 
 class DataError(ValueError):
     """Bad input data; the message names the file or manifest row and what is wrong."""
+
+
+class DataWarning(UserWarning):
+    """Input that is accepted but may surprise (e.g. a manifest path outside the manifest's folder)."""
 
 
 @dataclass
@@ -227,6 +233,25 @@ class Dataset:
     def patient_ids(self) -> list[str]:
         """Sorted unique patient ids."""
         return sorted({it.patient_id for it in self._items})
+
+    def fingerprint(self) -> str:
+        """A hash of the data's identity (16 hex digits), without loading any scan.
+
+        It covers the namespace (for synthetic data: preset parameters, difficulty and generator
+        version), ``info`` (a manifest's content hash), and each item's id, patient, eye, visit and
+        file fingerprint (a manifest row's file sizes and modification times): editing a preset or a
+        manifest, or replacing a file, changes it.
+        """
+        parts = {
+            "namespace": self.namespace,
+            "info": self.info,
+            "items": [
+                [it.scan_id, it.patient_id, it.eye, int(it.visit), getattr(it, "fingerprint", "")]
+                for it in self._items
+            ],
+        }
+        text = json.dumps(parts, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
     def header(self, scan_id: str) -> Item:
         """The item (``Scan`` or ``ScanRef``) of one scan id, without loading."""

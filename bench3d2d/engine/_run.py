@@ -27,7 +27,7 @@ from bench3d2d.engine.config import Compute, FitOptions, PretrainTarget, RunPath
 from bench3d2d.engine.profiles import Profile, get_profile
 from bench3d2d.engine.tasks import segmentation
 from bench3d2d.models import model_info
-from bench3d2d.results import CASE_COLUMNS
+from bench3d2d.results import CASE_COLUMNS, CASE_ID_KEY, TEST_SET_KEY
 
 log = logging.getLogger("bench3d2d.engine")
 
@@ -226,7 +226,8 @@ def _test(models: list, sources: Mapping[str, CaseSource], prof: Profile, n_pred
         tables.append(long_table(wide, test_set=name, **labels))
         for cid, arrays in maps.items():
             pred_dir = out_dir / "predictions" / safe_name(name)
-            _save_npz_atomic(pred_dir / f"{safe_name(cid)}.npz", arrays)
+            ids = {CASE_ID_KEY: np.array(str(cid)), TEST_SET_KEY: np.array(str(name))}
+            _save_npz_atomic(pred_dir / f"{safe_name(cid)}.npz", {**arrays, **ids})
         dice = wide["dice"]
         log.info("test %s: %d cases, Dice mean %.4f (median %.4f), k = %d checkpoints", name, len(wide),
                  dice.mean(), dice.median(), len(models))

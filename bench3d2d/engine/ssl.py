@@ -14,11 +14,9 @@ not code: the ``exclude`` dataset names, by default the source's registry metada
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
-import re
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -28,7 +26,8 @@ from typing import Any
 
 import torch
 
-from bench3d2d._io import atomic_write_json
+from bench3d2d._io import atomic_write_json, safe_name
+from bench3d2d._lock import Claim
 from bench3d2d.engine import checkpoints as ckpt_io
 from bench3d2d.engine._fit import FitResult, build_model, fit
 from bench3d2d.engine._sources import CaseSource
@@ -83,7 +82,7 @@ def pretrain_key(what: PretrainTarget, profile: Profile, excluded: Sequence[str]
     }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
     source = what.source
-    safe_source = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source).name if "/" in source else source)
+    safe_source = safe_name(Path(source).name if "/" in source else source)
     return f"{what.model}-{what.modality}-{safe_source}-{profile.name}-s{what.seed}-{digest}"
 
 
@@ -132,14 +131,9 @@ def default_exclusions(source: str, size: str = "quick", seed: int = 0) -> list[
 
 @contextlib.contextmanager
 def _lock(path: Path):
-    """An exclusive advisory file lock, so that concurrent runs pre-train a key only once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    """A claim (the library's one lock scheme), so that concurrent runs pre-train a key only once."""
+    with Claim(path, note="SSL pre-training"):
+        yield
 
 
 def pretrain(what: PretrainTarget, *, profile: Profile | str = "quick", compute: Compute | None = None,

@@ -23,7 +23,6 @@ import os
 import platform
 import socket
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +31,35 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from bench3d2d._io import atomic_write_json
+from bench3d2d._io import atomic_write_json, remove_stale_temps
 from bench3d2d.harness._locks import Claim, claim_alive
-from bench3d2d.harness._spec import PretrainSpec, RunSpec, canonical_json
-from bench3d2d.harness._store import ResultsStore, RunState, read_json
-from bench3d2d.results import CLAIM_FILE, ERROR_FILE, LOG_FILE, PROGRESS_FILE, RESULT_FILE, SPEC_FILE
+from bench3d2d.harness._spec import (
+    PretrainSpec,
+    RunSpec,
+    canonical_json,
+    pretrain_data_identity,
+    run_data_identity,
+)
+from bench3d2d.harness._store import (
+    Damage,
+    ResultsStore,
+    RunState,
+    read_json,
+    reset_folder,
+    write_error_file,
+)
+from bench3d2d.results import (
+    ARTEFACTS_KEY,
+    CLAIM_FILE,
+    ERROR_FILE,
+    LOG_FILE,
+    PROGRESS_FILE,
+    RESULT_FILE,
+    SPEC_FILE,
+    SPLIT_FILE,
+    artefact_checksums,
+    sha256_file,
+)
 
 BACKEND_ENV = "BENCH3D2D_BACKEND"
 DEFAULT_BACKEND = "bench3d2d.harness._worker"
@@ -142,6 +165,14 @@ def _file_progress(path: Path, every: float = 1.0) -> ProgressFn:
     return report
 
 
+def _data_record(identity: dict[str, Any] | None, folder: Path) -> dict[str, Any]:
+    """``result.json``'s ``data``: the fingerprints of the data used and of the split (when written)."""
+    split = folder / SPLIT_FILE
+    record: dict[str, Any] = dict(identity or {"fingerprint": None})
+    record["split_sha256"] = sha256_file(split) if split.is_file() else None
+    return {"data": record}
+
+
 def _tee(*fns: ProgressFn | None) -> ProgressFn | None:
     live = [f for f in fns if f is not None]
     if not live:
@@ -180,8 +211,10 @@ def run_one(
     try:
         if store.is_complete(run_id):  # finished by another worker just before we claimed it
             return Outcome("run", run_id, "skipped", label)
+        remove_stale_temps(folder)  # left by a killed attempt
         report = _tee(progress, _file_progress(folder / PROGRESS_FILE) if progress_file else None)
         start = time.time()
+        identity = run_data_identity(spec)
         with _RunLog(folder / LOG_FILE):
             log.info("run %s (%s) attempt on %s pid %d", run_id, label, socket.gethostname(), os.getpid())
             log.info("spec %s", canonical_json(spec.to_dict()))
@@ -200,6 +233,7 @@ def run_one(
                 started = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(start))
                 info = {"seconds": seconds, "started": started, "finished": _now(), "pid": os.getpid()}
                 extra = dict(getattr(cases, "attrs", {}).get("run_info") or {})
+                info.update(_data_record(identity, folder))
                 store.write_result(spec, cases, {**extra, **info, "environment": _environment()})
                 log.info("complete in %.1f s", seconds)
                 return Outcome("run", run_id, "complete", label, seconds)
@@ -268,8 +302,10 @@ def run_pretrain(
     try:
         if pretrain_state(pre, store) is RunState.COMPLETE:
             return Outcome("pretrain", pre.key, "skipped", label)
+        remove_stale_temps(folder)  # left by a killed attempt
         report = _tee(progress, _file_progress(folder / PROGRESS_FILE) if progress_file else None)
         start = time.time()
+        identity = pretrain_data_identity(pre)
         with _RunLog(folder / LOG_FILE):
             log.info("pre-training %s (%s) on %s pid %d", pre.key, label, socket.gethostname(), os.getpid())
             try:
@@ -279,16 +315,13 @@ def run_pretrain(
                 atomic_write_json(
                     folder / RESULT_FILE,
                     {"status": "complete", "key": pre.key, "spec": pre.identity(), "seconds": seconds,
-                     "finished": _now(), "environment": _environment(), **info},
+                     "finished": _now(), "environment": _environment(), **info,
+                     **_data_record(identity, folder), ARTEFACTS_KEY: artefact_checksums(folder, None)},
                 )  # fmt: skip
                 return Outcome("pretrain", pre.key, "complete", label, seconds)
             except Exception as exc:
                 seconds = time.time() - start
-                atomic_write_json(
-                    folder / ERROR_FILE,
-                    {"status": "failed", "key": pre.key, "type": type(exc).__name__, "message": str(exc),
-                     "traceback": traceback.format_exc(), "seconds": seconds, "time": _now()},
-                )  # fmt: skip
+                write_error_file(folder, exc, {"key": pre.key}, {"seconds": seconds})
                 log.exception("pre-training failed after %.1f s", seconds)
                 return Outcome("pretrain", pre.key, "failed", label, seconds, f"{type(exc).__name__}: {exc}")
     finally:
@@ -312,3 +345,29 @@ def ensure_pretrained(
     if result is None:
         raise RuntimeError(f"SSL pre-training {pre.key} finished without {folder / RESULT_FILE}")
     return result
+
+
+def repair(
+    store: ResultsStore,
+    damaged: list[Damage] | None = None,
+    *,
+    backend: Backend | ModuleType | None = None,
+) -> list[Outcome]:
+    """Run exactly the damaged runs and pre-trainings again (default: all that ``store.verify()`` finds).
+
+    Each one's folder is emptied but for its ``spec.json`` (its result first), then it is run afresh
+    under its claim; pre-trainings come first, as runs may need them.
+    """
+    damaged = store.verify() if damaged is None else damaged
+    backend = backend or get_backend()
+    outcomes = []
+    for item in sorted(damaged, key=lambda d: d.kind != "pretrain"):
+        if item.kind == "pretrain":
+            pre = read_pretrain_spec(store, item.id)
+            reset_folder(store.pretrain_path(pre))
+            outcomes.append(run_pretrain(pre, store, backend=backend))
+        else:
+            spec = store.read_spec(item.id)
+            store.reset_run(item.id)
+            outcomes.append(run_one(spec, store, backend=backend))
+    return outcomes

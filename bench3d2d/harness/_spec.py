@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,3 +201,68 @@ class PretrainSpec:
     def label(self) -> str:
         """A short human-readable description."""
         return f"pretrain {self.model} {self.source}->{self.modality} seed {self.seed}"
+
+
+# -- data fingerprints -------------------------------------------------------------------------------
+#: Suffix of a test set that names the training dataset's own test split.
+_TEST_SUFFIX = ":test"
+
+
+def _data_size(profile: str, hparams: Mapping[str, Any] | None = None) -> str:
+    from bench3d2d.engine.profiles import get_profile
+
+    return get_profile(profile).with_overrides(dict(hparams or {})).data_size
+
+
+def data_identity(
+    datasets: Iterable[str], size: str, memo: dict[tuple[str, str], str] | None = None
+) -> dict[str, Any] | None:
+    """Fingerprints of the named datasets at one size preset, and one hash over them.
+
+    ``{"datasets": {name: fingerprint}, "fingerprint": hash}``, where a dataset's fingerprint is
+    :meth:`bench3d2d.data.records.Dataset.fingerprint` (synthetic: preset parameters, difficulty and
+    generator version; manifest: its content and each file's size and modification time). None when
+    a dataset cannot be loaded in this process (then nothing is compared). Not part of the run id.
+    """
+    from bench3d2d.data import load_dataset
+
+    memo = {} if memo is None else memo
+    prints: dict[str, str] = {}
+    for name in sorted({str(d).removesuffix(_TEST_SUFFIX) for d in datasets}):
+        if (name, size) not in memo:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    memo[(name, size)] = load_dataset(name, size=size).fingerprint()
+            except Exception:  # a site backend's dataset this process does not know
+                return None
+        prints[name] = memo[(name, size)]
+    return {"datasets": prints, "fingerprint": short_hash(canonical_json(prints))}
+
+
+def run_data_identity(spec: RunSpec, memo: dict | None = None) -> dict[str, Any] | None:
+    """The data a run uses: its training dataset, test sets and SSL pre-training source."""
+    names = [spec.train_dataset, *spec.test_sets]
+    if spec.pretrain_source:
+        names.append(spec.pretrain_source)
+    return data_identity(names, _data_size(spec.profile, spec.hparams), memo)
+
+
+def pretrain_data_identity(pre: PretrainSpec, memo: dict | None = None) -> dict[str, Any] | None:
+    """The data a pre-training uses: its source dataset."""
+    return data_identity([pre.source], _data_size(pre.profile), memo)
+
+
+def changed_datasets(
+    recorded: Mapping[str, Any] | None, current: Mapping[str, Any] | None
+) -> list[str] | None:
+    """Names of the datasets whose fingerprint differs from the recorded one; None when unknown.
+
+    Unknown: the result predates fingerprints, or the data cannot be loaded now; nothing is refused.
+    """
+    if not recorded or not current or "fingerprint" not in recorded:
+        return None
+    if recorded["fingerprint"] == current["fingerprint"]:
+        return []
+    old, new = dict(recorded.get("datasets") or {}), dict(current.get("datasets") or {})
+    return sorted(n for n in set(old) | set(new) if old.get(n) != new.get(n)) or ["(data)"]

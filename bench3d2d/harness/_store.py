@@ -6,10 +6,12 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import socket
 import time
 import traceback
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from bench3d2d._io import atomic_write_bytes, atomic_write_json
 from bench3d2d.harness._locks import DEFAULT_STALE_AFTER, claim_alive
 from bench3d2d.harness._spec import PretrainSpec, RunSpec
 from bench3d2d.results import (
+    ARTEFACTS_KEY,
     CACHE_DIR,
     CACHE_ENV,
     CASE_COLUMNS,
@@ -33,6 +36,8 @@ from bench3d2d.results import (
     RUNS_DIR,
     SPEC_FILE,
     SPLITS_DIR,
+    artefact_checksums,
+    verify_artefacts,
 )
 
 
@@ -94,6 +99,52 @@ def summarise(cases: pd.DataFrame) -> list[dict[str, Any]]:
             row[k] = None if pd.isna(row[k]) else float(row[k])
         row["n"], row["n_nan"] = int(row["n"]), int(row["n_nan"])
     return rows
+
+
+@dataclass
+class Damage:
+    """A complete run or pre-training whose files differ from the checksums in its ``result.json``."""
+
+    kind: str  # "run" or "pretrain"
+    id: str
+    problems: list[str]
+
+
+def reset_folder(folder: Path) -> None:
+    """Remove a run's or pre-training's result (first, so that it no longer counts as complete) and
+    everything else but its ``spec.json``."""
+    folder = Path(folder)
+    (folder / RESULT_FILE).unlink(missing_ok=True)
+    for path in folder.iterdir() if folder.is_dir() else []:
+        if path.name == SPEC_FILE:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def write_error_file(
+    folder: Path, exc: BaseException, ident: Mapping[str, Any], info: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write ``error.json`` of a failed run or pre-training (the library's one error-record writer).
+
+    ``ident`` names what failed (``{"run_id": ...}`` or ``{"key": ...}``); the record holds the error
+    type, message and traceback, the host, pid and time, and ``info`` (seconds, cause, ...).
+    """
+    error = {
+        "status": "failed",
+        **dict(ident),
+        "type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **dict(info or {}),
+    }
+    atomic_write_json(Path(folder) / ERROR_FILE, error)
+    return error
 
 
 class ResultsStore:
@@ -226,6 +277,7 @@ class ResultsStore:
             "cases_sha256": hashlib.sha256(data).hexdigest(),
             "summary": summarise(cases),
             **dict(info),
+            ARTEFACTS_KEY: artefact_checksums(folder),
         }
         (folder / ERROR_FILE).unlink(missing_ok=True)
         atomic_write_json(folder / RESULT_FILE, result)
@@ -233,19 +285,31 @@ class ResultsStore:
 
     def write_error(self, spec: RunSpec, exc: BaseException, info: Mapping[str, Any]) -> dict[str, Any]:
         """Record a failed attempt: error type, message and traceback."""
-        error = {
-            "status": "failed",
-            "run_id": spec.run_id,
-            "type": type(exc).__name__,
-            "message": str(exc),
-            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            **dict(info),
-        }
-        atomic_write_json(self.run_dir(spec.run_id) / ERROR_FILE, error)
-        return error
+        return write_error_file(self.run_dir(spec.run_id), exc, {"run_id": spec.run_id}, info)
+
+    def reset_run(self, run_id: str) -> None:
+        """Remove everything of a run but its ``spec.json`` (``result.json`` first), to run it afresh."""
+        reset_folder(self.run_dir(run_id))
+
+    def verify(self) -> list[Damage]:
+        """Every complete run and pre-training whose artefacts differ from the checksums in its result.
+
+        Checks ``cases.csv``, predictions and checkpoints of runs, and the files of pre-trainings.
+        """
+        damaged = []
+        for run_id in self.run_ids():
+            result = read_json(self.run_dir(run_id) / RESULT_FILE)
+            if result is not None and result.get("status") == "complete":
+                problems = verify_artefacts(self.run_dir(run_id), result)
+                if problems:
+                    damaged.append(Damage("run", run_id, problems))
+        for folder in sorted(self.pretrain_dir.iterdir()) if self.pretrain_dir.is_dir() else []:
+            result = read_json(folder / RESULT_FILE)
+            if result is not None and result.get("status") == "complete":
+                problems = verify_artefacts(folder, result)
+                if problems:
+                    damaged.append(Damage("pretrain", folder.name, problems))
+        return damaged
 
     def cases(self, run_ids: list[str] | None = None) -> pd.DataFrame:
         """The long per-case table of complete runs (all of them by default)."""

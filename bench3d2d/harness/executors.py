@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench3d2d._io import atomic_write_json
 from bench3d2d.harness._runner import (
     Outcome,
     ProgressFn,
@@ -27,7 +26,7 @@ from bench3d2d.harness._runner import (
     write_pretrain_spec,
 )
 from bench3d2d.harness._spec import PretrainSpec, RunSpec
-from bench3d2d.harness._store import ResultsStore, read_json
+from bench3d2d.harness._store import ResultsStore, read_json, write_error_file
 from bench3d2d.results import PROGRESS_FILE
 
 __all__ = [
@@ -99,16 +98,7 @@ def _record_crash(item: Item, store: ResultsStore, message: str) -> Outcome:
     else:
         folder = store.pretrain_path(item)
         if (read_json(folder / "result.json") or {}).get("status") != "complete":
-            atomic_write_json(
-                folder / "error.json",
-                {
-                    "status": "failed",
-                    "key": item.key,
-                    "type": "RuntimeError",
-                    "message": message,
-                    "traceback": "",
-                },
-            )
+            write_error_file(folder, exc, {"key": item.key}, {"cause": "worker"})
     return Outcome(_kind(item), _ident(item), "failed", item.label(), 0.0, f"RuntimeError: {message}")
 
 

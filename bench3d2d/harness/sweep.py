@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench3d2d._io import remove_stale_temps
 from bench3d2d.harness._locks import DEFAULT_STALE_AFTER
 from bench3d2d.harness._plan import (
     BENCHMARKS,
@@ -40,11 +41,20 @@ from bench3d2d.harness._runner import (
     get_backend,
     pretrain_state,
     read_pretrain_spec,
+    repair,
     run_one,
     run_pretrain,
 )
-from bench3d2d.harness._spec import SCHEMA_VERSION, PretrainSpec, RunSpec, canonical_json
-from bench3d2d.harness._store import ResultsStore, RunState, read_json
+from bench3d2d.harness._spec import (
+    SCHEMA_VERSION,
+    PretrainSpec,
+    RunSpec,
+    canonical_json,
+    changed_datasets,
+    pretrain_data_identity,
+    run_data_identity,
+)
+from bench3d2d.harness._store import Damage, ResultsStore, RunState, read_json, reset_folder
 from bench3d2d.harness.executors import LocalExecutor, SweepProgress
 from bench3d2d.results import CASE_COLUMNS, ERROR_FILE, RESULT_FILE
 
@@ -59,6 +69,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "Backend",
     "Benchmark",
+    "Damage",
+    "DataChangedError",
     "Outcome",
     "Plan",
     "PretrainSpec",
@@ -77,6 +89,7 @@ __all__ = [
     "parse_seeds",
     "pretrain_state",
     "read_pretrain_spec",
+    "repair",
     "resolve_benchmarks",
     "resolve_models",
     "run_one",
@@ -86,23 +99,52 @@ __all__ = [
 ]
 
 # -- sweeps ------------------------------------------------------------------------------------------
+class DataChangedError(ValueError):
+    """Complete runs (or pre-trainings) of the results folder were made from other data than now."""
+
+
 @dataclass
 class Work:
-    """What a sweep still has to do, and what it skips."""
+    """What a sweep still has to do, and what it skips.
+
+    ``changed`` maps complete runs and pre-trainings made from other data than the data now found
+    (a fingerprint differs) to the names of the changed datasets; with ``rerun_changed`` they are
+    also in ``runs`` / ``pretrainings`` and are emptied before they run again.
+    """
 
     runs: list[RunSpec]
     pretrainings: list[PretrainSpec]
     complete: list[str] = field(default_factory=list)
     failed_skipped: list[str] = field(default_factory=list)
     pretrain_complete: list[str] = field(default_factory=list)
+    changed: dict[str, list[str]] = field(default_factory=dict)
+    changed_labels: dict[str, str] = field(default_factory=dict)
+    rerun_changed: bool = False
 
 
-def select_work(plan: Plan, store: ResultsStore, retry_failed: bool = False) -> Work:
-    """Runs and pre-trainings to execute: not complete, and not failed unless ``retry_failed``."""
-    work = Work(runs=[], pretrainings=[])
+def _changed(result: Mapping[str, Any] | None, current: dict[str, Any] | None) -> list[str] | None:
+    return changed_datasets((result or {}).get("data"), current)
+
+
+def select_work(
+    plan: Plan, store: ResultsStore, retry_failed: bool = False, rerun_changed: bool = False
+) -> Work:
+    """Runs and pre-trainings to execute: not complete, and not failed unless ``retry_failed``.
+
+    A complete run whose recorded data fingerprint differs from the data now is listed in
+    ``changed``; ``rerun_changed`` also schedules it again.
+    """
+    work = Work(runs=[], pretrainings=[], rerun_changed=rerun_changed)
+    memo: dict = {}
     for spec in plan.runs:
         state = store.state(spec.run_id)
         if state is RunState.COMPLETE:
+            changed = _changed(store.result(spec.run_id), run_data_identity(spec, memo))
+            if changed:
+                work.changed[spec.run_id], work.changed_labels[spec.run_id] = changed, spec.label()
+                if rerun_changed:
+                    work.runs.append(spec)
+                    continue
             work.complete.append(spec.run_id)
         elif state is RunState.FAILED and not retry_failed:
             work.failed_skipped.append(spec.run_id)
@@ -112,10 +154,29 @@ def select_work(plan: Plan, store: ResultsStore, retry_failed: bool = False) -> 
     for pre in plan.pretrainings:
         state = pretrain_state(pre, store)
         if state is RunState.COMPLETE:
+            result = read_json(store.pretrain_path(pre) / RESULT_FILE)
+            changed = _changed(result, pretrain_data_identity(pre, memo))
+            if changed:
+                work.changed[pre.key], work.changed_labels[pre.key] = changed, pre.label()
+                if rerun_changed:
+                    work.pretrainings.append(pre)
+                    continue
             work.pretrain_complete.append(pre.key)
         elif pre.key in needed and (state is not RunState.FAILED or retry_failed):
             work.pretrainings.append(pre)
     return work
+
+
+def changed_message(work: Work, store: ResultsStore) -> str:
+    """What changed, and the two ways on: a new results folder, or ``--rerun-changed``."""
+    lines = [f"{store.root}: {len(work.changed)} complete run(s) or pre-training(s) were made from other "
+             "data than the data found now (a data fingerprint differs); refusing to mix them:"]  # fmt: skip
+    for ident, names in list(work.changed.items())[:10]:
+        lines.append(f"  {ident} ({work.changed_labels.get(ident, '')}): changed {', '.join(names)}")
+    if len(work.changed) > 10:
+        lines.append(f"  ... and {len(work.changed) - 10} more")
+    lines.append("Either write to a new results folder (--out), or redo exactly these with --rerun-changed.")
+    return "\n".join(lines)
 
 
 #: Rough seconds per run and per pre-training when the results folder has no timings yet.
@@ -219,17 +280,30 @@ def run_sweep(
     executor: Any = None,
     retry_failed: bool = False,
     progress: Any = None,
+    rerun_changed: bool = False,
 ) -> SweepReport:
     """Execute a plan: shared pre-trainings first, then the runs; complete work is skipped.
+
+    Complete runs made from other data than now (see :func:`select_work`) raise
+    :class:`DataChangedError`, unless ``rerun_changed`` runs exactly those again.
 
     ``executor`` is an :mod:`bench3d2d.harness.executors` executor (default: in-process). ``progress`` is
     an ``executors.SweepProgress`` (default: a rich display on a terminal, plain lines otherwise).
     """
     executor = executor or LocalExecutor()
     start = time.time()
+    clean_leftovers(store)
     for spec in plan.runs:
         store.write_spec(spec)  # `status` shows planned runs as pending
-    work = select_work(plan, store, retry_failed=retry_failed)
+    work = select_work(plan, store, retry_failed=retry_failed, rerun_changed=rerun_changed)
+    if work.changed and not rerun_changed:
+        raise DataChangedError(changed_message(work, store))
+    for spec in work.runs:
+        if spec.run_id in work.changed:
+            store.reset_run(spec.run_id)
+    for pre in work.pretrainings:
+        if pre.key in work.changed:
+            reset_folder(store.pretrain_path(pre))
     outcomes: list[Outcome] = []
     progress = progress or SweepProgress(total=len(work.runs) + len(work.pretrainings))
     with progress:
@@ -256,6 +330,14 @@ def run_sweep(
         skipped_failed=len(work.failed_skipped),
         seconds=time.time() - start,
     )
+
+
+def clean_leftovers(store: ResultsStore) -> list[Path]:
+    """Remove the temporary files that killed processes left in the results folder and its cache."""
+    removed = remove_stale_temps(store.root)
+    if not store.cache_dir.resolve().is_relative_to(store.root.resolve()):
+        removed += remove_stale_temps(store.cache_dir, depth=2)
+    return removed
 
 
 def default_store(

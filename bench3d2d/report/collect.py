@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,14 @@ from bench3d2d._io import safe_name
 from bench3d2d.results import (
     BACKGROUND_KEY,
     CASE_COLUMNS,
+    CASE_ID_KEY,
     CASES_FILE,
     ERROR_FILE,
     PREDICTION_KEYS,
     RESULT_FILE,
     RUNS_DIR,
     SPEC_FILE,
+    verify_artefacts,
 )
 from bench3d2d.results import PREDICTION_DIR as PREDICTIONS_DIR
 
@@ -125,17 +128,39 @@ class ResultsCollection:
     def prediction_path(self, run_id: str, test_set: str, case_id: str) -> Path | None:
         """The prediction file of a case in a run, or None when it does not exist.
 
-        Looks for ``predictions/<test_set>/<case_id>.npz`` with the names as written, then with the
-        file-name-safe form the harness uses for names with other characters (``:`` -> ``_``).
+        Looks the case up by id: ``predictions/<safe_name(test_set)>/<safe_name(case_id)>.npz`` (the
+        safe name carries a hash of the real id), whose recorded ``case_id`` must match. Files of older
+        runs (names as written, or stripped to ``[A-Za-z0-9._-]`` without a hash, no recorded id) are
+        used only where the name is the id itself, so that two ids that strip to one name never
+        show each other's prediction.
         """
         run = next((r for r in self.runs if r.run_id == run_id), None)
         if run is None:
             return None
         folder = run.path / PREDICTIONS_DIR
-        for t, c in ((str(test_set), str(case_id)), (safe_name(test_set), safe_name(case_id))):
-            path = folder / t / f"{c}.npz"
-            if path.is_file():
-                return path
+        case_id, test_set = str(case_id), str(test_set)
+        for t in dict.fromkeys((safe_name(test_set), test_set, _legacy_name(test_set))):
+            for c in dict.fromkeys((safe_name(case_id), case_id, _legacy_name(case_id))):
+                path = folder / t / f"{c}.npz"
+                if not path.is_file():
+                    continue
+                recorded = _recorded_case_id(path)
+                if recorded == case_id or (recorded is None and c == case_id):
+                    return path
+        return None
+
+
+def _legacy_name(name: str) -> str:
+    """The file name older versions gave an id: other characters stripped, no hash."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "x"
+
+
+def _recorded_case_id(path: Path) -> str | None:
+    """The case id a prediction file records (None for files of older versions, or unreadable ones)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return str(data[CASE_ID_KEY]) if CASE_ID_KEY in data.files else None
+    except Exception:  # an unreadable file is reported when it is read for a figure
         return None
 
 
@@ -377,6 +402,52 @@ def collect(results: str | Path) -> ResultsCollection:
     if not runs:
         warnings.append(f"{_rel(runs_dir, root)}: no run folders")
     return ResultsCollection(source=root, cases=cases, runs=runs, warnings=warnings)
+
+
+class DamagedResultsError(ValueError):
+    """Complete runs whose files differ from the checksums in their ``result.json``; the report refuses."""
+
+
+def damaged_runs(results: str | Path) -> dict[str, list[str]]:
+    """Complete runs whose ``cases.csv`` or prediction files differ from their recorded checksums.
+
+    ``{run_id: [problem naming the file, ...]}``; empty for a single per-case table.
+    """
+    root = Path(results)
+    runs_dir = root / RUNS_DIR
+    if not runs_dir.is_dir():
+        return {}
+    out: dict[str, list[str]] = {}
+    for run_dir in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
+        try:
+            result = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(result, dict) and result.get("status") == COMPLETE:
+            problems = verify_artefacts(run_dir, result, dirs=(PREDICTIONS_DIR,))
+            if problems:
+                out[run_dir.name] = [p.replace(f"{root}/", "", 1) for p in problems]
+    return out
+
+
+def refuse_damaged(results: str | Path, allow_damaged: bool = False) -> list[str]:
+    """Raise :class:`DamagedResultsError` naming the damaged runs, unless ``allow_damaged``.
+
+    With ``allow_damaged`` returns a warning naming them instead (empty when nothing is damaged), so
+    that a board never mixes damaged runs in silently.
+    """
+    damaged = damaged_runs(results)
+    if not damaged:
+        return []
+    shown = "; ".join(f"run {r}: {', '.join(ps)}" for r, ps in list(damaged.items())[:10])
+    more = f" and {len(damaged) - 10} more" if len(damaged) > 10 else ""
+    if not allow_damaged:
+        raise DamagedResultsError(
+            f"{results}: {len(damaged)} complete run(s) damaged (files differ from the checksums in their "
+            f"result.json): {shown}{more}. Repair them with `bench3d2d status {results} --repair`, or "
+            "report anyway with --allow-damaged"
+        )
+    return [f"{len(damaged)} damaged run(s) reported anyway (--allow-damaged): {shown}{more}"]
 
 
 def duplicate_warnings(cases: pd.DataFrame) -> list[str]:

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from bench3d2d._io import TEMP_SUFFIX, temp_prefix
 from bench3d2d.evaluation import statistics as stats
 from bench3d2d.report.collect import Prediction
 
@@ -88,7 +89,7 @@ def fraction_label(fraction: float) -> str:
 def save(fig: Figure, path: Path) -> Path:
     """Write a PNG (no timestamp or version in its metadata, so reruns give the same bytes) and close."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f"{temp_prefix(path.name)}png{TEMP_SUFFIX}")  # the next report removes it if killed
     fig.savefig(tmp, format="png", metadata={"Software": None}, bbox_inches="tight", pad_inches=0.04)
     plt.close(fig)
     tmp.replace(path)
