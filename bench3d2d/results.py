@@ -28,17 +28,24 @@ PROGRESS_FILE = "progress.json"
 
 #: Columns of ``cases.csv``, the long per-case table (one row per case and metric; also the
 #: leaderboard's input). ``fraction`` is in percent; ``pretrain`` is ``none``, ``slo`` or ``faf``.
+#: ``patient_id`` is the case's patient (the unit of the leaderboard's tests and intervals); empty when
+#: the test set does not know its patients. Tables written before the column existed lack it: the
+#: leaderboard reads them and falls back to the scan as unit, with a warning (see
+#: :data:`OPTIONAL_CASE_COLUMNS`).
 CASE_COLUMNS: tuple[str, ...] = (
     "train_dataset",
     "test_set",
     "fraction",
     "case_id",
+    "patient_id",
     "model",
     "pretrain",
     "seed",
     "metric",
     "value",
 )
+#: Columns of :data:`CASE_COLUMNS` that a reader accepts missing (older results); filled with "".
+OPTIONAL_CASE_COLUMNS: tuple[str, ...] = ("patient_id",)
 
 #: Keys of a prediction file: probability (float), binary prediction and reference mask, all (H, W).
 PREDICTION_KEYS = ("prob", "pred", "mask")

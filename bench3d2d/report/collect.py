@@ -37,6 +37,7 @@ from bench3d2d.results import (
     BACKGROUND_KEY,
     CASE_COLUMNS,
     CASES_FILE,
+    OPTIONAL_CASE_COLUMNS,
     ERROR_FILE,
     PREDICTION_KEYS,
     RESULT_FILE,
@@ -70,6 +71,7 @@ class RunRecord:
     status: str
     spec: dict[str, Any] = field(default_factory=dict)
     error: dict[str, Any] | None = None
+    result: dict[str, Any] = field(default_factory=dict)  # result.json of a complete run (timings, cost)
     n_rows: int = 0  # rows of this run in the long table
     problems: list[str] = field(default_factory=list)
 
@@ -175,6 +177,10 @@ def validate_cases(raw: pd.DataFrame, where: str) -> tuple[pd.DataFrame, list[st
     (a metric that is undefined for the case, e.g. HD95 of an empty mask): that is a NaN, not an error.
     """
     problems: list[str] = []
+    raw = raw.copy()
+    for optional in OPTIONAL_CASE_COLUMNS:  # older results: no patient ids (the report falls back to scans)
+        if optional not in raw.columns:
+            raw[optional] = ""
     missing = [c for c in CASE_COLUMNS if c not in raw.columns]
     if missing:
         found = ", ".join(map(str, raw.columns[:12]))
@@ -207,8 +213,10 @@ def validate_cases(raw: pd.DataFrame, where: str) -> tuple[pd.DataFrame, list[st
     flag((value.isna() & ~is_nan_text).to_numpy(), "value is not a number")
     flag(np.isinf(value.to_numpy(dtype=float)), "value is infinite")
 
+    patient = df["patient_id"].astype("string").str.strip()
     out = pd.DataFrame({
         **{c: df[c].astype(str).str.strip() for c in _TEXT_COLUMNS},
+        "patient_id": patient.where(~patient.isin(_NAN_TEXT), "").fillna("").astype(str),
         "fraction": fraction.astype(float),
         "seed": seed.fillna(-1).astype("int64"),
         "value": value.astype(float),
@@ -280,6 +288,7 @@ def _classify(run_dir: Path, root: Path) -> tuple[RunRecord, pd.DataFrame | None
                 table, row_problems = read_cases_file(cases_path, _rel(cases_path, root))
                 problems += _checksum_problems(cases_path, result, root) + row_problems
                 run.status = COMPLETE
+                run.result = result
             except ValueError as exc:
                 problems.append(str(exc))
                 run.status = INVALID
