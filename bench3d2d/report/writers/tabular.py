@@ -31,20 +31,20 @@ def _csv(df: pd.DataFrame) -> str:
 
 
 def write_csv(report: Report, out: Path) -> list[Path]:
-    """``cases.csv`` (and ``cases.parquet`` when pyarrow is installed), ``case_means.csv``,
-    ``summary.csv``, ``pairwise.csv``, ``friedman.csv`` and ``runs.csv``."""
+    """``cases.csv`` (the per-case data, once: every case, seed and metric), ``summary.csv``,
+    ``pairwise.csv``, ``friedman.csv`` (one row per family: Friedman, n, reachability, ranking
+    stability), ``ranks.csv`` (bootstrap rank distribution), ``claims.csv``, ``cost.csv`` and ``runs.csv``.
+
+    A ``cases.parquet`` or ``case_means.csv`` left by an older version in ``out`` is removed: the
+    per-case data lives in one file, in one format.
+    """
     lb = report.leaderboard
+    for old in ("cases.parquet", "case_means.csv"):
+        (out / old).unlink(missing_ok=True)
     files = [write_atomic(out / "cases.csv", _csv(sorted_cases(report)))]
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        buf = io.BytesIO()
-        sorted_cases(report).to_parquet(buf, index=False)
-        files.append(write_atomic(out / "cases.parquet", buf.getvalue()))
-    for name, df in (("case_means", lb.case_means), ("summary", lb.summary), ("pairwise", lb.pairwise),
-                     ("friedman", lb.friedman), ("runs", report.collection.runs_table())):
+    for name, df in (("summary", lb.summary), ("pairwise", lb.pairwise), ("friedman", lb.friedman),
+                     ("ranks", lb.ranks), ("claims", report.claims), ("cost", report.cost),
+                     ("runs", report.collection.runs_table())):
         files.append(write_atomic(out / f"{name}.csv", _csv(df)))
     return files
 
@@ -78,9 +78,12 @@ def write_json(report: Report, out: Path) -> list[Path]:
         "summary": _records(lb.summary),
         "pairwise": _records(lb.pairwise),
         "friedman": _records(lb.friedman),
+        "claims": _records(report.claims),
+        "cost": _records(report.cost),
         "figures": {"fractions": report.curves,
                     "sections": [{"train_dataset": s.train_dataset, "test_set": s.test_set,
-                                  "fraction": s.fraction, **s.figures} for s in report.sections]},
+                                  "fraction": s.fraction, **s.figures} for s in report.sections],
+                    "cost": report.cost_figures},
     }
-    text = json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False)
+    text = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return [write_atomic(out / "report.json", text + "\n")]
