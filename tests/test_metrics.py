@@ -85,7 +85,8 @@ def test_empty_masks():
     # a failure (exactly one mask empty) gets the worst value of every metric: never a NaN
     miss = case_metrics(empty, full, (0.5, 2.0))
     assert miss["dice"] == 0.0 and miss["precision"] == 0.0 and miss["recall"] == 0.0
-    assert miss["hd95_mm"] == pytest.approx(math.hypot(6 * 0.5, 6 * 2.0)) == image_diagonal((6, 6), (0.5, 2.0))
+    diagonal = image_diagonal((6, 6), (0.5, 2.0))
+    assert miss["hd95_mm"] == pytest.approx(math.hypot(6 * 0.5, 6 * 2.0)) == diagonal
     extra = case_metrics(full, empty, (1.0, 1.0))
     assert extra["dice"] == 0.0 and extra["precision"] == 0.0 and extra["recall"] == 0.0
     assert extra["hd95_mm"] == pytest.approx(math.hypot(6, 6))
@@ -110,7 +111,8 @@ def _brute_distances(a, m):
         inner = p[1:-1, 1:-1] & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
         return x & ~inner
     ba, bm = np.argwhere(border(a)), np.argwhere(border(m))
-    return ([min(np.hypot(*(p - q)) for q in bm) for p in ba] + [min(np.hypot(*(p - q)) for q in ba) for p in bm])
+    return ([min(np.hypot(*(p - q)) for q in bm) for p in ba]
+            + [min(np.hypot(*(p - q)) for q in ba) for p in bm])
 
 
 def test_hd95_agrees_with_medpy():
