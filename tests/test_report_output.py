@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -44,14 +43,16 @@ def built(tmp_path_factory):
 def test_cli_writes_every_output(built):
     out = built["out"]
     assert built["code"] == 0
-    for name in ("README.md", "index.html", "leaderboard.tex", "cases.csv", "case_means.csv",
-                 "summary.csv", "pairwise.csv", "friedman.csv", "runs.csv", "report.json"):
+    for name in ("README.md", "index.html", "leaderboard.tex", "cases.csv", "summary.csv", "pairwise.csv",
+                 "friedman.csv", "ranks.csv", "claims.csv", "cost.csv", "runs.csv", "report.json"):
         assert (out / name).is_file(), name
-    assert (out / "cases.parquet").is_file() == (importlib.util.find_spec("pyarrow") is not None)
+    # the per-case data once, in one format
+    assert not (out / "cases.parquet").exists() and not (out / "case_means.csv").exists()
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert sum(n.startswith("fractions_") for n in figures) == 1
     assert sum(n.startswith("cd_") for n in figures) == 8  # 2 test sets x 2 fractions x 2 metrics
     assert sum(n.startswith("overlay_") for n in figures) == 4
+    assert sum(n.startswith("ranks_") for n in figures) == 4  # one per section (first board metric)
     for name in figures:
         assert (out / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.rglob("*.tmp"))
@@ -60,13 +61,11 @@ def test_cli_writes_every_output(built):
 def test_long_table_keeps_names_and_every_row(built):
     out = built["out"]
     cases = pd.read_csv(out / "cases.csv", keep_default_na=False, na_values=[""])
-    assert list(cases.columns)[:9] == ["train_dataset", "test_set", "fraction", "case_id", "model",
-                                       "pretrain", "seed", "metric", "value"]
+    assert list(cases.columns)[:10] == ["train_dataset", "test_set", "fraction", "case_id", "patient_id",
+                                        "model", "pretrain", "seed", "metric", "value"]
     assert EVIL_MODEL in set(cases["model"]) and EVIL_TEST in set(cases["test_set"])
     # 6 complete runs x 2 test sets x 8 cases x 4 metrics, minus the truncated last row
     assert len(cases) == 6 * 2 * 8 * 4 - 1
-    if importlib.util.find_spec("pyarrow") is not None:
-        assert len(pd.read_parquet(out / "cases.parquet")) == len(cases)
 
 
 def test_failed_runs_and_bad_files_are_reported(built, capsys):
@@ -151,7 +150,7 @@ def test_html_page_in_headless_chromium(built):
             page.evaluate("document.querySelectorAll('table.sortable').length"))
         images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, "
                                "i.src.slice(0, 22)])")
-        assert len(images) == 1 + 8 + 4
+        assert len(images) == 1 + 8 + 4 + 4  # curves, CD diagrams, overlays, ranking stability
         assert all(ok and width > 0 and src == "data:image/png;base64," for ok, width, src in images)
         # names are text, never markup
         assert page.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0
@@ -213,6 +212,6 @@ def test_markdown_overview_lists_every_entry_at_every_fraction(built):
     # the overview's number is the full table's mean
     section = md[md.index("### synth-ga:test · 20 %"):]
     full = next(line for line in section.splitlines() if line.startswith("| 1 | fpbnet | scratch |"))
-    mean = full.split(" | ")[4].strip("* ").split(" ± ")[0]
+    mean = full.split(" | ")[6].strip("* ").split(" ± ")[0]
     assert scratch.split(" | ")[2] == f"**{mean}**"
     assert md.index("## Overview") < md.index("## Trained on")

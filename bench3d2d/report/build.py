@@ -134,7 +134,7 @@ def _rank_figure(report: Report, s: Section, out: Path) -> None:
     dist = report.leaderboard.rank_distribution(s.train_dataset, s.test_set, s.fraction, m)
     order = [r.entry for r in s.rows]
     title = (f"{s.train_dataset} → {s.test_set}, {fmt_fraction(s.fraction)} labels: "
-             f"{stats.metric_label(m)}, rank per bootstrap resample of the {s.unit}s")
+             f"{stats.metric_label(m)}\nrank per bootstrap resample of the {s.unit}s")
     fig = figures.rank_blobs(dist, order, title)
     if fig is not None:
         rel = f"{FIGURES_DIR}/ranks_{slug(s.train_dataset, s.test_set, s.fraction, m)}.png"

@@ -269,7 +269,7 @@ def rank_blobs(dist: pd.DataFrame, full_order: Sequence[str], title: str = "") -
     entries = [e for e in full_order if e in dist.index]
     k = dist.shape[1]
     with plt.rc_context({**STYLE, "axes.grid": False}):
-        fig, ax = plt.subplots(figsize=(min(6.0, 1.6 + 0.38 * k), 0.6 + 0.24 * len(entries)))
+        fig, ax = plt.subplots(figsize=(5.5, 1.0 + 0.24 * len(entries)))
         for i, e in enumerate(entries):
             shares = dist.loc[e].to_numpy(dtype=float)
             ranks = np.asarray(dist.columns, dtype=float)

@@ -223,7 +223,7 @@ def _family_tables(
     dist, taus = stats.rank_bootstrap(_wide(units, "value_sum").loc[:, entries],
                                       _wide(units, "n_ok").loc[:, entries].fillna(0), direction,
                                       opts.rank_resamples, opts.seed)
-    if taus.size:
+    if taus.size and np.isfinite(taus).any():  # tau is undefined when a ranking is all ties
         family_row.update(tau_median=float(np.nanmedian(taus)), tau_q05=float(np.nanquantile(taus, 0.05)))
     rank_rows = [{**fam, "entry": stats.entry_label(*e), "rank": int(k),
                   "share": float(dist.loc[[e]].iloc[0][k])}
@@ -309,7 +309,7 @@ def build_leaderboard(
     summary = summary.reindex(columns=SUMMARY_COLUMNS)
     summary["is_best"] = summary["is_best"].fillna(False).astype(bool)
     for col in ("marker", "vs_best", "wilcoxon_method"):
-        summary[col] = summary[col].fillna("")
+        summary[col] = summary[col].astype(object).fillna("")
     return Leaderboard(
         cases=cases, case_means=means, summary=summary,
         pairwise=pd.DataFrame(out["pairs"]).reindex(columns=PAIRWISE_COLUMNS),
