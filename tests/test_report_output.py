@@ -160,9 +160,9 @@ def test_html_page_in_headless_chromium(built):
         # sorting: click "mean ± sd" (Dice) of the first board -> ascending, worst entry first
         first_model = "document.querySelector('table.board tbody tr td:nth-child(2)').textContent"
         assert page.evaluate(first_model) == "fpbnet"
-        page.evaluate("document.querySelector('table.board thead tr:last-child th:nth-child(5)').click()")
+        page.evaluate("document.querySelector('table.board thead tr:last-child th:nth-child(7)').click()")
         assert page.evaluate(first_model) != "fpbnet"
-        page.evaluate("document.querySelector('table.board thead tr:last-child th:nth-child(5)').click()")
+        page.evaluate("document.querySelector('table.board thead tr:last-child th:nth-child(7)').click()")
         assert page.evaluate(first_model) == "fpbnet"
         assert page.errors() == []
 
