@@ -12,6 +12,7 @@ from report_browser import Page, find_chromium
 from report_fabric import fabricate, write_run
 
 from bench3d2d.cli import main
+from bench3d2d.report.collect import collect
 
 # Names from users and plugins, hostile to every output format.
 EVIL_MODEL = '<img src=x onerror="console.error(1)">|*x*_&%$#{}$\\bad$'
@@ -58,14 +59,24 @@ def test_cli_writes_every_output(built):
     assert not list(out.rglob("*.tmp"))
 
 
-def test_long_table_keeps_names_and_every_row(built):
+def test_case_table_keeps_names_and_every_value_and_reads_back(built):
     out = built["out"]
     cases = pd.read_csv(out / "cases.csv", keep_default_na=False, na_values=[""])
-    assert list(cases.columns)[:10] == ["train_dataset", "test_set", "fraction", "case_id", "patient_id",
-                                        "model", "pretrain", "seed", "metric", "value"]
+    assert list(cases.columns)[:9] == ["train_dataset", "test_set", "fraction", "model", "pretrain", "seed",
+                                       "case_id", "patient_id", "run_id"]
+    assert {"dice", "area_diff_mm2", "hd95_mm", "area_diff_signed_mm2"} <= set(cases.columns)
     assert EVIL_MODEL in set(cases["model"]) and EVIL_TEST in set(cases["test_set"])
-    # 6 complete runs x 2 test sets x 8 cases x 4 metrics, minus the truncated last row
-    assert len(cases) == 6 * 2 * 8 * 4 - 1
+    # 6 complete runs x 2 test sets x 8 cases, one row each; the truncated last row lost one value
+    assert len(cases) == 6 * 2 * 8
+    metrics = ["dice", "area_diff_mm2", "hd95_mm", "area_diff_signed_mm2"]
+    assert int(cases[metrics].notna().sum().sum()) == 6 * 2 * 8 * 4 - 1 - 6 * 2  # and one HD95 NaN per run
+    # the board's table is an input of `bench3d2d report`: the same long table comes back
+    again = collect(out / "cases.csv").cases
+    original = collect(built["root"]).cases
+    key = ["train_dataset", "test_set", "fraction", "model", "pretrain", "seed", "case_id", "metric"]
+    a = again.dropna(subset=["value"]).sort_values(key).reset_index(drop=True)
+    b = original.dropna(subset=["value"]).sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a[[*key, "patient_id", "value"]], b[[*key, "patient_id", "value"]])
 
 
 def test_failed_runs_and_bad_files_are_reported(built, capsys):

@@ -255,8 +255,22 @@ def read_cases_file(path: Path, where: str | None = None) -> tuple[pd.DataFrame,
             problems.append(f"{where}: {len(long_lines)} line(s) with too many fields; left out")
         if raw.empty and not set(CASE_COLUMNS) - set(raw.columns):
             problems.append(f"{where}: has a header but no rows")
-    table, row_problems = validate_cases(raw, where)
+    table, row_problems = validate_cases(_long_form(raw), where)
     return table, problems + row_problems
+
+
+def _long_form(raw: pd.DataFrame) -> pd.DataFrame:
+    """A board's wide ``cases.csv`` (one column per metric, no ``metric``/``value``) in the long form;
+    a long table unchanged. Empty metric cells of the wide form are NaN values."""
+    keys = [c for c in (*CASE_COLUMNS, "run_id") if c in raw.columns and c not in ("metric", "value")]
+    if "metric" in raw.columns or "value" in raw.columns or "case_id" not in raw.columns:
+        return raw
+    metrics = [c for c in raw.columns if c not in keys]
+    if not metrics:
+        return raw
+    long = raw.melt(id_vars=keys, value_vars=metrics, var_name="metric", value_name="value")
+    long["value"] = long["value"].fillna("nan")
+    return long
 
 
 def _classify(run_dir: Path, root: Path) -> tuple[RunRecord, pd.DataFrame | None]:

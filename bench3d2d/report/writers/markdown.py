@@ -261,7 +261,7 @@ def render_markdown(report: Report) -> str:
                 if f"cd:{m}" in s.figures:
                     alt = f"Critical-difference diagram, {stats.metric_label(m)}"
                     details += [f"![{alt}]({s.figures[f'cd:{m}']})", ""]
-            for m in s.metrics + s.other_metrics:
+            for m in s.metrics:  # the other metrics' pairs are in pairwise.csv
                 details += _pairs(m, s.pairwise[m])
             if details:
                 summary = "<details><summary>Critical-difference diagrams and all pairwise tests</summary>"
