@@ -230,3 +230,15 @@ def check_claims(case_means: pd.DataFrame, units: pd.DataFrame, claims: tuple[Cl
                                       f"no results at {claim.fraction:g} % of the labels"
                                       if claim.fraction else "no results")]
     return pd.DataFrame(rows).reindex(columns=CLAIM_COLUMNS)
+
+
+def claim_summary(checked: pd.DataFrame) -> list[tuple[str, str]]:
+    """Per claim, in order: (claim text, ``holds in 2 of 6 comparisons; not significant at this n in 4``)."""
+    out = []
+    for _, rows in checked.groupby("claim", sort=False):
+        counts = rows["verdict"].value_counts()
+        n = len(rows)
+        parts = [f"{v} in {int(counts[v])} of {n}" for v in (HOLDS, NOT_SIGNIFICANT, FAILS, NOT_TESTABLE)
+                 if v in counts]
+        out.append((str(rows["text"].iloc[0]), "; ".join(parts)))
+    return out

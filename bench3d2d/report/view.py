@@ -112,7 +112,8 @@ class Section:
     @property
     def n_text(self) -> str:
         """``unit: patient · n = 3 patients, 14 scans``."""
-        return f"unit: {self.unit} · n = {unit_count(self.n_units, self.unit)}" + (
+        name = UNIT_NAMES.get(self.unit, (self.unit,))[0]
+        return f"unit: {name} · n = {unit_count(self.n_units, self.unit)}" + (
             f", {unit_count(self.n_scans, 'case')}" if self.unit != "case" else "")
 
     @property
@@ -299,6 +300,16 @@ def metric_header(metric: str) -> str:
     """``Dice ↑`` / ``Abs. area difference (mm²) ↓``."""
     arrow = {"higher": " ↑", "lower": " ↓"}.get(stats.metric_direction(metric) or "", "")
     return stats.metric_label(metric) + arrow
+
+
+def unit_sentence(report: Any) -> str:
+    """The board's opening sentence on its unit of analysis."""
+    unit = str(report.leaderboard.settings.get("unit", "case"))
+    if unit == "patient":
+        return ("Unit of analysis: **patient** (each scan's metric averaged over seeds, then the scans of "
+                "each patient averaged; tests and intervals over patients).")
+    return ("Unit of analysis: **scan** (each scan's metric averaged over seeds; tests and intervals over "
+            "scans, which is optimistic when patients have several scans).")
 
 
 def settings_lines(settings: dict[str, Any]) -> list[str]:

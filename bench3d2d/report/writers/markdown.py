@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from bench3d2d.evaluation import statistics as stats
+from bench3d2d.evaluation.claims import claim_summary
 from bench3d2d.report.collect import STATUSES
 from bench3d2d.report.view import (
     WORSE_MARKER,
@@ -21,6 +22,7 @@ from bench3d2d.report.view import (
     fmt_value,
     metric_header,
     settings_lines,
+    unit_sentence,
 )
 from bench3d2d.report.writers._io import write_atomic
 
@@ -86,6 +88,7 @@ def _claims(report: Report) -> list[str]:
              f"at α = {report.options.alpha:g}, over {unit}s, best baseline chosen on this board. Verdicts: "
              "holds / does not hold (the difference goes the other way) / not significant at this n / "
              "not testable here. [How claims are checked](#how-these-numbers-were-made).", ""]
+    lines += [f"- {md_escape(text)}: {counts}." for text, counts in claim_summary(claims)] + [""]
     rows = []
     for _, c in claims.iterrows():
         fraction = "" if pd.isna(c["fraction"]) else f" · {c['fraction']:g} %"
@@ -220,9 +223,7 @@ def render_markdown(report: Report) -> str:
     if report.warnings:
         lines += [f"> **{len(report.warnings)} warning(s)** while reading the results: see "
                   "[Warnings](#warnings).", ""]
-    unit = str(report.leaderboard.settings.get("unit", "case"))
-    lines += [f"Unit of analysis: **{unit}** (seeds averaged per scan, then scans per patient; tests and "
-              f"intervals over {unit}s). {WORSE_MARKER}: significantly worse than the best entry (paired "
+    lines += [f"{unit_sentence(report)} {WORSE_MARKER}: significantly worse than the best entry (paired "
               f"Wilcoxon signed-rank, all pairs Holm-adjusted, p < {opts.alpha:g}). Best mean in bold (none "
               "when the top means tie). ↑ higher is better, ↓ lower is better. "
               "[How these numbers were made](#how-these-numbers-were-made).", ""]
