@@ -115,8 +115,9 @@ def _compare(claim: Claim, section: tuple, a: tuple, b: tuple, cases: pd.DataFra
     label = stats.metric_label(claim.metric)
     numbers = (f"{label} {stats.entry_label(*a)} {ma:.3f} vs {stats.entry_label(*b)} {mb:.3f}: "
                f"{rel:+.1f} %" + (f" (paper: {claim.paper})" if claim.paper else ""))
-    test = (f"paired Wilcoxon over {t.n} {unit}s: HL {t.hl:+.3f} [{t.hl_low:+.3f}, {t.hl_high:+.3f}], "
-            f"p = {t.p:.3g} ({t.method})")
+    interval = (f"[{t.hl_low:+.3f}, {t.hl_high:+.3f}]" if math.isfinite(t.hl_low)
+                else "(no interval at this n)")
+    test = f"paired Wilcoxon over {t.n} {unit}s: HL {t.hl:+.3f} {interval}, p = {t.p:.3g} ({t.method})"
     verdict = _verdict(t.mean_diff if t.n else math.nan, t.p, alpha, higher)
     if verdict == NOT_SIGNIFICANT and t.p_min >= alpha:
         test += f"; no test can reach p < {alpha:g} with {t.n} {unit}s (smallest possible p {t.p_min:.3g})"

@@ -398,7 +398,8 @@ def mean_ranks(wide: pd.DataFrame, direction: str) -> pd.Series:
 
 @dataclass(frozen=True)
 class FriedmanResult:
-    """Friedman test across entries on the complete units; ``reason`` says why it was not computed."""
+    """Friedman test across entries on the complete units; ``reason`` says why it was not computed, or
+    what limits a computed one (entries with identical values everywhere)."""
 
     n: int  # complete units (blocks)
     k: int  # entries
@@ -436,7 +437,11 @@ def friedman(wide: pd.DataFrame) -> FriedmanResult:
         return FriedmanResult(n, k, nan, nan, nan, f"every entry ties in every one of the n = {n} units")
     r = ranks.sum(axis=0)
     q = (12.0 / (n * k * (k + 1)) * float((r**2).sum()) - 3.0 * n * (k + 1)) / denominator
-    return FriedmanResult(n, k, float(q), float(scipy.stats.chi2.sf(q, k - 1)), float(q / (n * (k - 1))))
+    distinct = len({tuple(col) for col in data.T})
+    note = (f"{k - distinct + 1} of the {k} entries have the same value in every unit: the test tells "
+            f"{distinct} distinct groups apart, not {k} entries") if distinct < k else ""
+    p = float(scipy.stats.chi2.sf(q, k - 1))
+    return FriedmanResult(n, k, float(q), p, float(q / (n * (k - 1))), note)
 
 
 def best_entry(summary: pd.DataFrame, direction: str) -> object | None:

@@ -173,8 +173,10 @@ def friedman_text(row: dict | None) -> str:
         return "not computed: " + reason.replace("units", UNIT_NAMES.get(unit, (unit, unit + "s"))[1])
     p = fmt_p(row["p"])
     p = f"p < {p[1:]}" if p.startswith("<") else f"p = {p}"
+    note = str(row.get("reason") or "")
+    note = "" if not note or note == "nan" else "; " + note.replace("unit", UNIT_NAMES.get(unit, (unit,))[0])
     return (f"χ²({int(row['k']) - 1}) = {row['Q']:.2f}, {p}, Kendall's W = {row['W']:.2f}, "
-            f"n = {unit_count(int(row['n']), unit)} with every entry (χ² approximation)")
+            f"n = {unit_count(int(row['n']), unit)} with every entry (χ² approximation){note}")
 
 
 def reach_text(row: dict | None, alpha: float) -> str:
@@ -185,7 +187,8 @@ def reach_text(row: dict | None, alpha: float) -> str:
     unit = str(row.get("unit") or "case")
     return (f"No pairwise test can reach p < {alpha:g} here: with at most {unit_count(n_max, unit)} the "
             f"smallest possible two-sided p is {stats.min_attainable_p(n_max):.3g}, "
-            f"times {int(row['n_pairs'])} pairs (Holm) = {row['p_holm_min_possible']:.3g}; the p column and "
+            f"times {int(row['n_pairs'])} pairs (Holm) = "
+            f"{stats.min_attainable_p(n_max) * int(row['n_pairs']):.3g}; the p column and "
             "the † marks are left out.")
 
 
