@@ -438,8 +438,8 @@ def friedman(wide: pd.DataFrame) -> FriedmanResult:
     r = ranks.sum(axis=0)
     q = (12.0 / (n * k * (k + 1)) * float((r**2).sum()) - 3.0 * n * (k + 1)) / denominator
     distinct = len({tuple(col) for col in data.T})
-    note = (f"{k - distinct + 1} of the {k} entries have the same value in every unit: the test tells "
-            f"{distinct} distinct groups apart, not {k} entries") if distinct < k else ""
+    note = (f"{k - distinct} of the {k} entries repeat another entry's values in every unit: the test "
+            f"tells {distinct} distinct groups apart, not {k} entries") if distinct < k else ""
     p = float(scipy.stats.chi2.sf(q, k - 1))
     return FriedmanResult(n, k, float(q), p, float(q / (n * (k - 1))), note)
 
