@@ -67,3 +67,21 @@ def test_report_reads_real_harness_output_with_patients(swept):
     assert set(board["model"]) == {"test_tiny", "test_tiny_b"}
     md = (out / "README.md").read_text()
     assert "## Claims check" in md and "unit: patient · n = " in md
+
+
+@pytest.mark.slow
+def test_real_board_opens_in_headless_chromium_with_every_image(swept):
+    from report_browser import Page, find_chromium
+
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("Chromium not found")
+    _, out, report = swept
+    assert report.cost_figures  # the accuracy-vs-cost figure is on the page
+    with Page(chromium) as page:
+        page.open(out / "index.html")
+        assert page.errors() == []
+        images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth])")
+        assert images and all(ok and width > 0 for ok, width in images)
+        assert page.evaluate("document.querySelectorAll('table.claims tbody tr').length") > 0
+        assert page.evaluate("document.querySelectorAll('table.cost tbody tr').length") == 2
