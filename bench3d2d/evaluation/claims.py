@@ -222,6 +222,7 @@ def check_claims(case_means: pd.DataFrame, units: pd.DataFrame, claims: tuple[Cl
     """Test every claim on a board's seed-averaged cases (:func:`statistics.average_seeds`) and unit
     values (:func:`statistics.unit_values`): one row per claim and section (:data:`CLAIM_COLUMNS`)."""
     rows: list[dict] = []
+    unit = "scan" if unit == "case" else unit  # how the unit is named in the text
     for claim in claims:
         if claim.kind not in _KINDS:
             raise ValueError(f"claim {claim.id}: unknown kind {claim.kind!r}; "

@@ -103,7 +103,7 @@ def _figures(report: Report, out: Path) -> None:
     lb = report.leaderboard
     metrics = list(report.options.metrics)
     for train in sorted(lb.summary["train_dataset"].unique()) if not lb.summary.empty else []:
-        fig = figures.fraction_curves(lb.summary, train, metrics)
+        fig = figures.fraction_curves(lb.summary, train, metrics, str(lb.settings.get("unit", "case")))
         if fig is not None:
             rel = f"{FIGURES_DIR}/fractions_{slug(train)}.png"
             figures.save(fig, out / rel)

@@ -96,7 +96,7 @@ def save(fig: Figure, path: Path) -> Path:
 
 
 def fraction_curves(summary: pd.DataFrame, train_dataset: str,
-                    metrics: Sequence[str] = stats.HEADLINE_METRICS) -> Figure | None:
+                    metrics: Sequence[str] = stats.HEADLINE_METRICS, unit: str = "case") -> Figure | None:
     """Metric (mean, 95 % bootstrap CI) against label fraction: one panel per test set (columns) and metric
     (rows), one line per model (colour), pre-training as line style. None when there is nothing to draw."""
     s = summary[(summary["train_dataset"] == train_dataset) & summary["metric"].isin(metrics)]
@@ -152,7 +152,8 @@ def fraction_curves(summary: pd.DataFrame, train_dataset: str,
         rows = [model_row[i:i + 6] for i in range(0, len(model_row), 6)] + [style_row]
         handles, ncol = _legend_rows(rows)
         fig.legend(handles=handles, loc="outside lower center", ncol=ncol, frameon=False)
-        fig.suptitle(f"Trained on {train_dataset}: mean and 95 % bootstrap CI over test cases", fontsize=9)
+        boot = "cluster bootstrap over patients" if unit == "patient" else "bootstrap over scans"
+        fig.suptitle(f"Trained on {train_dataset}: mean over test scans and 95 % CI ({boot})", fontsize=9)
         fig.set_layout_engine("constrained")
     return fig
 

@@ -86,7 +86,7 @@ def render_html(report: Report, out: Path) -> str:
         alpha=report.options.alpha,
         command=report.options.command,
         version=__version__,
-        unit=str(report.leaderboard.settings.get("unit", "case")),
+        unit="scan" if report.leaderboard.settings.get("unit") == "case" else "patient",
         claims=report.claims,
         claim_counts=claim_summary(report.claims) if not report.claims.empty else [],
         unit_text=unit_sentence(report).replace("**", ""),

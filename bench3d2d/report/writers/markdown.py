@@ -82,7 +82,7 @@ def _claims(report: Report) -> list[str]:
     claims = report.claims
     if claims is None or claims.empty:
         return []
-    unit = str(report.leaderboard.settings.get("unit", "case"))
+    unit = "scan" if report.leaderboard.settings.get("unit") == "case" else "patient"
     lines = ["## Claims check", "",
              "The paper's claims (Morano et al., MICCAI 2023), tested on this board's data: each on its own "
              f"at α = {report.options.alpha:g}, over {unit}s, best baseline chosen on this board. Verdicts: "
