@@ -35,9 +35,8 @@ def wide_cases(report: Report) -> pd.DataFrame:
     if long.empty:
         return pd.DataFrame(columns=WIDE_KEYS)
     long = long.assign(patient_id=long["patient_id"].fillna(""), run_id=long["run_id"].fillna(""))
-    wide = long.pivot_table(index=WIDE_KEYS, columns="metric", values="value", aggfunc="mean", dropna=False,
-                            sort=True)
-    wide = wide.dropna(axis=0, how="all")
+    # groupby, not pivot_table(dropna=False), which would build the product of every key's values
+    wide = long.groupby([*WIDE_KEYS, "metric"], sort=True)["value"].mean().unstack("metric")
     wide.columns = [str(c) for c in wide.columns]
     return wide.reset_index()
 
