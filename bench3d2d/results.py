@@ -32,17 +32,24 @@ PROGRESS_FILE = "progress.json"
 
 #: Columns of ``cases.csv``, the long per-case table (one row per case and metric; also the
 #: leaderboard's input). ``fraction`` is in percent; ``pretrain`` is ``none``, ``slo`` or ``faf``.
+#: ``patient_id`` is the case's patient (the unit of the leaderboard's tests and intervals); empty when
+#: the test set does not know its patients. Tables written before the column existed lack it: the
+#: leaderboard reads them and falls back to the scan as unit, with a warning (see
+#: :data:`OPTIONAL_CASE_COLUMNS`).
 CASE_COLUMNS: tuple[str, ...] = (
     "train_dataset",
     "test_set",
     "fraction",
     "case_id",
+    "patient_id",
     "model",
     "pretrain",
     "seed",
     "metric",
     "value",
 )
+#: Columns of :data:`CASE_COLUMNS` that a reader accepts missing (older results); filled with "".
+OPTIONAL_CASE_COLUMNS: tuple[str, ...] = ("patient_id",)
 
 #: Prediction files are ``predictions/<safe_name(test set)>/<safe_name(case id)>.npz`` (``bench3d2d._io.
 #: safe_name``: a hash of the real id is appended to a name that had to change); each file records

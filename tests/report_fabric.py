@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-CASE_COLUMNS = ["train_dataset", "test_set", "fraction", "case_id", "model", "pretrain", "seed", "metric",
-                "value"]
+from bench3d2d.results import CASE_COLUMNS as _COLUMNS
+
+CASE_COLUMNS = list(_COLUMNS)
 
 
 def run_id_of(spec: dict) -> str:
@@ -83,11 +84,13 @@ def fabricate(
     noise: float = 0.02,
     predictions: int = 3,
     seed: int = 0,
+    scans_per_patient: int = 1,
 ) -> Path:
     """A results folder with one complete run per (entry, fraction, seed).
 
     Dice per case = case difficulty + the entry's effect + fraction gain + noise; the absolute area
     difference falls as Dice rises; HD95 is NaN for one case. ``predictions`` cases get .npz maps.
+    Cases ``i`` belong to patient ``p{i // scans_per_patient}``.
     """
     rng = np.random.default_rng(seed)
     effects = effects or {e: 0.03 * i for i, e in enumerate(reversed(entries))}
@@ -110,7 +113,8 @@ def fabricate(
                         hd95 = (1 - dice) * 3 + rng.uniform(0, 0.1) if i < n_cases - 1 else float("nan")
                         for metric, value in (("dice", dice), ("area_diff_mm2", area), ("hd95_mm", hd95),
                                               ("area_diff_signed_mm2", -area)):
-                            rows.append([train_dataset, t, fraction, case, model, pretrain, s, metric, value])
+                            rows.append([train_dataset, t, fraction, case, f"p{i // scans_per_patient:02d}",
+                                         model, pretrain, s, metric, value])
                         if i < predictions:
                             preds[(t, case)] = _prediction(np.random.default_rng(i), dice)
                 write_run(root, spec, pd.DataFrame(rows, columns=CASE_COLUMNS), predictions=preds)

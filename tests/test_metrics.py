@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench3d2d.evaluation.metrics import METRICS, case_metrics, dice, hd95, summarise
+from bench3d2d.evaluation.metrics import METRICS, case_metrics, dice, hd95, image_diagonal, summarise
 
 
 def _square(shape, r0, r1, c0, c1):
@@ -42,7 +42,8 @@ def test_hd95_single_pixels_with_anisotropic_spacing():
 
 def test_hd95_hand_computed_percentile():
     # A: 3x3 block, its border the 8 outer pixels (the centre is eroded); M: the same block one
-    # column to the right. The distances are computed here by brute force over the borders.
+    # column to the right. The distances are computed here by brute force over the borders, a pixel
+    # being border when one of its 4 edge neighbours is background (MedPy's connectivity=1).
     a = _square((8, 8), 2, 5, 2, 5)
     m = _square((8, 8), 2, 5, 3, 6)
     sp = (1.0, 1.0)
@@ -51,7 +52,7 @@ def test_hd95_hand_computed_percentile():
         b = x.copy()
         for i in range(1, 7):
             for j in range(1, 7):
-                if x[i - 1 : i + 2, j - 1 : j + 2].all():
+                if x[i, j] and x[i - 1, j] and x[i + 1, j] and x[i, j - 1] and x[i, j + 1]:
                     b[i, j] = False
         return b
 
@@ -81,12 +82,58 @@ def test_empty_masks():
     assert both["dice"] == 1.0 and both["precision"] == 1.0 and both["recall"] == 1.0
     assert math.isnan(both["hd95_mm"])
     assert both["area_diff_mm2"] == 0.0
-    miss = case_metrics(empty, full, (1.0, 1.0))
-    assert miss["dice"] == 0.0 and math.isnan(miss["precision"]) and miss["recall"] == 0.0
-    assert math.isnan(miss["hd95_mm"])
+    # a failure (exactly one mask empty) gets the worst value of every metric: never a NaN
+    miss = case_metrics(empty, full, (0.5, 2.0))
+    assert miss["dice"] == 0.0 and miss["precision"] == 0.0 and miss["recall"] == 0.0
+    diagonal = image_diagonal((6, 6), (0.5, 2.0))
+    assert miss["hd95_mm"] == pytest.approx(math.hypot(6 * 0.5, 6 * 2.0)) == diagonal
     extra = case_metrics(full, empty, (1.0, 1.0))
-    assert extra["dice"] == 0.0 and extra["precision"] == 0.0 and math.isnan(extra["recall"])
+    assert extra["dice"] == 0.0 and extra["precision"] == 0.0 and extra["recall"] == 0.0
+    assert extra["hd95_mm"] == pytest.approx(math.hypot(6, 6))
     assert dice(empty, empty) == 1.0
+
+
+def test_hd95_border_is_medpy_default_connectivity():
+    # a plus-shaped mask: its centre is interior under the 4-cross (MedPy's default) but border under
+    # the full 3x3 structure; the two definitions give different HD95 here.
+    a = np.zeros((9, 9), bool)
+    a[2:7, 4] = True
+    a[4, 2:7] = True
+    a[3:6, 3:6] = True
+    m = np.zeros((9, 9), bool)
+    m[3:6, 3:7] = True
+    assert hd95(a, m, (1.0, 1.0)) == pytest.approx(np.percentile(_brute_distances(a, m), 95))
+
+
+def _brute_distances(a, m):
+    def border(x):
+        p = np.pad(x, 1)
+        inner = p[1:-1, 1:-1] & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
+        return x & ~inner
+    ba, bm = np.argwhere(border(a)), np.argwhere(border(m))
+    return ([min(np.hypot(*(p - q)) for q in bm) for p in ba]
+            + [min(np.hypot(*(p - q)) for q in ba) for p in bm])
+
+
+def test_hd95_agrees_with_medpy():
+    binary = pytest.importorskip("medpy.metric.binary", reason="MedPy not installed (pip install '.[test]')")
+    rng = np.random.default_rng(7)
+    for k in range(12):
+        a = ndimage_blob(rng, (40, 56))
+        m = ndimage_blob(rng, (40, 56))
+        spacing = (float(rng.uniform(0.01, 0.2)), float(rng.uniform(0.005, 0.05)))
+        expected = binary.hd95(a, m, voxelspacing=spacing)  # connectivity=1 is MedPy's default
+        assert hd95(a, m, spacing) == pytest.approx(expected, rel=1e-12, abs=1e-12), k
+
+
+def ndimage_blob(rng, shape):
+    """A random blob mask: thresholded smoothed noise, never empty."""
+    from scipy import ndimage
+
+    field = ndimage.gaussian_filter(rng.normal(size=shape), 3)
+    mask = field > np.quantile(field, rng.uniform(0.6, 0.9))
+    mask[shape[0] // 2, shape[1] // 2] = True
+    return mask
 
 
 def test_bad_input_is_rejected():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -13,6 +12,7 @@ from report_browser import Page, find_chromium
 from report_fabric import fabricate, write_run
 
 from bench3d2d.cli import main
+from bench3d2d.report.collect import collect
 
 # Names from users and plugins, hostile to every output format.
 EVIL_MODEL = '<img src=x onerror="console.error(1)">|*x*_&%$#{}$\\bad$'
@@ -45,29 +45,39 @@ def built(tmp_path_factory):
 def test_cli_writes_every_output(built):
     out = built["out"]
     assert built["code"] == 0
-    for name in ("README.md", "index.html", "leaderboard.tex", "cases.csv", "case_means.csv",
-                 "summary.csv", "pairwise.csv", "friedman.csv", "runs.csv", "report.json"):
+    for name in ("README.md", "index.html", "leaderboard.tex", "cases.csv", "summary.csv", "pairwise.csv",
+                 "friedman.csv", "ranks.csv", "claims.csv", "cost.csv", "runs.csv", "report.json"):
         assert (out / name).is_file(), name
-    assert (out / "cases.parquet").is_file() == (importlib.util.find_spec("pyarrow") is not None)
+    # the per-case data once, in one format
+    assert not (out / "cases.parquet").exists() and not (out / "case_means.csv").exists()
     figures = sorted(p.name for p in (out / "figures").glob("*.png"))
     assert sum(n.startswith("fractions_") for n in figures) == 1
     assert sum(n.startswith("cd_") for n in figures) == 8  # 2 test sets x 2 fractions x 2 metrics
     assert sum(n.startswith("overlay_") for n in figures) == 4
+    assert sum(n.startswith("ranks_") for n in figures) == 4  # one per section (first board metric)
     for name in figures:
         assert (out / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.rglob("*.tmp"))
 
 
-def test_long_table_keeps_names_and_every_row(built):
+def test_case_table_keeps_names_and_every_value_and_reads_back(built):
     out = built["out"]
     cases = pd.read_csv(out / "cases.csv", keep_default_na=False, na_values=[""])
-    assert list(cases.columns)[:9] == ["train_dataset", "test_set", "fraction", "case_id", "model",
-                                       "pretrain", "seed", "metric", "value"]
+    assert list(cases.columns)[:9] == ["train_dataset", "test_set", "fraction", "model", "pretrain", "seed",
+                                       "case_id", "patient_id", "run_id"]
+    assert {"dice", "area_diff_mm2", "hd95_mm", "area_diff_signed_mm2"} <= set(cases.columns)
     assert EVIL_MODEL in set(cases["model"]) and EVIL_TEST in set(cases["test_set"])
-    # 6 complete runs x 2 test sets x 8 cases x 4 metrics, minus the truncated last row
-    assert len(cases) == 6 * 2 * 8 * 4 - 1
-    if importlib.util.find_spec("pyarrow") is not None:
-        assert len(pd.read_parquet(out / "cases.parquet")) == len(cases)
+    # 6 complete runs x 2 test sets x 8 cases, one row each; the truncated last row lost one value
+    assert len(cases) == 6 * 2 * 8
+    metrics = ["dice", "area_diff_mm2", "hd95_mm", "area_diff_signed_mm2"]
+    assert int(cases[metrics].notna().sum().sum()) == 6 * 2 * 8 * 4 - 1 - 6 * 2  # and one HD95 NaN per run
+    # the board's table is an input of `bench3d2d report`: the same long table comes back
+    again = collect(out / "cases.csv").cases
+    original = collect(built["root"]).cases
+    key = ["train_dataset", "test_set", "fraction", "model", "pretrain", "seed", "case_id", "metric"]
+    a = again.dropna(subset=["value"]).sort_values(key).reset_index(drop=True)
+    b = original.dropna(subset=["value"]).sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a[[*key, "patient_id", "value"]], b[[*key, "patient_id", "value"]])
 
 
 def test_failed_runs_and_bad_files_are_reported(built, capsys):
@@ -152,7 +162,7 @@ def test_html_page_in_headless_chromium(built):
             page.evaluate("document.querySelectorAll('table.sortable').length"))
         images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, "
                                "i.src.slice(0, 22)])")
-        assert len(images) == 1 + 8 + 4
+        assert len(images) == 1 + 8 + 4 + 4  # curves, CD diagrams, overlays, ranking stability
         assert all(ok and width > 0 and src == "data:image/png;base64," for ok, width, src in images)
         # names are text, never markup
         assert page.evaluate("document.querySelectorAll('img[src=\"x\"]').length") == 0
@@ -162,9 +172,9 @@ def test_html_page_in_headless_chromium(built):
         # sorting: click "mean ± sd" (Dice) of the first board -> ascending, worst entry first
         first_model = "document.querySelector('table.board tbody tr td:nth-child(2)').textContent"
         assert page.evaluate(first_model) == "fpbnet"
-        page.evaluate("document.querySelector('table.board thead tr:last-child th:nth-child(5)').click()")
+        page.evaluate("document.querySelector('table.board thead tr:last-child th:nth-child(7)').click()")
         assert page.evaluate(first_model) != "fpbnet"
-        page.evaluate("document.querySelector('table.board thead tr:last-child th:nth-child(5)').click()")
+        page.evaluate("document.querySelector('table.board thead tr:last-child th:nth-child(7)').click()")
         assert page.evaluate(first_model) == "fpbnet"
         assert page.errors() == []
 
@@ -214,6 +224,6 @@ def test_markdown_overview_lists_every_entry_at_every_fraction(built):
     # the overview's number is the full table's mean
     section = md[md.index("### synth-ga:test · 20 %"):]
     full = next(line for line in section.splitlines() if line.startswith("| 1 | fpbnet | scratch |"))
-    mean = full.split(" | ")[4].strip("* ").split(" ± ")[0]
+    mean = full.split(" | ")[6].strip("* ").split(" ± ")[0]
     assert scratch.split(" | ")[2] == f"**{mean}**"
     assert md.index("## Overview") < md.index("## Trained on")

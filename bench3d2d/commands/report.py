@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", type=int, default=9999,
                    help="bootstrap resamples for the CIs (default 9999)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--unit", choices=("patient", "case"), default="patient",
+                   help="unit of analysis of tests and intervals: patient (scans of a patient averaged, "
+                        "cluster bootstrap) or case (every scan independent) (default: patient)")
     p.add_argument("--overlay-cases", type=int, default=3,
                    help="example cases per test set and fraction in the overlay figures (0: none)")
     p.add_argument("--formats", nargs="+", default=None, metavar="FORMAT",
@@ -46,7 +49,8 @@ def reproduce_command(args: argparse.Namespace) -> str:
     if list(args.metrics) != list(HEADLINE_METRICS):
         parts += ["--metrics", *args.metrics]
     for flag, value, default in (("--alpha", args.alpha, 0.05), ("--bootstrap", args.bootstrap, 9999),
-                                 ("--seed", args.seed, 0), ("--overlay-cases", args.overlay_cases, 3)):
+                                 ("--seed", args.seed, 0), ("--overlay-cases", args.overlay_cases, 3),
+                                 ("--unit", args.unit, "patient")):
         if value != default:
             parts += [flag, str(value)]
     if args.formats:
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = ReportOptions(
         title=args.title, metrics=tuple(args.metrics), alpha=args.alpha, bootstrap_resamples=args.bootstrap,
-        seed=args.seed, overlay_cases=args.overlay_cases, figures=not args.no_figures,
+        seed=args.seed, unit=args.unit, overlay_cases=args.overlay_cases, figures=not args.no_figures,
         formats=tuple(args.formats) if args.formats else FORMATS, command=reproduce_command(args),
     )
     from bench3d2d._io import remove_stale_temps

@@ -65,7 +65,10 @@ def _save_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
 def long_table(wide: pd.DataFrame, *, train_dataset: str, test_set: str, fraction: float, model: str,
                pretrain: str, seed: int) -> pd.DataFrame:
     """Wide per-case metrics (``case_id`` + one column per metric) -> the long ``cases.csv`` form."""
-    long = wide.melt(id_vars=["case_id"], var_name="metric", value_name="value")
+    ids = [c for c in ("case_id", "patient_id") if c in wide.columns]
+    long = wide.melt(id_vars=ids, var_name="metric", value_name="value")
+    if "patient_id" not in long.columns:
+        long["patient_id"] = ""
     long.insert(0, "train_dataset", train_dataset)
     long.insert(1, "test_set", test_set)
     long.insert(2, "fraction", fraction)
@@ -223,6 +226,7 @@ def _test(models: list, sources: Mapping[str, CaseSource], prof: Profile, n_pred
     for name, src in sources.items():
         wide, maps = evaluate(models, src, amp=prof.amp, keep_maps=n_prediction_maps,
                               batch=prof.eval_batch, channels_last=prof.channels_last)
+        wide.insert(1, "patient_id", [getattr(src, "patient", lambda _: "")(c) for c in wide["case_id"]])
         tables.append(long_table(wide, test_set=name, **labels))
         for cid, arrays in maps.items():
             pred_dir = out_dir / "predictions" / safe_name(name)

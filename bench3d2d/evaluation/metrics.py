@@ -2,11 +2,18 @@
 
 Conventions for empty masks (A = prediction, M = reference):
 
-* Dice is 1 when both are empty and 0 when exactly one is.
-* Precision is 1 when both are empty and NaN when only A is empty; recall is 1 when both are
-  empty and NaN when only M is empty.
-* HD95 is NaN when either mask is empty. NaNs are kept in the per-case table and counted by the
-  aggregation (:func:`summarise`), never dropped silently.
+* Both empty: Dice, precision and recall are 1; HD95 is NaN (no border: truly undefined). NaNs are
+  kept in the per-case table and counted by the aggregation (:func:`summarise`), never dropped.
+* Exactly one empty (a *failure*: nothing predicted where there is a lesion, or a lesion predicted
+  where there is none): every metric gets its worst value, so that a failure is never rewarded by a
+  missing number: Dice, precision and recall 0, HD95 the image diagonal in mm
+  (:func:`image_diagonal`), the largest distance two pixels of the image can have.
+
+HD95 follows MedPy's ``hd95`` (``medpy.metric.binary.hd95``) with its default ``connectivity=1``: the
+border of a mask is the mask minus its erosion by the 4-neighbourhood cross (a pixel is border when
+one of its 4 edge neighbours is background or outside the image); distances are Euclidean between
+pixel centres in mm; the 95th percentile (linear interpolation) of both directed distance sets
+pooled.
 
 Areas are in mm², from the en-face spacing (h, w): the B-scan spacing times the A-scan spacing.
 """
@@ -49,9 +56,18 @@ def dice(pred: np.ndarray, ref: np.ndarray) -> float:
     return 2.0 * int(np.logical_and(a, m).sum()) / total
 
 
+#: Connectivity of the border structure (MedPy's default: 1, the 4-neighbourhood cross in 2-D).
+BORDER_CONNECTIVITY = 1
+
+
+def image_diagonal(shape: tuple[int, ...], spacing: tuple[float, float]) -> float:
+    """Diagonal of an (H, W) image in mm: the HD95 of a failed case."""
+    return math.hypot(shape[0] * float(spacing[0]), shape[1] * float(spacing[1]))
+
+
 def _border(mask: np.ndarray) -> np.ndarray:
-    """Mask minus its erosion by the full 3x3 structure; pixels on the image edge are border."""
-    structure = ndimage.generate_binary_structure(mask.ndim, mask.ndim)
+    """Mask minus its erosion (MedPy's default connectivity 1); pixels on the image edge are border."""
+    structure = ndimage.generate_binary_structure(mask.ndim, BORDER_CONNECTIVITY)
     return mask ^ ndimage.binary_erosion(mask, structure=structure, iterations=1)
 
 
@@ -62,12 +78,17 @@ def _surface_distances(a: np.ndarray, m: np.ndarray, spacing: tuple[float, float
 
 
 def hd95(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float]) -> float:
-    """95th percentile of the symmetric border distances in mm (MedPy's ``hd95``); NaN if a mask is empty."""
+    """95th percentile of the symmetric border distances in mm (MedPy's ``hd95``, connectivity 1).
+
+    NaN when both masks are empty; the image diagonal (:func:`image_diagonal`) when exactly one is.
+    """
     a, m = _as_bool(pred, "pred"), _as_bool(ref, "ref")
     if a.shape != m.shape:
         raise ValueError(f"pred {a.shape} and ref {m.shape} must have the same shape")
-    if not a.any() or not m.any():
+    if not a.any() and not m.any():
         return math.nan
+    if not a.any() or not m.any():
+        return image_diagonal(a.shape, spacing)
     sp = (float(spacing[0]), float(spacing[1]))
     dists = np.hstack([_surface_distances(a, m, sp), _surface_distances(m, a, sp)])
     return float(np.percentile(dists, 95))
@@ -91,8 +112,8 @@ def case_metrics(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...]) 
         "area_diff_signed_mm2": (n_a - n_m) * pixel,
         "area_pred_mm2": n_a * pixel,
         "area_ref_mm2": n_m * pixel,
-        "precision": 1.0 if both_empty else (inter / n_a if n_a else math.nan),
-        "recall": 1.0 if both_empty else (inter / n_m if n_m else math.nan),
+        "precision": 1.0 if both_empty else (inter / n_a if n_a else 0.0),
+        "recall": 1.0 if both_empty else (inter / n_m if n_m else 0.0),
         "hd95_mm": hd95(a, m, (h, w)),
     }
 

@@ -31,6 +31,7 @@ from bench3d2d.results import (
     CLAIM_FILE,
     ERROR_FILE,
     LOG_FILE,
+    OPTIONAL_CASE_COLUMNS,
     PRETRAIN_DIR,
     RESULT_FILE,
     RUNS_DIR,
@@ -64,6 +65,10 @@ def check_cases(cases: pd.DataFrame, spec: RunSpec | None = None) -> pd.DataFram
     """Validate a long per-case table and return it with the standard column order."""
     if not isinstance(cases, pd.DataFrame):
         raise TypeError(f"the run function must return a pandas DataFrame, not {type(cases).__name__}")
+    cases = cases.copy()
+    for optional in OPTIONAL_CASE_COLUMNS:  # a backend that knows no patients leaves them empty
+        if optional not in cases.columns:
+            cases[optional] = ""
     missing = [c for c in CASE_COLUMNS if c not in cases.columns]
     if missing:
         raise ValueError(

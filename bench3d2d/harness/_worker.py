@@ -103,6 +103,7 @@ def execute_run(
         if on_validation is not None:
             on_validation(step, score)
 
+    peak_scope = _reset_peak_memory()
     result = train_and_evaluate(
         RunTarget(spec.model, spec.train_dataset, engine_test_sets(spec), fraction=spec.fraction,
                   seed=spec.seed, pretrain=spec.pretrain, pretrain_source=spec.pretrain_source),
@@ -120,8 +121,36 @@ def execute_run(
         "pretrained": result.pretrain,
         "profile": result.extra.get("profile"),
         "precision": result.extra.get("precision"),
+        "peak_memory_mb": _peak_memory_mb(),
+        "peak_memory_scope": peak_scope,
     }
     return cases
+
+
+def _reset_peak_memory() -> str:
+    """Reset this process's peak resident memory (Linux ``clear_refs``), so the next reading is this
+    run's own peak: ``"run"`` when that worked, ``"process"`` (peak since the process started) if not."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return "run"
+    except OSError:
+        return "process"
+
+
+def _peak_memory_mb() -> float | None:
+    """Peak resident memory of this process in MiB (``VmHWM``), or None where it cannot be read."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    except (ImportError, OSError):
+        return None
 
 
 def execute_pretrain(

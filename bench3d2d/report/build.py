@@ -11,8 +11,10 @@ import numpy as np
 import pandas as pd
 
 from bench3d2d.evaluation import statistics as stats
+from bench3d2d.evaluation.claims import check_claims
 from bench3d2d.report import figures
 from bench3d2d.report.collect import ResultsCollection, collect, read_prediction
+from bench3d2d.report.cost import cost_table
 from bench3d2d.report.model import FIGURES_DIR, Report, ReportOptions
 from bench3d2d.report.tables import build_leaderboard
 from bench3d2d.report.view import Section, build_sections, fmt_fraction
@@ -84,7 +86,7 @@ def _overlay(report: Report, section: Section, out: Path) -> str | None:
     return rel
 
 
-_FIGURE_PREFIXES = ("fractions_", "cd_", "overlay_")
+_FIGURE_PREFIXES = ("fractions_", "cd_", "overlay_", "ranks_", "cost_")
 
 
 def _remove_old_figures(out: Path) -> None:
@@ -101,7 +103,7 @@ def _figures(report: Report, out: Path) -> None:
     lb = report.leaderboard
     metrics = list(report.options.metrics)
     for train in sorted(lb.summary["train_dataset"].unique()) if not lb.summary.empty else []:
-        fig = figures.fraction_curves(lb.summary, train, metrics)
+        fig = figures.fraction_curves(lb.summary, train, metrics, str(lb.settings.get("unit", "case")))
         if fig is not None:
             rel = f"{FIGURES_DIR}/fractions_{slug(train)}.png"
             figures.save(fig, out / rel)
@@ -117,9 +119,40 @@ def _figures(report: Report, out: Path) -> None:
                 rel = f"{FIGURES_DIR}/cd_{slug(s.train_dataset, s.test_set, s.fraction, m)}.png"
                 figures.save(fig, out / rel)
                 s.figures[f"cd:{m}"] = rel
+        _rank_figure(report, s, out)
         rel = _overlay(report, s, out)
         if rel:
             s.figures["overlay"] = rel
+    _cost_figures(report, out)
+
+
+def _rank_figure(report: Report, s: Section, out: Path) -> None:
+    """The ranking-stability blob plot of a section's first board metric."""
+    if not s.metrics:
+        return
+    m = s.metrics[0]
+    dist = report.leaderboard.rank_distribution(s.train_dataset, s.test_set, s.fraction, m)
+    order = [r.entry for r in s.rows]
+    title = (f"{s.train_dataset} → {s.test_set}, {fmt_fraction(s.fraction)} labels: "
+             f"{stats.metric_label(m)}\nrank per bootstrap resample of the {s.unit}s")
+    fig = figures.rank_blobs(dist, order, title)
+    if fig is not None:
+        rel = f"{FIGURES_DIR}/ranks_{slug(s.train_dataset, s.test_set, s.fraction, m)}.png"
+        figures.save(fig, out / rel)
+        s.figures["ranks"] = rel
+
+
+def _cost_figures(report: Report, out: Path) -> None:
+    """Accuracy against fine-tuning time, per train dataset, on its own test set (else its first)."""
+    lb, metric = report.leaderboard, (list(report.options.metrics) or ["dice"])[0]
+    for train in sorted({s.train_dataset for s in report.sections}):
+        tests = sorted({s.test_set for s in report.sections if s.train_dataset == train})
+        test = train if train in tests else tests[0]
+        fig = figures.accuracy_vs_cost(lb.summary, report.cost, train, metric, test)
+        if fig is not None:
+            rel = f"{FIGURES_DIR}/cost_{slug(train)}.png"
+            figures.save(fig, out / rel)
+            report.cost_figures[train] = rel
 
 
 def _missing_runs(coll: ResultsCollection, section: Section) -> list[str]:
@@ -151,13 +184,17 @@ def build_report(results: str | Path, out: str | Path, options: ReportOptions | 
     results, out = Path(results), Path(out)
     coll = collect(results)
     lb = build_leaderboard(coll.cases, alpha=options.alpha, confidence=options.confidence,
-                           n_resamples=options.bootstrap_resamples, seed=options.seed)
-    sections = build_sections(lb, list(options.metrics))
+                           n_resamples=options.bootstrap_resamples, seed=options.seed, unit=options.unit,
+                           rank_resamples=options.rank_resamples)
+    sections = build_sections(lb, list(options.metrics), options.alpha)
     for s in sections:
         s.missing = _missing_runs(coll, s)
     title = options.title or f"bench3d2d leaderboard: {results.resolve().name}"
     report = Report(title=title, source=results.resolve().name, collection=coll, leaderboard=lb,
-                    sections=sections, options=options, warnings=list(coll.warnings))
+                    sections=sections, options=options, warnings=[*coll.warnings, *lb.warnings])
+    report.claims = check_claims(lb.case_means, lb.units, options.claims, options.alpha,
+                                 str(lb.settings["unit"]))
+    report.cost = cost_table(coll)
     if coll.cases.empty:
         report.warnings.append("no per-case results: the tables are empty (see 'Runs' for what failed)")
     out.mkdir(parents=True, exist_ok=True)

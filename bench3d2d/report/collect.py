@@ -40,6 +40,7 @@ from bench3d2d.results import (
     CASE_ID_KEY,
     CASES_FILE,
     ERROR_FILE,
+    OPTIONAL_CASE_COLUMNS,
     PREDICTION_KEYS,
     RESULT_FILE,
     RUNS_DIR,
@@ -73,6 +74,7 @@ class RunRecord:
     status: str
     spec: dict[str, Any] = field(default_factory=dict)
     error: dict[str, Any] | None = None
+    result: dict[str, Any] = field(default_factory=dict)  # result.json of a complete run (timings, cost)
     n_rows: int = 0  # rows of this run in the long table
     problems: list[str] = field(default_factory=list)
 
@@ -200,6 +202,10 @@ def validate_cases(raw: pd.DataFrame, where: str) -> tuple[pd.DataFrame, list[st
     (a metric that is undefined for the case, e.g. HD95 of an empty mask): that is a NaN, not an error.
     """
     problems: list[str] = []
+    raw = raw.copy()
+    for optional in OPTIONAL_CASE_COLUMNS:  # older results: no patient ids (the report falls back to scans)
+        if optional not in raw.columns:
+            raw[optional] = ""
     missing = [c for c in CASE_COLUMNS if c not in raw.columns]
     if missing:
         found = ", ".join(map(str, raw.columns[:12]))
@@ -232,8 +238,10 @@ def validate_cases(raw: pd.DataFrame, where: str) -> tuple[pd.DataFrame, list[st
     flag((value.isna() & ~is_nan_text).to_numpy(), "value is not a number")
     flag(np.isinf(value.to_numpy(dtype=float)), "value is infinite")
 
+    patient = df["patient_id"].astype("string").str.strip()
     out = pd.DataFrame({
         **{c: df[c].astype(str).str.strip() for c in _TEXT_COLUMNS},
+        "patient_id": patient.where(~patient.isin(_NAN_TEXT), "").fillna("").astype(str),
         "fraction": fraction.astype(float),
         "seed": seed.fillna(-1).astype("int64"),
         "value": value.astype(float),
@@ -272,8 +280,22 @@ def read_cases_file(path: Path, where: str | None = None) -> tuple[pd.DataFrame,
             problems.append(f"{where}: {len(long_lines)} line(s) with too many fields; left out")
         if raw.empty and not set(CASE_COLUMNS) - set(raw.columns):
             problems.append(f"{where}: has a header but no rows")
-    table, row_problems = validate_cases(raw, where)
+    table, row_problems = validate_cases(_long_form(raw), where)
     return table, problems + row_problems
+
+
+def _long_form(raw: pd.DataFrame) -> pd.DataFrame:
+    """A board's wide ``cases.csv`` (one column per metric, no ``metric``/``value``) in the long form;
+    a long table unchanged. Empty metric cells of the wide form are NaN values."""
+    keys = [c for c in (*CASE_COLUMNS, "run_id") if c in raw.columns and c not in ("metric", "value")]
+    if "metric" in raw.columns or "value" in raw.columns or "case_id" not in raw.columns:
+        return raw
+    metrics = [c for c in raw.columns if c not in keys]
+    if not metrics:
+        return raw
+    long = raw.melt(id_vars=keys, value_vars=metrics, var_name="metric", value_name="value")
+    long["value"] = long["value"].fillna("nan")
+    return long
 
 
 def _classify(run_dir: Path, root: Path) -> tuple[RunRecord, pd.DataFrame | None]:
@@ -305,6 +327,7 @@ def _classify(run_dir: Path, root: Path) -> tuple[RunRecord, pd.DataFrame | None
                 table, row_problems = read_cases_file(cases_path, _rel(cases_path, root))
                 problems += _checksum_problems(cases_path, result, root) + row_problems
                 run.status = COMPLETE
+                run.result = result
             except ValueError as exc:
                 problems.append(str(exc))
                 run.status = INVALID

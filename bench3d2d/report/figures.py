@@ -47,7 +47,7 @@ STYLE = {
     "grid.linewidth": 0.6,
     "lines.linewidth": 1.4,
     "lines.markersize": 4,
-    "savefig.dpi": 200,
+    "savefig.dpi": 150,
 }
 
 
@@ -97,7 +97,7 @@ def save(fig: Figure, path: Path) -> Path:
 
 
 def fraction_curves(summary: pd.DataFrame, train_dataset: str,
-                    metrics: Sequence[str] = stats.HEADLINE_METRICS) -> Figure | None:
+                    metrics: Sequence[str] = stats.HEADLINE_METRICS, unit: str = "case") -> Figure | None:
     """Metric (mean, 95 % bootstrap CI) against label fraction: one panel per test set (columns) and metric
     (rows), one line per model (colour), pre-training as line style. None when there is nothing to draw."""
     s = summary[(summary["train_dataset"] == train_dataset) & summary["metric"].isin(metrics)]
@@ -153,7 +153,8 @@ def fraction_curves(summary: pd.DataFrame, train_dataset: str,
         rows = [model_row[i:i + 6] for i in range(0, len(model_row), 6)] + [style_row]
         handles, ncol = _legend_rows(rows)
         fig.legend(handles=handles, loc="outside lower center", ncol=ncol, frameon=False)
-        fig.suptitle(f"Trained on {train_dataset}: mean and 95 % bootstrap CI over test cases", fontsize=9)
+        boot = "cluster bootstrap over patients" if unit == "patient" else "bootstrap over scans"
+        fig.suptitle(f"Trained on {train_dataset}: mean over test scans and 95 % CI ({boot})", fontsize=9)
         fig.set_layout_engine("constrained")
     return fig
 
@@ -258,5 +259,75 @@ def overlay_grid(
         fig.legend(handles=patches, loc="outside lower center", ncol=4, frameon=False)
         if title:
             fig.suptitle(title, fontsize=8.5)
+        fig.set_layout_engine("constrained")
+    return fig
+
+
+def rank_blobs(dist: pd.DataFrame, full_order: Sequence[str], title: str = "") -> Figure | None:
+    """Ranking stability (challengeR's blob plot): one row per entry (board order), one column per rank;
+    the area of a blob is the share of bootstrap resamples giving the entry that rank. None when empty."""
+    if dist is None or dist.empty:
+        return None
+    entries = [e for e in full_order if e in dist.index]
+    k = dist.shape[1]
+    with plt.rc_context({**STYLE, "axes.grid": False}):
+        fig, ax = plt.subplots(figsize=(5.5, 1.0 + 0.24 * len(entries)))
+        for i, e in enumerate(entries):
+            shares = dist.loc[e].to_numpy(dtype=float)
+            ranks = np.asarray(dist.columns, dtype=float)
+            ok = shares > 0
+            ax.scatter(ranks[ok], np.full(ok.sum(), i), s=160 * shares[ok], color="0.25", linewidths=0)
+            ax.plot([i + 1], [i], marker="x", color="#b42318", markersize=4, linestyle="none")
+        ax.set_yticks(range(len(entries)), entries)
+        ax.invert_yaxis()
+        ax.set_xticks(range(1, k + 1))
+        ax.set_xlim(0.4, k + 0.6)
+        ax.set_xlabel("rank in bootstrap resamples (blob area: share); × rank on the full data")
+        if title:
+            ax.set_title(title, fontsize=8)
+        fig.set_layout_engine("constrained")
+    return fig
+
+
+def accuracy_vs_cost(summary: pd.DataFrame, cost: pd.DataFrame, train_dataset: str, metric: str,
+                     test_set: str) -> Figure | None:
+    """Mean ``metric`` on ``test_set`` against the mean fine-tuning time per run, one panel per label
+    fraction, one point per entry (colour: model, marker fill: scratch or pre-trained, area: parameters).
+    None when no entry has both numbers."""
+    s = summary[(summary["train_dataset"] == train_dataset) & (summary["test_set"] == test_set)
+                & (summary["metric"] == metric)]
+    c = cost[cost["train_dataset"] == train_dataset] if not cost.empty else cost
+    if s.empty or c.empty:
+        return None
+    merged = s.merge(c, on=["train_dataset", "fraction", "model", "pretrain"], how="inner")
+    merged = merged[np.isfinite(merged["fit_s"].astype(float)) & np.isfinite(merged["mean"].astype(float))]
+    if merged.empty:
+        return None
+    fractions = sorted(merged["fraction"].unique())
+    colours = model_colours(summary["model"].unique())
+    params = merged["parameters"].astype(float)
+    scale = float(np.nanmax(params)) if np.isfinite(params).any() else math.nan
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(fractions), squeeze=False, sharey=True,
+                                 figsize=(2.6 * len(fractions) + 0.6, 2.5))
+        for ax, fraction in zip(axes[0], fractions):
+            sub = merged[merged["fraction"] == fraction]
+            for _, r in sub.iterrows():
+                p = float(r["parameters"])
+                size = 12 + 70 * (p / scale) if math.isfinite(p) and math.isfinite(scale) else 20
+                face = colours[r["model"]] if r["pretrain"] == "none" else "white"
+                ax.scatter([r["fit_s"]], [r["mean"]], s=size, color=colours[r["model"]], facecolors=face,
+                           linewidths=1.0, zorder=3)
+            ax.set_xscale("log")
+            ax.set_title(fraction_label(fraction))
+            ax.set_xlabel("fine-tuning time per run (s)")
+        arrow = {"higher": " ↑", "lower": " ↓"}.get(stats.metric_direction(metric) or "", "")
+        axes[0][0].set_ylabel(stats.metric_label(metric) + arrow)
+        handles = [Line2D([], [], color=colours[m], marker="o", linestyle="none", label=m)
+                   for m in sorted(merged["model"].unique())]
+        handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle="none",
+                              label="pre-trained (hollow); area: parameters"))
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), frameon=False)
+        fig.suptitle(f"Trained on {train_dataset}, tested on {test_set}: accuracy against cost", fontsize=9)
         fig.set_layout_engine("constrained")
     return fig

@@ -1,8 +1,9 @@
-"""Leaderboard tables from the long per-case table: summaries, tests against the best, all pairs, Friedman.
+"""Leaderboard tables from the long per-case table: summaries, all pairs, Friedman, ranking stability.
 
 A *family* is (train dataset, test set, fraction, metric); an *entry* is (model, pre-training) within
-it. Seeds are averaged per case first; cases are paired by case id. See
-:mod:`bench3d2d.evaluation.statistics`.
+it. Seeds are averaged per case first, then cases per patient (the default unit); units are paired by
+id. One family rule: all pairs of a family are tested and Holm-adjusted together, and the † marks
+(entry vs best) read those same adjusted p-values. See :mod:`bench3d2d.evaluation.statistics`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ class Leaderboard:
     pairwise: pd.DataFrame
     friedman: pd.DataFrame
     settings: dict[str, Any] = field(default_factory=dict)
+    units: pd.DataFrame = field(default_factory=pd.DataFrame)  # values per unit (patient or case)
+    ranks: pd.DataFrame = field(default_factory=pd.DataFrame)  # bootstrap rank distribution
+    warnings: list[str] = field(default_factory=list)
 
     def sections(self) -> list[tuple[str, str, float]]:
         """The (train dataset, test set, fraction) sections, in sorted order."""
@@ -65,7 +69,7 @@ class Leaderboard:
         return p[sel]
 
     def friedman_row(self, train_dataset: str, test_set: str, fraction: float, metric: str) -> dict | None:
-        """The Friedman result of one family, or None."""
+        """The family row (Friedman, n, reachability, ranking stability) of one family, or None."""
         f = self.friedman
         if f.empty:
             return None
@@ -74,45 +78,125 @@ class Leaderboard:
         rows = f[sel]
         return None if rows.empty else rows.iloc[0].to_dict()
 
+    def rank_distribution(self, train_dataset: str, test_set: str, fraction: float,
+                          metric: str) -> pd.DataFrame:
+        """Bootstrap rank distribution of one family: entry × rank -> fraction of resamples."""
+        r = self.ranks
+        if r.empty:
+            return r
+        sel = ((r["train_dataset"] == train_dataset) & (r["test_set"] == test_set)
+               & (r["fraction"] == fraction) & (r["metric"] == metric))
+        return r[sel].pivot(index="entry", columns="rank", values="share")
+
 
 def _entry_order(wide: pd.DataFrame) -> list[tuple[str, str]]:
     return sorted(wide.columns, key=lambda e: (str(e[0]), str(e[1])))
 
 
-def _family_tables(
-    key: tuple, group: pd.DataFrame, *, alpha: float, confidence: float, n_resamples: int, seed: int,
-) -> tuple[list[dict], list[dict], dict]:
-    """Summary rows, pairwise rows and the Friedman row of one family."""
-    fam = dict(zip(stats.FAMILY, key))
-    metric = fam["metric"]
-    direction = stats.metric_direction(metric)
-    wide = group.pivot(index="case_id", columns=list(stats.ENTRY), values="value")
-    wide.columns = [tuple(c) for c in wide.columns]
-    entries = _entry_order(wide)
-    wide = wide.loc[:, entries]
-    seeds = group.groupby(list(stats.ENTRY))["n_seeds"].agg(["min", "max"])
+@dataclass(frozen=True)
+class StatsOptions:
+    """How the leaderboard's statistics are made."""
 
+    alpha: float = 0.05
+    confidence: float = 0.95
+    n_resamples: int = 9999
+    seed: int = 0
+    unit: str = "patient"
+    rank_resamples: int = 1000
+
+
+def _wide(units: pd.DataFrame, column: str) -> pd.DataFrame:
+    wide = units.pivot(index="unit_id", columns=list(stats.ENTRY), values=column)
+    wide.columns = [tuple(c) for c in wide.columns]
+    return wide
+
+
+def _entry_rows(fam: dict, group: pd.DataFrame, units: pd.DataFrame, entries: list[tuple[str, str]],
+                direction: str | None, opts: StatsOptions) -> dict[tuple, dict]:
+    """Descriptive statistics of every entry: over seed-averaged cases, CI by the unit bootstrap."""
     rows: dict[tuple, dict] = {}
     for e in entries:
         own = group[(group["model"] == e[0]) & (group["pretrain"] == e[1])]["value"]
-        desc = stats.describe(own)
-        lo, hi = stats.bootstrap_ci(own.to_numpy(dtype=float), confidence, n_resamples, seed)
+        u = units[(units["model"] == e[0]) & (units["pretrain"] == e[1])]
+        lo, hi = stats.cluster_bootstrap_ci(u["value_sum"].to_numpy(), u["n_ok"].to_numpy(),
+                                            opts.confidence, opts.n_resamples, opts.seed)
         rows[e] = {
             **fam, "model": e[0], "pretrain": e[1], "entry": stats.entry_label(*e),
-            "direction": direction or "", **desc, "ci_low": lo, "ci_high": hi,
-            "seeds_min": int(seeds.loc[e, "min"]), "seeds_max": int(seeds.loc[e, "max"]),
+            "direction": direction or "", **stats.describe(own), "n_units": int((u["n_ok"] > 0).sum()),
+            "ci_low": lo, "ci_high": hi,
         }
-    summary = pd.DataFrame.from_dict(rows, orient="index")
-    summary.index = list(rows)  # keep tuple keys
+    return rows
 
-    pairs: list[dict] = []
-    friedman_row: dict = {**fam, "n": 0, "k": len(entries), "Q": math.nan, "p": math.nan, "W": math.nan}
+
+def _untested(rows: dict[tuple, dict]) -> None:
+    for r in rows.values():
+        r.update(position=np.nan, is_best=False, mean_rank=math.nan, n_rank_cases=0, n_vs_best=0,
+                 W_vs_best=math.nan, p_vs_best=math.nan, p_holm_vs_best=math.nan, rbc_vs_best=math.nan,
+                 hl_vs_best=math.nan, hl_low_vs_best=math.nan, hl_high_vs_best=math.nan,
+                 cles_vs_best=math.nan, vs_best="", marker="")
+
+
+def _pair_rows(fam: dict, order: list[tuple], wide: pd.DataFrame, alpha: float,
+               confidence: float) -> tuple[list[dict], dict[tuple, tuple[stats.PairTest, float]]]:
+    """Every pair of entries, tested and Holm-adjusted together (the one family of comparisons)."""
+    pair_list = list(itertools.combinations(order, 2))
+    tests = [stats.paired_test(wide[a], wide[b], confidence) for a, b in pair_list]
+    adjusted = stats.holm([t.p for t in tests])
+    rows, lookup = [], {}
+    for (a, b), t, p_adj in zip(pair_list, tests, adjusted):
+        lookup[(a, b)] = (t, float(p_adj))
+        rows.append({
+            **fam, "model_a": a[0], "pretrain_a": a[1], "entry_a": stats.entry_label(*a),
+            "model_b": b[0], "pretrain_b": b[1], "entry_b": stats.entry_label(*b),
+            "n": t.n, "n_nonzero": t.n_nonzero, "mean_diff": t.mean_diff, "hl": t.hl, "hl_low": t.hl_low,
+            "hl_high": t.hl_high, "cles": t.cles, "rbc": t.rbc, "W": t.W, "p": t.p, "p_holm": float(p_adj),
+            "method": t.method, "p_min": t.p_min, "significant": bool(p_adj < alpha),
+        })
+    return rows, lookup
+
+
+def _vs_best(r: dict, e: tuple, best: tuple | None, lookup: dict, direction: str, alpha: float) -> None:
+    """Fill an entry's "vs best" columns from the all-pairs table (the same adjusted p)."""
+    nan = math.nan
+    if best is None or e == best:
+        r.update(n_vs_best=int(r["n_units"]), W_vs_best=nan, p_vs_best=nan, p_holm_vs_best=nan,
+                 rbc_vs_best=nan, hl_vs_best=nan, hl_low_vs_best=nan, hl_high_vs_best=nan,
+                 cles_vs_best=nan, vs_best="best" if e == best else "tie", marker="")
+        return
+    if (best, e) in lookup:  # stored as best - entry: flip to entry - best
+        t, p_adj = lookup[(best, e)]
+        hl, lo, hi, rbc, cles = -t.hl, -t.hl_high, -t.hl_low, -t.rbc, 1 - t.cles
+    else:
+        t, p_adj = lookup[(e, best)]
+        hl, lo, hi, rbc, cles = t.hl, t.hl_low, t.hl_high, t.rbc, t.cles
+    worse = (hl < 0 or (hl == 0 and rbc < 0)) if direction == "higher" else (hl > 0 or (hl == 0 and rbc > 0))
+    verdict = "n.s." if not (p_adj < alpha) else ("worse" if worse else "better")
+    r.update(n_vs_best=t.n, W_vs_best=t.W, p_vs_best=t.p, p_holm_vs_best=p_adj, rbc_vs_best=rbc,
+             hl_vs_best=hl, hl_low_vs_best=lo, hl_high_vs_best=hi, cles_vs_best=cles,
+             wilcoxon_method=t.method, vs_best=verdict, marker="†" if verdict == "worse" else "")
+
+
+def _family_tables(
+    key: tuple, group: pd.DataFrame, units: pd.DataFrame, opts: StatsOptions,
+) -> tuple[list[dict], list[dict], dict, list[dict]]:
+    """Summary rows, pairwise rows, the family row and the rank distribution rows of one family."""
+    fam = dict(zip(stats.FAMILY, key))
+    direction = stats.metric_direction(fam["metric"])
+    wide = _wide(units, "value")
+    entries = _entry_order(wide)
+    wide = wide.loc[:, entries]
+    rows = _entry_rows(fam, group, units, entries, direction, opts)
+    n_units = int(wide.notna().any(axis=1).sum())
+    family_row: dict = {**fam, "unit": opts.unit, "n_units": n_units,
+                        "n_scans": int(group["case_id"].nunique()),
+                        "n": 0, "k": len(entries), "Q": math.nan, "p": math.nan, "W": math.nan,
+                        "reason": "no direction: descriptive only", "n_pairs": 0,
+                        "p_holm_min_possible": math.nan,
+                        "reachable": False, "tau_median": math.nan, "tau_q05": math.nan}
+    summary = pd.DataFrame.from_dict(rows, orient="index")
     if direction is None or summary["mean"].isna().all():
-        for e in entries:
-            rows[e].update(position=np.nan, is_best=False, mean_rank=math.nan, n_rank_cases=0,
-                           n_vs_best=0, W_vs_best=math.nan, p_vs_best=math.nan, p_holm_vs_best=math.nan,
-                           rbc_vs_best=math.nan, vs_best="", marker="")
-        return list(rows.values()), pairs, friedman_row
+        _untested(rows)
+        return list(rows.values()), [], family_row, []
 
     best = stats.best_entry(summary, direction)
     sign = 1.0 if direction == "higher" else -1.0
@@ -124,56 +208,62 @@ def _family_tables(
     order = sorted(entries, key=board_key)
     ranks = stats.mean_ranks(wide, direction)
     n_rank = len(stats.complete_cases(wide))
-    others = [e for e in order if e != best]
-    # every pair once; "entry vs best" is the pair (best, entry) read the other way round (same W, n and
-    # p; the rank-biserial correlation changes sign)
-    pair_list = list(itertools.combinations(order, 2))
-    pair_tests = [stats.paired_wilcoxon(wide[a], wide[b]) for a, b in pair_list]
-    tests = {b: t for (a, b), t in zip(pair_list, pair_tests) if a == best}
-    adjusted = stats.holm([tests[e].p for e in others])
+    pairs, lookup = _pair_rows(fam, order, wide, opts.alpha, opts.confidence)
     for pos, e in enumerate(order, start=1):
-        r = rows[e]
-        r.update(position=pos, is_best=(e == best), mean_rank=float(ranks.get(e, math.nan)),
-                 n_rank_cases=n_rank)
-        if e == best:
-            r.update(n_vs_best=int(r["n"] - r["n_nan"]), W_vs_best=math.nan, p_vs_best=math.nan,
-                     p_holm_vs_best=math.nan, rbc_vs_best=math.nan, vs_best="best", marker="")
-            continue
-        t = tests[e]
-        p_adj = float(adjusted[others.index(e)])
-        rbc = -t.rbc  # entry vs best
-        worse_side = (rbc < 0) if direction == "higher" else (rbc > 0)
-        verdict = "n.s." if not (p_adj < alpha) else ("worse" if worse_side else "better")
-        r.update(n_vs_best=t.n, W_vs_best=t.W, p_vs_best=t.p, p_holm_vs_best=p_adj, rbc_vs_best=rbc,
-                 wilcoxon_method=t.method, vs_best=verdict, marker="†" if verdict == "worse" else "")
-
-    pair_adj = stats.holm([t.p for t in pair_tests])
-    for (a, b), t, p_adj in zip(pair_list, pair_tests, pair_adj):
-        both = wide[[a, b]].dropna()
-        pairs.append({
-            **fam, "model_a": a[0], "pretrain_a": a[1], "entry_a": stats.entry_label(*a),
-            "model_b": b[0], "pretrain_b": b[1], "entry_b": stats.entry_label(*b),
-            "n": t.n, "n_nonzero": t.n_nonzero,
-            "mean_diff": float((both[a] - both[b]).mean()) if t.n else math.nan,
-            "W": t.W, "p": t.p, "p_holm": float(p_adj), "rbc": t.rbc, "cles": t.cles, "method": t.method,
-            "significant": bool(p_adj < alpha),
-        })
+        rows[e].update(position=pos, is_best=(e == best), mean_rank=float(ranks.get(e, math.nan)),
+                       n_rank_cases=n_rank)
+        _vs_best(rows[e], e, best, lookup, direction, opts.alpha)
+    tested = [p for p in pairs if math.isfinite(p["p"])]
+    if tested:
+        floor = min(p["p_min"] for p in tested) * len(tested)
+        family_row.update(n_pairs=len(tested), p_holm_min_possible=min(1.0, floor),
+                          reachable=bool(floor < opts.alpha))
     fr = stats.friedman(wide)
-    friedman_row.update(fr.to_dict())
-    return [rows[e] for e in order], pairs, friedman_row
+    family_row.update(fr.to_dict())
+    dist, taus = stats.rank_bootstrap(_wide(units, "value_sum").loc[:, entries],
+                                      _wide(units, "n_ok").loc[:, entries].fillna(0), direction,
+                                      opts.rank_resamples, opts.seed)
+    if taus.size and np.isfinite(taus).any():  # tau is undefined when a ranking is all ties
+        family_row.update(tau_median=float(np.nanmedian(taus)), tau_q05=float(np.nanquantile(taus, 0.05)))
+    rank_rows = [{**fam, "entry": stats.entry_label(*e), "rank": int(k),
+                  "share": float(dist.loc[[e]].iloc[0][k])}
+                 for e in entries for k in dist.columns] if taus.size else []
+    return [rows[e] for e in order], pairs, family_row, rank_rows
 
 
 SUMMARY_COLUMNS = [
-    *stats.FAMILY, "position", "model", "pretrain", "entry", "direction", "n", "n_nan", "mean", "std",
-    "median", "q1", "q3", "ci_low", "ci_high", "mean_rank", "n_rank_cases", "is_best", "n_vs_best",
-    "W_vs_best", "p_vs_best", "p_holm_vs_best", "rbc_vs_best", "wilcoxon_method", "vs_best", "marker",
-    "seeds_min", "seeds_max",
+    *stats.FAMILY, "position", "model", "pretrain", "entry", "direction", "n", "n_nan", "n_units", "mean",
+    "std", "median", "q1", "q3", "ci_low", "ci_high", "seed_sd", "seed_min", "seed_max", "seeds_min",
+    "seeds_max", "failure_rate", "both_empty_rate", "mean_rank", "n_rank_cases", "is_best", "n_vs_best",
+    "W_vs_best", "p_vs_best", "p_holm_vs_best", "hl_vs_best", "hl_low_vs_best", "hl_high_vs_best",
+    "cles_vs_best", "rbc_vs_best", "wilcoxon_method", "vs_best", "marker",
 ]
 PAIRWISE_COLUMNS = [
     *stats.FAMILY, "model_a", "pretrain_a", "entry_a", "model_b", "pretrain_b", "entry_b", "n", "n_nonzero",
-    "mean_diff", "W", "p", "p_holm", "rbc", "cles", "method", "significant",
+    "mean_diff", "hl", "hl_low", "hl_high", "cles", "rbc", "W", "p", "p_holm", "method", "p_min",
+    "significant",
 ]
-FRIEDMAN_COLUMNS = [*stats.FAMILY, "n", "k", "Q", "p", "W"]
+FRIEDMAN_COLUMNS = [*stats.FAMILY, "unit", "n_units", "n_scans", "n", "k", "Q", "p", "W", "reason", "n_pairs",
+                    "p_holm_min_possible", "reachable", "tau_median", "tau_q05"]
+RANK_COLUMNS = [*stats.FAMILY, "entry", "rank", "share"]
+
+
+def failure_rates(cases: pd.DataFrame) -> pd.DataFrame:
+    """Per (train dataset, test set, fraction, entry): the share of (case, seed) results that are
+    failures (empty prediction, non-empty reference) and that have both masks empty (HD95 undefined).
+    NaN when the table has no ``area_pred_mm2`` / ``area_ref_mm2`` rows."""
+    keys = [*SECTION, *stats.ENTRY]
+    areas = cases[cases["metric"].isin(["area_pred_mm2", "area_ref_mm2"])]
+    if areas.empty:
+        return pd.DataFrame(columns=[*keys, "failure_rate", "both_empty_rate"])
+    wide = areas.pivot_table(index=[*keys, "case_id", "seed"], columns="metric", values="value",
+                             aggfunc="mean")
+    if not {"area_pred_mm2", "area_ref_mm2"} <= set(wide.columns):
+        return pd.DataFrame(columns=[*keys, "failure_rate", "both_empty_rate"])
+    pred, ref = wide["area_pred_mm2"], wide["area_ref_mm2"]
+    flags = pd.DataFrame({"failure_rate": ((pred == 0) & (ref > 0)).astype(float),
+                          "both_empty_rate": ((pred == 0) & (ref == 0)).astype(float)})
+    return flags.groupby(level=keys).mean().reset_index()
 
 
 def build_leaderboard(
@@ -183,35 +273,67 @@ def build_leaderboard(
     confidence: float = 0.95,
     n_resamples: int = 9999,
     seed: int = 0,
+    unit: str = "patient",
+    rank_resamples: int = 1000,
 ) -> Leaderboard:
-    """All leaderboard tables of a long per-case table (columns :data:`statistics.CASE_COLUMNS`)."""
+    """All leaderboard tables of a long per-case table (columns :data:`bench3d2d.results.CASE_COLUMNS`).
+
+    ``unit="patient"`` needs every row's ``patient_id``; when some are missing (results written before
+    the column existed) the unit falls back to ``case`` with a warning in ``Leaderboard.warnings``.
+    """
+    if unit not in stats.UNITS:
+        raise ValueError(f"unit must be one of {', '.join(stats.UNITS)}, not {unit!r}")
+    notes: list[str] = []
+    if unit == "patient" and not cases.empty and not stats.patients_known(cases):
+        notes.append("the per-case table does not name every case's patient (results written before the "
+                      "patient_id column existed?): tests and intervals use the scan as the unit, which is "
+                      "too optimistic when a patient has several scans; rerun the runs to get patient ids")
+        unit = "case"
+    opts = StatsOptions(alpha, confidence, n_resamples, seed, unit, rank_resamples)
     means = stats.average_seeds(cases)
-    summary_rows: list[dict] = []
-    pair_rows: list[dict] = []
-    friedman_rows: list[dict] = []
+    units = stats.unit_values(means, unit)
+    out: dict[str, list[dict]] = {"summary": [], "pairs": [], "family": [], "ranks": []}
+    unit_groups = dict(list(units.groupby(list(stats.FAMILY), sort=True)))
     for key, group in means.groupby(list(stats.FAMILY), sort=True):
-        s, p, f = _family_tables(key, group, alpha=alpha, confidence=confidence,
-                                 n_resamples=n_resamples, seed=seed)
-        summary_rows += s
-        pair_rows += p
-        friedman_rows.append(f)
-    summary = pd.DataFrame(summary_rows).reindex(columns=SUMMARY_COLUMNS)
+        s, p, f, r = _family_tables(key, group, unit_groups[key], opts)
+        out["summary"] += s
+        out["pairs"] += p
+        out["family"].append(f)
+        out["ranks"] += r
+    summary = pd.DataFrame(out["summary"])
+    if not summary.empty:
+        summary = summary.merge(stats.seed_spread(cases), on=[*stats.FAMILY, *stats.ENTRY], how="left")
+        summary = summary.merge(failure_rates(cases), on=[*SECTION, *stats.ENTRY], how="left")
+        seeds = means.groupby([*stats.FAMILY, *stats.ENTRY])["n_seeds"].agg(seeds_min="min", seeds_max="max")
+        summary = summary.merge(seeds.reset_index(), on=[*stats.FAMILY, *stats.ENTRY], how="left")
+    summary = summary.reindex(columns=SUMMARY_COLUMNS)
     summary["is_best"] = summary["is_best"].fillna(False).astype(bool)
-    summary["marker"] = summary["marker"].fillna("")
-    summary["vs_best"] = summary["vs_best"].fillna("")
-    summary["wilcoxon_method"] = summary["wilcoxon_method"].fillna("")
-    settings = {
-        "alpha": alpha, "confidence": confidence, "bootstrap_resamples": n_resamples, "bootstrap_seed": seed,
-        "bootstrap_method": "BCa, or percentile where BCa fails",
-        "test": "paired Wilcoxon signed-rank, two-sided, zero differences discarded ('wilcox'), "
-                "SciPy 'auto' p-value, no continuity correction",
-        "correction": "Holm within each family (train dataset, test set, fraction, metric)",
-        "scipy": stats.SCIPY_VERSION, "pingouin": stats.PINGOUIN_VERSION,
-        "metric_direction": dict(stats.METRIC_DIRECTION),
-    }
+    for col in ("marker", "vs_best", "wilcoxon_method"):
+        summary[col] = summary[col].astype(object).fillna("")
     return Leaderboard(
         cases=cases, case_means=means, summary=summary,
-        pairwise=pd.DataFrame(pair_rows).reindex(columns=PAIRWISE_COLUMNS),
-        friedman=pd.DataFrame(friedman_rows).reindex(columns=FRIEDMAN_COLUMNS),
-        settings=settings,
+        pairwise=pd.DataFrame(out["pairs"]).reindex(columns=PAIRWISE_COLUMNS),
+        friedman=pd.DataFrame(out["family"]).reindex(columns=FRIEDMAN_COLUMNS),
+        settings=_settings(opts), units=units,
+        ranks=pd.DataFrame(out["ranks"]).reindex(columns=RANK_COLUMNS), warnings=notes,
     )
+
+
+def _settings(opts: StatsOptions) -> dict[str, Any]:
+    return {
+        "alpha": opts.alpha, "confidence": opts.confidence, "bootstrap_resamples": opts.n_resamples,
+        "bootstrap_seed": opts.seed, "unit": opts.unit, "rank_resamples": opts.rank_resamples,
+        "bootstrap_method": f"cluster bootstrap over {opts.unit}s (resample {opts.unit}s, mean over their "
+                            "scans); BCa, or percentile where BCa fails",
+        "test": "paired Wilcoxon signed-rank, two-sided, zero differences discarded before ranking "
+                f"('wilcox'), mid-ranks for ties; exact permutation p-value up to {stats.EXACT_MAX} non-zero "
+                "differences, else normal approximation with tie correction, no continuity correction; "
+                "all differences zero: p = 1",
+        "effect_size": "Hodges-Lehmann shift (median of Walsh averages) with its distribution-free "
+                       f"{opts.confidence * 100:g} % interval; paired CLES P(A > B) + P(A = B) / 2",
+        "correction": "one family rule: all pairs of entries within each (train dataset, test set, fraction, "
+                      "metric), Holm-adjusted together; the † marks, the pairwise table and the "
+                      "critical-difference diagrams use the same adjusted p-values",
+        "scipy": stats.SCIPY_VERSION,
+        "metric_direction": dict(stats.METRIC_DIRECTION),
+    }

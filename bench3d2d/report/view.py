@@ -16,8 +16,16 @@ import pandas as pd
 from bench3d2d.evaluation import statistics as stats
 from bench3d2d.report.tables import Leaderboard
 
-#: Marker of an entry significantly worse than the best (Holm-adjusted Wilcoxon p < alpha).
+#: Marker of an entry significantly worse than the best (Holm-adjusted Wilcoxon p < alpha, all pairs).
 WORSE_MARKER = "†"
+#: How a unit is named in text.
+UNIT_NAMES = {"patient": ("patient", "patients"), "case": ("scan", "scans")}
+
+
+def unit_count(n: int, unit: str) -> str:
+    """``3 patients`` / ``1 scan``."""
+    one, many = UNIT_NAMES.get(unit, (unit, unit + "s"))
+    return f"{n} {one if n == 1 else many}"
 
 
 def fmt_value(metric: str, value: float) -> str:
@@ -52,6 +60,8 @@ class Cell:
     rank: str
     p_holm: str
     marker: str
+    seeds: str  # seed-to-seed spread: "sd 0.004 [0.41, 0.42]" (one seed: "1 seed")
+    effect: str  # Hodges-Lehmann shift vs the best entry with its interval
     is_best: bool
     mean: float
     median_value: float
@@ -72,6 +82,9 @@ class Row:
     n: int
     seeds: str
     cells: dict[str, Cell] = field(default_factory=dict)
+    failures: str = "–"  # share of failed cases (empty prediction, non-empty reference)
+    failure_rate: float = float("nan")
+    both_empty: str = ""  # share of cases with both masks empty (HD95 undefined)
 
 
 @dataclass
@@ -89,6 +102,19 @@ class Section:
     figures: dict[str, str] = field(default_factory=dict)  # "cd:<metric>" / "overlay" -> relative path
     anchor: str = ""
     missing: list[str] = field(default_factory=list)  # runs of this section that are not complete
+    unit: str = "patient"
+    n_units: int = 0
+    n_scans: int = 0
+    reachable: dict[str, bool] = field(default_factory=dict)  # metric -> can any pairwise test reach alpha
+    notes: dict[str, list[str]] = field(default_factory=dict)  # metric -> notes under the board
+    stability: dict[str, str] = field(default_factory=dict)  # metric -> ranking-stability sentence
+
+    @property
+    def n_text(self) -> str:
+        """``unit: patient · n = 3 patients, 14 scans``."""
+        name = UNIT_NAMES.get(self.unit, (self.unit,))[0]
+        return f"unit: {name} · n = {unit_count(self.n_units, self.unit)}" + (
+            f", {unit_count(self.n_scans, 'case')}" if self.unit != "case" else "")
 
     @property
     def cd_metrics(self) -> list[str]:
@@ -101,6 +127,23 @@ class Section:
         return f"{self.test_set} · {fmt_fraction(self.fraction)} of the labels"
 
 
+def _seeds_text(metric: str, r: pd.Series) -> str:
+    sd = r.get("seed_sd", math.nan)
+    if sd is None or not math.isfinite(sd):
+        return "1 seed"
+    return (f"sd {fmt_value(metric, sd)} [{fmt_value(metric, r['seed_min'])}, "
+            f"{fmt_value(metric, r['seed_max'])}]")
+
+
+def _effect_text(metric: str, r: pd.Series) -> str:
+    hl = r.get("hl_vs_best", math.nan)
+    if hl is None or not math.isfinite(hl):
+        return "–"
+    lo, hi = r.get("hl_low_vs_best", math.nan), r.get("hl_high_vs_best", math.nan)
+    ci = f" [{lo:+.3g}, {hi:+.3g}]" if math.isfinite(lo) and math.isfinite(hi) else ""
+    return f"{hl:+.3g}{ci}"
+
+
 def _cell(r: pd.Series) -> Cell:
     metric = r["metric"]
     n_ok = int(r["n"] - r["n_nan"])
@@ -109,29 +152,57 @@ def _cell(r: pd.Series) -> Cell:
     ci = "–" if not math.isfinite(r["ci_low"]) else f"[{fmt_value(metric, r['ci_low'])}, " \
                                                      f"{fmt_value(metric, r['ci_high'])}]"
     rank = "–" if not math.isfinite(r["mean_rank"]) else f"{r['mean_rank']:.2f}"
+    p_text = "best" if bool(r["is_best"]) else "tie" if r["vs_best"] == "tie" else fmt_p(r["p_holm_vs_best"])
     return Cell(
-        mean_std=mean_std, median=fmt_value(metric, r["median"]), ci=ci, rank=rank,
-        p_holm="best" if bool(r["is_best"]) else fmt_p(r["p_holm_vs_best"]),
-        marker=WORSE_MARKER if r["marker"] == "†" else "", is_best=bool(r["is_best"]),
+        mean_std=mean_std, median=fmt_value(metric, r["median"]), ci=ci, rank=rank, p_holm=p_text,
+        marker=WORSE_MARKER if r["marker"] == "†" else "", seeds=_seeds_text(metric, r),
+        effect=_effect_text(metric, r), is_best=bool(r["is_best"]),
         mean=float(mean), median_value=float(r["median"]), mean_rank=float(r["mean_rank"]),
         p_value=0.0 if bool(r["is_best"]) else float(r["p_holm_vs_best"]), n=n_ok, n_nan=int(r["n_nan"]),
     )
 
 
 def friedman_text(row: dict | None) -> str:
-    """``χ²(k−1) = Q, p = …, n = … cases`` or why there is none."""
+    """``χ²(k−1) = Q, p = …, n = … patients`` or the real reason why there is none."""
     if not row:
         return "–"
+    unit = str(row.get("unit") or "case")
     if not math.isfinite(row.get("Q", math.nan)):
-        return (f"not computed (needs ≥ 3 complete cases and ≥ 2 entries; "
-                f"n = {int(row['n'])}, k = {int(row['k'])})")
+        reason = str(row.get("reason") or "") or (f"needs ≥ 2 complete units and ≥ 2 entries; n = "
+                                                  f"{int(row['n'])}, k = {int(row['k'])}")
+        return "not computed: " + reason.replace("units", UNIT_NAMES.get(unit, (unit, unit + "s"))[1])
     p = fmt_p(row["p"])
     p = f"p < {p[1:]}" if p.startswith("<") else f"p = {p}"
+    note = str(row.get("reason") or "")
+    note = "" if not note or note == "nan" else "; " + note.replace("unit", UNIT_NAMES.get(unit, (unit,))[0])
     return (f"χ²({int(row['k']) - 1}) = {row['Q']:.2f}, {p}, Kendall's W = {row['W']:.2f}, "
-            f"n = {int(row['n'])} complete cases")
+            f"n = {unit_count(int(row['n']), unit)} with every entry (χ² approximation){note}")
 
 
-def build_sections(lb: Leaderboard, metrics: list[str]) -> list[Section]:
+def reach_text(row: dict | None, alpha: float) -> str:
+    """Why no pairwise test of a family can be significant, or "" when one can."""
+    if not row or bool(row.get("reachable")) or not row.get("n_pairs"):
+        return ""
+    n_max = int(row.get("n_units") or 0)
+    unit = str(row.get("unit") or "case")
+    return (f"No pairwise test can reach p < {alpha:g} here: with at most {unit_count(n_max, unit)} the "
+            f"smallest possible two-sided p is {stats.min_attainable_p(n_max):.3g}, "
+            f"times {int(row['n_pairs'])} pairs (Holm) = "
+            f"{stats.min_attainable_p(n_max) * int(row['n_pairs']):.3g}; the p column and "
+            "the † marks are left out.")
+
+
+def stability_text(row: dict | None) -> str:
+    """Kendall's tau between bootstrap and full rankings."""
+    if not row or not math.isfinite(row.get("tau_median", math.nan)):
+        return ""
+    unit = str(row.get("unit") or "case")
+    return (f"Ranking stability (bootstrap of {UNIT_NAMES.get(unit, (unit, unit + 's'))[1]}): Kendall's τ "
+            f"between bootstrap and full ranking, median {row['tau_median']:.2f}, 5 % quantile "
+            f"{row['tau_q05']:.2f}.")
+
+
+def build_sections(lb: Leaderboard, metrics: list[str], alpha: float = 0.05) -> list[Section]:
     """One :class:`Section` per (train dataset, test set, fraction), rows in the order of the first metric."""
     out = []
     for train, test, frac in lb.sections():
@@ -156,14 +227,34 @@ def build_sections(lb: Leaderboard, metrics: list[str]) -> list[Section]:
                                     pretrain_label=stats.pretrain_label(r["pretrain"]), n=int(r["n"]),
                                     seeds="")
                 rows[key].cells[m] = _cell(r)
+        _failures(rows, order_fam)
+        fam_rows = {m: lb.friedman_row(train, test, frac, m) for m in board + others}
+        first = fam_rows[board[0]] if board else None
         out.append(Section(
             train_dataset=train, test_set=test, fraction=frac, metrics=board, other_metrics=others,
             rows=list(rows.values()),
             friedman={m: friedman_text(lb.friedman_row(train, test, frac, m)) for m in board + others},
             pairwise={m: lb.pairs(train, test, frac, m) for m in board + others},
             anchor=f"s{len(out) + 1}",
+            unit=str(lb.settings.get("unit", "case")),
+            n_units=int(first["n_units"]) if first else 0, n_scans=int(first["n_scans"]) if first else 0,
+            reachable={m: bool((fam_rows[m] or {}).get("reachable", True)) for m in board + others},
+            notes={m: [t for t in (reach_text(fam_rows[m], alpha),) if t] for m in board + others},
+            stability={m: stability_text(fam_rows[m]) for m in board},
         ))
     return out
+
+
+def _failures(rows: dict[tuple, Row], family: pd.DataFrame) -> None:
+    for _, r in family.iterrows():
+        row = rows.get((r["model"], r["pretrain"]))
+        rate = r.get("failure_rate", math.nan)
+        if row is None or rate is None or not math.isfinite(rate):
+            continue
+        row.failure_rate = float(rate)
+        row.failures = f"{rate * 100:.0f} %"
+        both = r.get("both_empty_rate", math.nan)
+        row.both_empty = f"{both * 100:.0f} %" if both and math.isfinite(both) else ""
 
 
 @dataclass
@@ -214,19 +305,48 @@ def metric_header(metric: str) -> str:
     return stats.metric_label(metric) + arrow
 
 
+def unit_sentence(report: Any) -> str:
+    """The board's opening sentence on its unit of analysis."""
+    unit = str(report.leaderboard.settings.get("unit", "case"))
+    if unit == "patient":
+        return ("Unit of analysis: **patient** (each scan's metric averaged over seeds, then the scans of "
+                "each patient averaged; tests and intervals over patients).")
+    return ("Unit of analysis: **scan** (each scan's metric averaged over seeds; tests and intervals over "
+            "scans, which is optimistic when patients have several scans).")
+
+
 def settings_lines(settings: dict[str, Any]) -> list[str]:
     """Plain-language description of how the numbers were made."""
+    unit = str(settings.get("unit", "case"))
+    units = UNIT_NAMES.get(unit, (unit, unit + "s"))[1]
     return [
         "Entry = model × pre-training (scratch, SSL-SLO, SSL-FAF) within a train dataset, test set and "
-        "label fraction. Each case's metric is averaged over seeds first; cases are paired by case id.",
-        f"Mean ± standard deviation, median and {settings['confidence'] * 100:g} % bootstrap confidence "
-        f"interval of the mean ({settings['bootstrap_method']}, {settings['bootstrap_resamples']} resamples, "
-        f"seed {settings['bootstrap_seed']}) over test cases; NaN values (e.g. HD95 of an empty mask) are "
-        "left out and counted.",
-        f"p (Holm): {settings['test']}, of each entry against the best entry (best mean), Holm-adjusted "
-        f"within each family (test set × fraction × metric). {WORSE_MARKER} marks entries significantly "
-        f"worse than the best (adjusted p < {settings['alpha']:g}).",
-        "Mean rank: rank of each entry within each case (1 = best), averaged over cases where every entry "
-        "has a value; a Friedman test across entries on the same cases.",
-        f"SciPy {settings['scipy']}, pingouin {settings['pingouin']}.",
+        "label fraction.",
+        f"Unit of analysis: the {unit}. Each case's metric is first averaged over seeds; "
+        + ("then the scans of each patient are averaged, and entries are paired by patient: scans of one "
+           "patient (both eyes, several visits) are not independent, so tests and intervals over scans "
+           "would be too optimistic. " if unit == "patient" else "entries are paired by case id. ")
+        + "n in each heading: patients and scans.",
+        "Seeds: the mean ± sd, median and interval are over the seed-averaged scans; the seed column gives "
+        "the seed-to-seed spread (sd of the per-seed means over scans, and their min and max); the tests "
+        "use the seed-averaged values.",
+        f"{settings['confidence'] * 100:g} % interval of the mean: {settings['bootstrap_method']}, "
+        f"{settings['bootstrap_resamples']} resamples, seed {settings['bootstrap_seed']}.",
+        f"Test: {settings['test']}.",
+        f"Multiple comparisons: {settings['correction']}. {WORSE_MARKER} marks entries significantly worse "
+        f"than the best (adjusted p < {settings['alpha']:g}); no entry is best, and none is marked, when the "
+        "top means tie. Where no test can reach the threshold at the family's n, the board says so.",
+        f"Effect sizes: {settings['effect_size']}. 'Δ vs best' is the Hodges-Lehmann shift of the entry "
+        "against the best entry, in the metric's unit.",
+        "Failures: a case whose prediction is empty while the reference is not (or the reverse) gets the "
+        "worst value of every metric (Dice, precision, recall 0; HD95 the image diagonal in mm); the "
+        "failure column is the share of such (scan, seed) results among the entry's. HD95 is NaN only "
+        "where both masks are empty; NaNs are left out of the means and counted.",
+        "HD95: MedPy's definition with its default connectivity 1 (border = mask minus its erosion by "
+        "the 4-neighbourhood cross), Euclidean distances in mm, 95th percentile of both directions pooled.",
+        f"Mean rank: rank of each entry within each {unit} (1 = best), averaged over the {units} where every "
+        "entry has a value; Friedman test (tie-corrected, χ² approximation) on the same "
+        f"{units}. Ranking stability: {settings['rank_resamples']} bootstrap resamples of the {units}, "
+        "entries re-ranked by mean, Kendall's τ against the full ranking.",
+        f"Computed with NumPy and SciPy {settings['scipy']} only (no GPL code).",
     ]

@@ -15,8 +15,9 @@ import jinja2
 
 from bench3d2d import __version__
 from bench3d2d.evaluation import statistics as stats
+from bench3d2d.evaluation.claims import claim_summary
 from bench3d2d.report.collect import STATUSES
-from bench3d2d.report.view import WORSE_MARKER, fmt_p, metric_header, settings_lines
+from bench3d2d.report.view import WORSE_MARKER, fmt_p, metric_header, settings_lines, unit_sentence
 from bench3d2d.report.writers._io import write_atomic
 
 if TYPE_CHECKING:
@@ -85,7 +86,32 @@ def render_html(report: Report, out: Path) -> str:
         alpha=report.options.alpha,
         command=report.options.command,
         version=__version__,
+        unit="scan" if report.leaderboard.settings.get("unit") == "case" else "patient",
+        claims=report.claims,
+        claim_counts=claim_summary(report.claims) if not report.claims.empty else [],
+        unit_text=unit_sentence(report).replace("**", ""),
+        cost=_cost_rows(report),
+        cost_figures=report.cost_figures,
     )
+
+
+def _cost_rows(report: Report) -> dict[str, list[dict]]:
+    """Cost table rows per train dataset, with their texts."""
+    out: dict[str, list[dict]] = {}
+    if report.cost is None or report.cost.empty:
+        return out
+    for r in report.cost.to_dict(orient="records"):
+        def text(v: float, fmt: str) -> str:
+            return fmt.format(v) if v is not None and math.isfinite(v) else "–"
+
+        out.setdefault(r["train_dataset"], []).append({
+            **r, "pretrain_label": stats.pretrain_label(r["pretrain"]),
+            "parameters_text": text(r["parameters"], "{:,.0f}"), "fit_text": text(r["fit_s"], "{:.0f}"),
+            "total_text": text(r["total_s"], "{:.0f}"),
+            "peak_text": text(r["peak_memory_mb"], "{:.0f}") if math.isfinite(r["peak_memory_mb"])
+            else "not recorded",
+        })
+    return out
 
 
 def write_html(report: Report, out: Path) -> list[Path]:

@@ -33,7 +33,7 @@ def _metric_head(metric: str) -> str:
     return latex_escape(stats.metric_label(metric)) + arrow
 
 
-def _table(train: str, test: str, sections: list[Section], alpha: float) -> list[str]:
+def _table(train: str, test: str, sections: list[Section], alpha: float, unit: str = "patient") -> list[str]:
     metrics = list(dict.fromkeys(m for s in sections for m in s.metrics))
     cols = "lll" + "c" * len(metrics)
     label = re.sub(r"[^A-Za-z0-9]+", "-", f"{train}-{test}").strip("-").lower()
@@ -42,9 +42,9 @@ def _table(train: str, test: str, sections: list[Section], alpha: float) -> list
         r"\begin{table}[t]",
         r"\centering",
         rf"\caption{{Trained on {latex_escape(train)}, tested on {latex_escape(test)}: {latex_escape(names)} "
-        r"(mean $\pm$ standard deviation over test cases; seeds averaged per case). Best mean per fraction "
-        r"in bold; $^\dagger$ significantly worse than the best (paired Wilcoxon signed-rank, Holm-adjusted "
-        rf"$p < {alpha:g}$).}}",
+        r"(mean $\pm$ standard deviation over test scans; seeds averaged per scan). Best mean per fraction "
+        r"in bold (none when the top means tie); $^\dagger$ significantly worse than the best (paired "
+        rf"Wilcoxon signed-rank over {unit}s, all pairs Holm-adjusted, $p < {alpha:g}$).}}",
         rf"\label{{tab:{label}}}",
         rf"\begin{{tabular}}{{{cols}}}",
         r"\toprule",
@@ -80,7 +80,8 @@ def render_latex(report: Report) -> str:
     for s in report.sections:
         groups.setdefault((s.train_dataset, s.test_set), []).append(s)
     for (train, test), sections in groups.items():
-        lines += _table(train, test, sorted(sections, key=lambda s: s.fraction), report.options.alpha)
+        lines += _table(train, test, sorted(sections, key=lambda s: s.fraction), report.options.alpha,
+                        "patient" if report.leaderboard.settings.get("unit") == "patient" else "scan")
     if not groups:
         lines.append("% No per-case results to tabulate.")
     return "\n".join(lines) + "\n"

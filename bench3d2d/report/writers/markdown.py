@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from bench3d2d.evaluation import statistics as stats
+from bench3d2d.evaluation.claims import claim_summary
 from bench3d2d.report.collect import STATUSES
 from bench3d2d.report.view import (
     WORSE_MARKER,
@@ -21,6 +22,7 @@ from bench3d2d.report.view import (
     fmt_value,
     metric_header,
     settings_lines,
+    unit_sentence,
 )
 from bench3d2d.report.writers._io import write_atomic
 
@@ -50,24 +52,76 @@ def _table(header: list[str], rows: list[list[str]], align: list[str] | None = N
 
 
 def _board(section: Section) -> list[str]:
-    header = ["#", "Model", "Pre-training", "n"]
-    align = ["r", "l", "l", "r"]
+    header = ["#", "Model", "Pre-training", "scans", "seeds", "failures"]
+    align = ["r", "l", "l", "r", "r", "r"]
     for m in section.metrics:
-        header += [f"{metric_header(m)} mean ± sd", "median", "95 % CI", "mean rank", "p (Holm)"]
-        align += ["r", "r", "c", "r", "r"]
+        header += [f"{metric_header(m)} mean ± sd", "seed sd [min, max]", "median", "95 % CI", "mean rank"]
+        align += ["r", "r", "r", "c", "r"]
+        if section.reachable.get(m, True):
+            header += ["p (Holm)", "Δ vs best (HL)"]
+            align += ["r", "r"]
     rows = []
     for i, r in enumerate(section.rows, start=1):
-        cells = [str(i), md_escape(r.model), md_escape(r.pretrain_label), str(r.n)]
+        cells = [str(i), md_escape(r.model), md_escape(r.pretrain_label), str(r.n), r.seeds, r.failures]
         for m in section.metrics:
+            reach = section.reachable.get(m, True)
             c = r.cells.get(m)
             if c is None:
-                cells += ["–"] * 5
+                cells += ["–"] * (7 if reach else 5)
                 continue
             mean = _marked(c.mean_std, c)
             nan = f" ({c.n_nan} NaN)" if c.n_nan else ""
-            cells += [mean + nan, c.median, c.ci, c.rank, c.p_holm]
+            cells += [mean + nan, c.seeds, c.median, c.ci, c.rank]
+            if reach:
+                cells += [c.p_holm, c.effect]
         rows.append(cells)
     return _table(header, rows, align)
+
+
+def _claims(report: Report) -> list[str]:
+    claims = report.claims
+    if claims is None or claims.empty:
+        return []
+    unit = "scan" if report.leaderboard.settings.get("unit") == "case" else "patient"
+    lines = ["## Claims check", "",
+             "The paper's claims (Morano et al., MICCAI 2023), tested on this board's data: each on its own "
+             f"at α = {report.options.alpha:g}, over {unit}s, best baseline chosen on this board. Verdicts: "
+             "holds / does not hold (the difference goes the other way) / not significant at this n / "
+             "not testable here. [How claims are checked](#how-these-numbers-were-made).", ""]
+    lines += [f"- {md_escape(text)}: {counts}." for text, counts in claim_summary(claims)] + [""]
+    rows = []
+    for _, c in claims.iterrows():
+        fraction = "" if pd.isna(c["fraction"]) else f" · {c['fraction']:g} %"
+        where = f"{md_escape(c['train_dataset'])} → {md_escape(c['test_set'])}{fraction}"
+        rows.append([md_escape(c["text"]), where, md_escape(c["numbers"]), md_escape(c["test"]),
+                     f"**{c['verdict']}**"])
+    return [*lines, *_table(["Claim", "Where", "Numbers", "Test", "Verdict"], rows), ""]
+
+
+def _cost(report: Report, train: str) -> list[str]:
+    cost = report.cost
+    if cost is None or cost.empty:
+        return []
+    c = cost[cost["train_dataset"] == train]
+    if c.empty:
+        return []
+    fractions = sorted(c["fraction"].dropna().unique())
+    header = ["Model", "Pre-training", "parameters",
+              *(f"fine-tuning s/run, {fmt_fraction(f)}" for f in fractions), "peak memory (MB)"]
+    rows = []
+    for (model, pre), g in c.groupby(["model", "pretrain"], sort=True):
+        times = {f: t for f, t in zip(g["fraction"], g["fit_s"])}
+        params = g["parameters"].dropna()
+        peak = g["peak_memory_mb"].dropna()
+        rows.append([md_escape(model), md_escape(stats.pretrain_label(pre)),
+                     f"{int(params.iloc[0]):,}" if len(params) else "–",
+                     *(f"{times[f]:.0f}" if f in times and times[f] == times[f] else "–" for f in fractions),
+                     f"{peak.max():.0f}" if len(peak) else "not recorded"])
+    lines = ["**Cost** (mean over the runs of each entry; from each run's result.json):", "",
+             *_table(header, rows, ["l", "l", "r", *(["r"] * len(fractions)), "r"]), ""]
+    if train in report.cost_figures:
+        lines += [f"![Accuracy against cost]({report.cost_figures[train]})", ""]
+    return lines
 
 
 def _marked(text: str, cell: Cell) -> str:
@@ -106,11 +160,21 @@ def _pairs(metric: str, pairs: pd.DataFrame) -> list[str]:
     if pairs.empty:
         return []
     rows = [[md_escape(p["entry_a"]), md_escape(p["entry_b"]), str(int(p["n"])), f"{p['mean_diff']:.4g}",
+             _hl(p), f"{p['cles']:.2f}" if p["cles"] == p["cles"] else "–",
              fmt_p(p["p"]), fmt_p(p["p_holm"]) + (" \\*" if p["significant"] else "")]
             for _, p in pairs.iterrows()]
-    return [f"All pairs, {stats.metric_label(metric)} (\\* adjusted p < α):", "",
-            *_table(["A", "B", "n", "mean(A − B)", "p", "p (Holm)"], rows, ["l", "l", "r", "r", "r", "r"]),
+    title = f"All pairs, {stats.metric_label(metric)} (\\* adjusted p < α; the same family as the † marks):"
+    return [title, "",
+            *_table(["A", "B", "n", "mean(A − B)", "HL(A − B) [CI]", "CLES", "p", "p (Holm)"], rows,
+                    ["l", "l", "r", "r", "r", "r", "r", "r"]),
             ""]
+
+
+def _hl(p: pd.Series) -> str:
+    if pd.isna(p["hl"]):
+        return "–"
+    ci = f" [{p['hl_low']:+.3g}, {p['hl_high']:+.3g}]" if p["hl_low"] == p["hl_low"] else ""
+    return f"{p['hl']:+.3g}{ci}"
 
 
 def _number(value: object) -> str:
@@ -159,9 +223,11 @@ def render_markdown(report: Report) -> str:
     if report.warnings:
         lines += [f"> **{len(report.warnings)} warning(s)** while reading the results: see "
                   "[Warnings](#warnings).", ""]
-    lines += [f"{WORSE_MARKER}: significantly worse than the best entry (Wilcoxon signed-rank, Holm-adjusted "
-              f"p < {opts.alpha:g}). Best mean in bold. ↑ higher is better, ↓ lower is better. "
+    lines += [f"{unit_sentence(report)} {WORSE_MARKER}: significantly worse than the best entry (paired "
+              f"Wilcoxon signed-rank, all pairs Holm-adjusted, p < {opts.alpha:g}). Best mean in bold (none "
+              "when the top means tie). ↑ higher is better, ↓ lower is better. "
               "[How these numbers were made](#how-these-numbers-were-made).", ""]
+    lines += _claims(report)
     overviews = build_overviews(report.sections)
     if overviews:
         lines += ["## Overview", "",
@@ -174,22 +240,29 @@ def render_markdown(report: Report) -> str:
         lines += [f"## Trained on {md_escape(train)}", ""]
         if train in report.curves:
             lines += [f"![Metrics against label fraction]({report.curves[train]})", ""]
+        lines += _cost(report, train)
         for s in (s for s in report.sections if s.train_dataset == train):
-            lines += [f"### {md_escape(s.test_set)} · {s.fraction:g} % of the labels", ""]
+            lines += [f"### {md_escape(s.test_set)} · {s.fraction:g} % of the labels", "",
+                      f"{s.n_text}.", ""]
             lines += [*_board(s), ""]
             if s.missing:
                 lines += ["**Not in this table** (see [Runs](#runs)): "
                           + "; ".join(md_escape(m) for m in s.missing) + ".", ""]
             for m in s.metrics:
                 lines.append(f"Friedman ({stats.metric_label(m)}): {s.friedman[m]}.  ")
+                lines += [f"{note}  " for note in s.notes.get(m, [])]
+                if s.stability.get(m):
+                    lines.append(f"{s.stability[m]}  ")
             lines.append("")
+            if "ranks" in s.figures:
+                lines += [f"![Ranking stability]({s.figures['ranks']})", ""]
             lines += _others(s)
             details = []
             for m in s.metrics:
                 if f"cd:{m}" in s.figures:
                     alt = f"Critical-difference diagram, {stats.metric_label(m)}"
                     details += [f"![{alt}]({s.figures[f'cd:{m}']})", ""]
-            for m in s.metrics + s.other_metrics:
+            for m in s.metrics:  # the other metrics' pairs are in pairwise.csv
                 details += _pairs(m, s.pairwise[m])
             if details:
                 summary = "<details><summary>Critical-difference diagrams and all pairwise tests</summary>"
@@ -205,8 +278,12 @@ def render_markdown(report: Report) -> str:
     lines += [f"- {md_escape(w)}" for w in report.warnings] or ["None."]
     lines += ["", "## How these numbers were made", ""]
     lines += [f"- {t}" for t in settings_lines(report.leaderboard.settings)]
-    lines += ["- Files: `cases.csv` (every case, model, pre-training, seed and metric), `summary.csv`, "
-              "`pairwise.csv`, `friedman.csv`, `runs.csv`, `report.json`, `leaderboard.tex`, `index.html`.",
+    lines += ["- Claims check: the claims are data (`bench3d2d.evaluation.claims.PAPER_CLAIMS`); each is "
+              "tested on its own (not corrected across claims): paired Wilcoxon over units for 'beats' and "
+              "'helps' claims, Mann-Whitney U between per-unit gains for 'smaller gain' claims.",
+              "- Files: `cases.csv` (every case, its patient, model, pre-training, seed and metric), "
+              "`summary.csv`, `pairwise.csv`, `friedman.csv`, `ranks.csv`, `claims.csv`, `cost.csv`, "
+              "`runs.csv`, `report.json`, `leaderboard.tex`, `index.html`.",
               ""]
     return "\n".join(lines)
 

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     from bench3d2d.report.model import Report
 
 _CASE_ORDER = ["train_dataset", "test_set", "fraction", "model", "pretrain", "case_id", "seed", "metric"]
+#: Key columns of the board's ``cases.csv`` (one row per case, entry and seed; one column per metric).
+WIDE_KEYS = ["train_dataset", "test_set", "fraction", "model", "pretrain", "seed", "case_id", "patient_id",
+             "run_id"]
 
 
 def sorted_cases(report: Report) -> pd.DataFrame:
@@ -24,28 +27,44 @@ def sorted_cases(report: Report) -> pd.DataFrame:
     return cases.sort_values([*_CASE_ORDER, "run_id"], kind="stable").reset_index(drop=True)
 
 
-def _csv(df: pd.DataFrame) -> str:
+def wide_cases(report: Report) -> pd.DataFrame:
+    """The board's per-case table: one row per (case, entry, seed, run), one column per metric, in a
+    stable order. The same numbers as the long table in a quarter of the bytes; ``bench3d2d report``
+    reads it back (``collect`` accepts the long and this wide form)."""
+    long = sorted_cases(report)
+    if long.empty:
+        return pd.DataFrame(columns=WIDE_KEYS)
+    long = long.assign(patient_id=long["patient_id"].fillna(""), run_id=long["run_id"].fillna(""))
+    # groupby, not pivot_table(dropna=False), which would build the product of every key's values
+    wide = long.groupby([*WIDE_KEYS, "metric"], sort=True)["value"].mean().unstack("metric")
+    wide.columns = [str(c) for c in wide.columns]
+    return wide.reset_index()
+
+
+def _csv(df: pd.DataFrame, float_format: str | None = None) -> str:
     buf = io.StringIO()
-    df.to_csv(buf, index=False, lineterminator="\n")
+    df.to_csv(buf, index=False, lineterminator="\n", float_format=float_format)
     return buf.getvalue()
 
 
 def write_csv(report: Report, out: Path) -> list[Path]:
-    """``cases.csv`` (and ``cases.parquet`` when pyarrow is installed), ``case_means.csv``,
-    ``summary.csv``, ``pairwise.csv``, ``friedman.csv`` and ``runs.csv``."""
+    """``cases.csv`` (the per-case data, once: every case, its patient, seed and run, one column per
+    metric; :func:`wide_cases`), ``summary.csv``,
+    ``pairwise.csv``, ``friedman.csv`` (one row per family: Friedman, n, reachability, ranking
+    stability), ``ranks.csv`` (bootstrap rank distribution), ``claims.csv``, ``cost.csv`` and ``runs.csv``.
+
+    A ``cases.parquet`` or ``case_means.csv`` left by an older version in ``out`` is removed: the
+    per-case data lives in one file, in one format.
+    """
     lb = report.leaderboard
-    files = [write_atomic(out / "cases.csv", _csv(sorted_cases(report)))]
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        buf = io.BytesIO()
-        sorted_cases(report).to_parquet(buf, index=False)
-        files.append(write_atomic(out / "cases.parquet", buf.getvalue()))
-    for name, df in (("case_means", lb.case_means), ("summary", lb.summary), ("pairwise", lb.pairwise),
-                     ("friedman", lb.friedman), ("runs", report.collection.runs_table())):
-        files.append(write_atomic(out / f"{name}.csv", _csv(df)))
+    for old in ("cases.parquet", "case_means.csv"):
+        (out / old).unlink(missing_ok=True)
+    files = [write_atomic(out / "cases.csv", _csv(wide_cases(report)))]
+    for name, df in (("summary", lb.summary), ("pairwise", lb.pairwise), ("friedman", lb.friedman),
+                     ("ranks", lb.ranks), ("claims", report.claims), ("cost", report.cost),
+                     ("runs", report.collection.runs_table())):
+        # derived tables: 8 significant digits are more than any number on the board shows
+        files.append(write_atomic(out / f"{name}.csv", _csv(df, "%.8g")))
     return files
 
 
@@ -67,20 +86,24 @@ def _records(df: pd.DataFrame) -> list[dict]:
 
 
 def write_json(report: Report, out: Path) -> list[Path]:
-    """``report.json``: settings, warnings, runs and every table (NaN written as null)."""
+    """``report.json``: settings, warnings, runs, the claims check, cost, the family table (Friedman,
+    n, reachability, ranking stability) and the figures (NaN written as null). The large tables
+    (per case, summary, pairs, rank distributions) are in their CSV files, named under ``tables``."""
     lb = report.leaderboard
     doc = {
         "title": report.title,
         "source": report.source,
         "settings": _plain(lb.settings),
         "warnings": report.warnings,
+        "tables": {name: f"{name}.csv" for name in ("cases", "summary", "pairwise", "friedman", "ranks",
+                                                      "claims", "cost", "runs")},
         "runs": _records(report.collection.runs_table()),
-        "summary": _records(lb.summary),
-        "pairwise": _records(lb.pairwise),
-        "friedman": _records(lb.friedman),
+        "claims": _records(report.claims),
+        "cost": _records(report.cost),
         "figures": {"fractions": report.curves,
                     "sections": [{"train_dataset": s.train_dataset, "test_set": s.test_set,
-                                  "fraction": s.fraction, **s.figures} for s in report.sections]},
+                                  "fraction": s.fraction, **s.figures} for s in report.sections],
+                    "cost": report.cost_figures},
     }
-    text = json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False)
+    text = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return [write_atomic(out / "report.json", text + "\n")]
