@@ -71,7 +71,7 @@ def long_table(wide: pd.DataFrame, *, train_dataset: str, test_set: str, fractio
     long["model"] = model
     long["pretrain"] = pretrain
     long["seed"] = int(seed)
-    return long[CASE_COLUMNS]
+    return long[list(CASE_COLUMNS)]
 
 
 def _fraction_number(fraction: float | int | str) -> float:

@@ -217,12 +217,13 @@ def _load_entry_point(ep: metadata.EntryPoint) -> None:
 
 
 def load_plugins(force: bool = False) -> None:
-    """Import every module advertised in the ``bench3d2d.models`` entry-point group (once)."""
+    """Import every module advertised in the ``bench3d2d.models`` entry-point group (once), and the
+    plugins named in ``BENCH3D2D_PLUGINS`` (each once, however often the variable changes)."""
     global _ENTRY_POINTS_LOADED
+    _ensure_builtins()
     if _ENTRY_POINTS_LOADED and not force:
         return
     _ENTRY_POINTS_LOADED = True
-    _ensure_builtins()
     for ep in _entry_points():
         _load_entry_point(ep)
 
