@@ -22,16 +22,6 @@ from bench3d2d.harness.sweep import ResultsStore, RunState, expand_plan, run_swe
 TESTS = Path(__file__).resolve().parent
 
 
-@pytest.fixture
-def fake_env(tmp_path, monkeypatch):
-    counters = tmp_path / "counters"
-    counters.mkdir()
-    monkeypatch.setenv("BENCH3D2D_BACKEND", "_sweep_fake")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("FAKE_COUNTER_DIR", str(counters))
-    return counters
-
-
 def _plan(fractions="5,100", pretrain="none"):
     return expand_plan(models="fpbnet", fractions=fractions, datasets="ga", pretrain=pretrain)
 

@@ -25,6 +25,7 @@ from bench3d2d.harness._spec import profile_fingerprint
 from bench3d2d.harness.sweep import (
     BENCHMARKS,
     CASE_COLUMNS,
+    PlanOptions,
     ResultsStore,
     RunSpec,
     RunState,
@@ -44,15 +45,6 @@ SPEC = RunSpec(
     seed=1,
     profile="quick",
 )
-
-
-@pytest.fixture
-def fake_env(tmp_path, monkeypatch):
-    counters = tmp_path / "counters"
-    counters.mkdir()
-    monkeypatch.setenv("BENCH3D2D_BACKEND", "_sweep_fake")
-    monkeypatch.setenv("FAKE_COUNTER_DIR", str(counters))
-    return counters
 
 
 def counts(counters: Path) -> dict[str, int]:
@@ -150,7 +142,7 @@ def test_plan_with_a_registered_dataset():
         fractions="20",
         datasets="synthetic-rpd",
         pretrain="slo",
-        pretrain_source="synthetic-ga-m",
+        options=PlanOptions(pretrain_source="synthetic-ga-m"),
     )
     assert len(plan.runs) == 1 and plan.runs[0].pretrain_source == "synthetic-ga-m"
 

@@ -22,6 +22,7 @@ import pytest
 from bench3d2d.cli import main
 from bench3d2d.harness.tune import (
     OVER_BUDGET_ATTR,
+    TuneSettings,
     TuningError,
     best_params,
     database_url,
@@ -34,16 +35,6 @@ from bench3d2d.harness.tune import (
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-@pytest.fixture
-def fake_env(tmp_path, monkeypatch):
-    counters = tmp_path / "counters"
-    counters.mkdir()
-    monkeypatch.setenv("BENCH3D2D_BACKEND", "_sweep_fake")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("FAKE_COUNTER_DIR", str(counters))
-    return counters
 
 
 def test_study_name_and_storages(tmp_path):
@@ -75,7 +66,7 @@ def test_suggest_every_kind():
 
 def test_tune_reports_validation_prunes_and_feeds_run_params_tuned(tmp_path, fake_env, capsys):
     out = tmp_path / "results"
-    study = tune("fpbnet", "ga", 100, trials=14, results=out, backend=_sweep_fake, seed=3)
+    study = tune(TuneSettings("fpbnet", "ga", 100, trials=14, seed=3), results=out, backend=_sweep_fake)
     trials = study.get_trials()
     assert len(trials) == 14 and sorted(t.number for t in trials) == list(range(14))
     states = {t.state for t in trials}
@@ -87,8 +78,9 @@ def test_tune_reports_validation_prunes_and_feeds_run_params_tuned(tmp_path, fak
     assert set(study.best_params) == {"lr", "weight_decay", "batch_size"}
     assert not any((out / "tuning").rglob("checkpoints"))  # removed after each trial by default
     # The budget is the study's total: asking again for 14 does nothing, for 16 runs two more.
-    assert len(tune("fpbnet", "ga", 100, trials=14, results=out, backend=_sweep_fake).trials) == 14
-    assert len(tune("fpbnet", "ga", 100, trials=16, results=out, backend=_sweep_fake).trials) == 16
+    for budget, fraction in ((14, 100), (16, "100%")):
+        settings = TuneSettings("fpbnet", "ga", fraction, trials=budget)
+        assert len(tune(settings, results=out, backend=_sweep_fake).trials) == budget
 
     best = best_params(
         "fpbnet", "synthetic-ga-s-1", 20, "quick", results=out
@@ -201,6 +193,14 @@ def test_two_processes_share_one_study(tmp_path, fake_env, kind):
 def test_two_processes_share_one_study_on_postgresql(tmp_path, fake_env, postgres_url):
     trials, pids = _two_workers(tmp_path, postgres_url, 8)
     _check_shared_budget(trials, pids, 8)
+
+
+def test_tune_settings_are_checked_and_normalised():
+    assert TuneSettings("fpbnet", fraction="12.5%").fraction == 12.5
+    with pytest.raises(ValueError, match="at least 1"):
+        TuneSettings("fpbnet", trials=0)
+    with pytest.raises(ValueError, match="percentage"):
+        TuneSettings("fpbnet", fraction=0)
 
 
 def test_best_params_errors(tmp_path, fake_env):

@@ -16,9 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("name", help="registered dataset name, manifest (.csv/.json), .vol file or folder")
         sp.add_argument(
-            "--size", default="quick", help="size preset of synthetic data: quick (default) or paper"
+            "--size", default="quick", help="size preset of synthetic data: quick or paper"
         )
-        sp.add_argument("--seed", type=int, default=0, help="cohort seed of synthetic data (default 0)")
+        sp.add_argument("--seed", type=int, default=0, help="cohort seed of synthetic data")
 
     sp = actions.add_parser("list", help="registered datasets")
     sp.add_argument("--json", action="store_true", help="print JSON")
@@ -33,20 +33,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common(sp)
     sp.add_argument("--out", required=True, help="output PNG file")
     sp.add_argument("--scan", default=None, help="scan id (default: an annotated scan with a large lesion)")
-    sp.add_argument("--dpi", type=int, default=110, help="figure resolution (default 110)")
+    sp.add_argument("--dpi", type=int, default=110, help="figure resolution in dots per inch")
     sp.set_defaults(func=run_preview)
 
     sp = actions.add_parser("prepare", help="preprocess into the memory-mapped cache (protocol §2)")
     common(sp)
-    sp.add_argument("--depth", type=int, default=64, help="depth after resizing (paper: 128; default 64)")
-    sp.add_argument("--cache-dir", default=".bench3d2d-cache", help="cache folder (default .bench3d2d-cache)")
+    sp.add_argument("--depth", type=int, default=64, help="depth after resizing (the paper: 128)")
+    sp.add_argument("--cache-dir", default=".bench3d2d-cache", help="cache folder")
     sp.add_argument("--no-flatten", action="store_true", help="do not flatten at Bruch's membrane")
     sp.set_defaults(func=run_prepare)
 
     sp = actions.add_parser("split", help="patient-wise 60/10/30 split, saved as JSON")
     common(sp)
     sp.add_argument("--out", required=True, help="output JSON file")
-    sp.add_argument("--split-seed", type=int, default=0, help="split seed (default 0)")
+    sp.add_argument("--split-seed", type=int, default=0, help="split seed")
     sp.set_defaults(func=run_split)
 
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])

@@ -6,6 +6,7 @@ import argparse
 import shlex
 import sys
 
+from bench3d2d.commands._options import add_list_option
 from bench3d2d.evaluation.statistics import HEADLINE_METRICS
 
 
@@ -19,19 +20,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("results", help="results folder (with runs/), or a per-case .csv/.parquet table")
     p.add_argument("--out", required=True, help="output folder (created; existing report files are replaced)")
     p.add_argument("--title", default=None, help="report title (default: the results folder's name)")
-    p.add_argument("--metrics", nargs="+", default=list(HEADLINE_METRICS),
-                   help=f"metrics of the main tables and figures (default: {' '.join(HEADLINE_METRICS)})")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm (default 0.05)")
-    p.add_argument("--bootstrap", type=int, default=9999,
-                   help="bootstrap resamples for the CIs (default 9999)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    add_list_option(p, "--metrics", default=HEADLINE_METRICS, metavar="METRIC,...",
+                    help="metrics of the main tables and figures, comma-separated")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm")
+    p.add_argument("--bootstrap", type=int, default=9999, help="bootstrap resamples for the CIs")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--unit", choices=("patient", "case"), default="patient",
                    help="unit of analysis of tests and intervals: patient (scans of a patient averaged, "
-                        "cluster bootstrap) or case (every scan independent) (default: patient)")
+                        "cluster bootstrap) or case (every scan independent)")
     p.add_argument("--overlay-cases", type=int, default=3,
                    help="example cases per test set and fraction in the overlay figures (0: none)")
-    p.add_argument("--formats", nargs="+", default=None, metavar="FORMAT",
-                   help="subset of: md html csv json latex (default: all)")
+    add_list_option(p, "--formats", default=None, metavar="FORMAT,...",
+                    help="comma-separated subset of md,html,csv,json,latex (default: all)")
     p.add_argument("--no-figures", action="store_true", help="tables only")
     p.add_argument("--allow-damaged", action="store_true",
                    help="report runs whose files differ from their checksums, with a warning "
@@ -47,14 +47,14 @@ def reproduce_command(args: argparse.Namespace) -> str:
     if args.title:
         parts += ["--title", args.title]
     if list(args.metrics) != list(HEADLINE_METRICS):
-        parts += ["--metrics", *args.metrics]
+        parts += ["--metrics", ",".join(args.metrics)]
     for flag, value, default in (("--alpha", args.alpha, 0.05), ("--bootstrap", args.bootstrap, 9999),
                                  ("--seed", args.seed, 0), ("--overlay-cases", args.overlay_cases, 3),
                                  ("--unit", args.unit, "patient")):
         if value != default:
             parts += [flag, str(value)]
     if args.formats:
-        parts += ["--formats", *args.formats]
+        parts += ["--formats", ",".join(args.formats)]
     if args.no_figures:
         parts.append("--no-figures")
     return shlex.join(parts)

@@ -9,6 +9,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench3d2d.commands._options import add_list_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``run``, ``run-one`` and ``status`` sub-commands."""
@@ -18,21 +20,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Plan (models x pre-training x fractions x benchmarks x seeds) and run every run that "
         "is not complete yet. Default: the paper's protocol on the synthetic datasets.",
     )
-    p.add_argument("--models", nargs="+", default=["all"], help="names, wildcards (ipn*) or 'all' (default)")
-    p.add_argument(
-        "--fractions", default="5,10,20,100", help="label fractions in percent (default 5,10,20,100)"
-    )
-    p.add_argument(
-        "--datasets",
-        default="ga,rpd",
-        help="benchmark groups (ga, rpd), registered dataset names or manifest paths (default ga,rpd)",
-    )
-    p.add_argument("--pretrain", default="none,slo,faf", help="pre-training variants (default none,slo,faf)")
-    p.add_argument("--seeds", default="0", help="seeds, e.g. 0,1,2 or 0-4 (default 0)")
-    p.add_argument("--profile", default="quick", help="training profile: quick (default) or paper")
-    p.add_argument("--out", default="results", help="results folder (default results/)")
-    p.add_argument("--executor", default="local", choices=["local", "subprocess", "slurm"])
-    p.add_argument("--jobs", type=int, default=1, help="parallel workers (subprocess, slurm)")
+    add_list_option(p, "--models", default=["all"], metavar="MODEL,...",
+                    help="model names, wildcards ('ipn*') or all, comma-separated")
+    add_list_option(p, "--fractions", default=["5", "10", "20", "100"], metavar="PERCENT,...",
+                    help="label fractions in percent, comma-separated")
+    add_list_option(p, "--datasets", default=["ga", "rpd"], metavar="DATASET,...",
+                    help="benchmark groups (ga, rpd), registered dataset names or manifest paths, "
+                    "comma-separated")
+    add_list_option(p, "--pretrain", default=["none", "slo", "faf"], metavar="VARIANT,...",
+                    help="pre-training variants among none, slo, faf, comma-separated")
+    add_list_option(p, "--seeds", default=["0"], metavar="SEED,...",
+                    help="seeds, comma-separated, or a range such as 0-4")
+    p.add_argument("--profile", default="quick", help="training profile: quick or paper")
+    p.add_argument("--out", default="results", help="results folder")
+    p.add_argument("--executor", default="local", choices=["local", "subprocess", "slurm"],
+                   help="where runs happen: in this process, one subprocess each, or submitit (SLURM)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel workers (subprocess and slurm executors)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, what is done and a time estimate")
     p.add_argument("--list", action="store_true", help="with --dry-run: list every run")
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again (default: skip them)")
@@ -48,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "or a JSON file {model: {param: value}}",
     )
     p.add_argument(
-        "--storage", default=None, help="Optuna storage for --params tuned (default RESULTS/tuning.db)"
+        "--storage", default=None, help="Optuna storage for --params tuned (default: RESULTS/tuning.db)"
     )
     p.add_argument(
         "--pretrain-source", default=None, help="dataset SSL pre-training uses (default: per benchmark)"
@@ -61,25 +64,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--stale-after", type=float, default=600.0, help="seconds after which a silent claim is stale"
     )
     g = p.add_argument_group("slurm executor (submitit)")
-    g.add_argument("--slurm-partition", default=None)
-    g.add_argument("--slurm-time", type=int, default=24 * 60, help="minutes per job (default 1440)")
-    g.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per job (default 1)")
-    g.add_argument("--slurm-cpus", type=int, default=4, help="CPUs per job (default 4)")
-    g.add_argument("--slurm-mem", type=float, default=None, help="GB of memory per job")
-    g.add_argument("--slurm-cluster", default=None, help="submitit backend: slurm (auto), local or debug")
+    g.add_argument("--slurm-partition", default=None, help="SLURM partition (default: the cluster's)")
+    g.add_argument("--slurm-time", type=int, default=24 * 60, help="minutes per job")
+    g.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per job")
+    g.add_argument("--slurm-cpus", type=int, default=4, help="CPUs per job")
+    g.add_argument("--slurm-mem", type=float, default=None,
+                   help="GB of memory per job (default: the cluster's)")
+    g.add_argument("--slurm-cluster", default=None,
+                   help="submitit backend: slurm, local or debug "
+                   "(default: slurm where available, else local)")
     g.add_argument("--detach", action="store_true", help="submit and return (follow with `bench3d2d status`)")
     p.set_defaults(func=run)
 
-    q = subparsers.add_parser("run-one", help="run one stored run or pre-training (used by the executors)")
+    # No help=: run-one is for the executors' workers and stays out of the command list.
+    q = subparsers.add_parser(
+        "run-one", description="Run one stored run or pre-training (used by the executors' workers)."
+    )
     q.add_argument("results", help="results folder")
     q.add_argument("id", help="run id (RESULTS/runs/ID) or, with --pretrain, pre-training key")
     q.add_argument("--pretrain", action="store_true", help="ID is a pre-training key")
     q.add_argument("--json", action="store_true", help="print the outcome as one JSON line")
-    q.add_argument("--stale-after", type=float, default=600.0)
+    q.add_argument(
+        "--stale-after", type=float, default=600.0, help="seconds after which a silent claim is stale"
+    )
     q.set_defaults(func=run_one_command)
 
     s = subparsers.add_parser("status", help="done, failed, running and pending runs of a results folder")
-    s.add_argument("results", nargs="?", default="results", help="results folder (default results/)")
+    s.add_argument("results", nargs="?", default="results", help="results folder")
     s.add_argument("--failed", action="store_true", help="list every failed run with its error")
     s.add_argument("--json", action="store_true", help="print JSON for scripts")
     s.add_argument(
@@ -126,19 +137,12 @@ def _fmt_seconds(seconds: float) -> str:
 
 
 def _plan(args: argparse.Namespace):
-    from bench3d2d.harness.sweep import expand_plan
+    from bench3d2d.harness.sweep import PlanOptions, expand_plan
 
-    return expand_plan(
-        models=args.models,
-        fractions=args.fractions,
-        datasets=args.datasets,
-        pretrain=args.pretrain,
-        seeds=args.seeds,
-        profile=args.profile,
-        hparams_for=_hparams_for(args),
-        pretrain_source=args.pretrain_source,
-        ssl_all_models=args.ssl_all_models,
-    )
+    options = PlanOptions(hparams_for=_hparams_for(args), pretrain_source=args.pretrain_source,
+                          ssl_all_models=args.ssl_all_models)  # fmt: skip
+    return expand_plan(args.models, args.fractions, args.datasets, args.pretrain, args.seeds, args.profile,
+                       options)  # fmt: skip
 
 
 def print_plan(plan: Any, store: Any, jobs: int, retry_failed: bool, listing: bool = False) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import sys
 from pathlib import Path
 from typing import Any
+
+from bench3d2d._console import log_to_terminal
+from bench3d2d.commands._options import add_list_option
 
 DEFAULT_CACHE = ".bench3d2d-cache"
 
@@ -25,10 +27,9 @@ def _hparam(text: str) -> tuple[str, Any]:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="quick", help="training profile: quick (default) or paper")
-    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
-    p.add_argument("--cache-dir", default=DEFAULT_CACHE,
-                   help=f"prepared-data cache (default {DEFAULT_CACHE})")
+    p.add_argument("--profile", default="quick", help="training profile: quick or paper")
+    p.add_argument("--seed", type=int, default=0, help="run seed")
+    p.add_argument("--cache-dir", default=DEFAULT_CACHE, help="prepared-data cache")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
     p.add_argument("--accelerate", default="auto", choices=["auto", "on", "off"],
@@ -48,14 +49,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, help="registered model name (see `bench3d2d models`)")
     p.add_argument("--dataset", required=True, help="registered dataset name or manifest path")
-    p.add_argument("--fraction", default="100", help="label fraction in percent (default 100)")
+    p.add_argument("--fraction", default="100", help="label fraction in percent")
     p.add_argument("--pretrain", default="none", choices=["none", "slo", "faf"],
-                   help="start from SSL weights reconstructing this modality (default none)")
+                   help="start from SSL weights reconstructing this modality")
     p.add_argument("--pretrain-source", default=None,
                    help="dataset for SSL pre-training (default: the dataset's registry metadata)")
     p.add_argument("--pretrain-dir", default=None,
-                   help="where SSL weights are cached (default CACHE/pretrain)")
-    p.add_argument("--test-sets", nargs="*", default=[], help="further datasets to test on, used whole")
+                   help="where SSL weights are cached (default: CACHE/pretrain)")
+    add_list_option(p, "--test-sets", default=[], allow_empty=True, metavar="DATASET,...",
+                    help="further datasets to test on, used whole, comma-separated")
     p.add_argument("--hparam", action="append", type=_hparam, default=[], metavar="KEY=VALUE",
                    help="override a profile setting (lr, weight_decay, optimizer, batch_size, rounds, ...)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, log.txt, cases.csv, split.json)")
@@ -72,23 +74,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--model", required=True, help="registered model name")
     q.add_argument("--source", required=True, help="dataset with SLO/FAF images (e.g. synthetic-ga-m)")
     q.add_argument("--modality", required=True, choices=["slo", "faf"], help="reconstruction target")
-    q.add_argument("--exclude", nargs="*", default=None,
-                   help="datasets whose patients stay out (default: the source's test views)")
-    q.add_argument("--out", default=None, help="pre-training root folder (default CACHE/pretrain)")
+    add_list_option(q, "--exclude", default=None, allow_empty=True, metavar="DATASET,...",
+                    help="datasets whose patients stay out, comma-separated "
+                    "(default: the source's test views)")
+    q.add_argument("--out", default=None, help="pre-training root folder (default: CACHE/pretrain)")
     _common(q)
     q.set_defaults(func=run_pretrain)
-
-
-def _setup_logging(quiet: bool) -> None:
-    if quiet:
-        return
-    logger = logging.getLogger("bench3d2d")
-    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
-               for h in logger.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
 
 
 def _compute(args: argparse.Namespace):
@@ -109,7 +100,7 @@ def run_train(args: argparse.Namespace) -> int:
     from bench3d2d._io import remove_stale_temps, removed_on_failure
     from bench3d2d.engine import NonFiniteLossError, RunPaths, RunSettings, RunTarget, train_and_evaluate
 
-    _setup_logging(args.quiet)
+    log_to_terminal(args.quiet)
     remove_stale_temps(args.out)  # left by a killed earlier attempt
     try:
         with removed_on_failure(Path(args.out)):  # a failed run leaves no empty folder behind
@@ -145,7 +136,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
     """Run ``ssl.pretrain`` and print where the weights are."""
     from bench3d2d.engine import NonFiniteLossError, PretrainTarget, ssl
 
-    _setup_logging(args.quiet)
+    log_to_terminal(args.quiet)
     root = Path(args.out) if args.out else Path(args.cache_dir) / "pretrain"
     what = PretrainTarget(args.model, args.source, args.modality, seed=args.seed, exclude=args.exclude)
     try:

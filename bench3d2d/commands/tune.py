@@ -16,17 +16,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model", required=True, help="registered model name")
     p.add_argument("--dataset", default="ga", help="benchmark group (ga, rpd), dataset name or manifest path")
-    p.add_argument("--fraction", type=float, default=100.0, help="label fraction in percent (default 100)")
+    p.add_argument("--fraction", default="100", help="label fraction in percent")
     p.add_argument("--trials", type=int, required=True, help="total trials of the study, over all workers")
     p.add_argument(
         "--storage",
         default=None,
-        help="sqlite:///FILE (default RESULTS/tuning.db), journal:FILE, or postgresql://USER@HOST/DB",
+        help="sqlite:///FILE, journal:FILE or postgresql://USER@HOST/DB (default: RESULTS/tuning.db)",
     )
-    p.add_argument("--profile", default="quick", help="training profile (default quick)")
+    p.add_argument("--profile", default="quick", help="training profile: quick or paper")
     p.add_argument("--seed", type=int, default=0, help="seed of the runs and of the TPE sampler")
-    p.add_argument("--pretrain", default="none", choices=["none", "slo", "faf"])
-    p.add_argument("--out", default="results", help="results folder (default results/)")
+    p.add_argument("--pretrain", default="none", choices=["none", "slo", "faf"],
+                   help="fine-tune from SSL weights reconstructing this modality")
+    p.add_argument("--out", default="results", help="results folder")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep each trial's checkpoints")
     p.add_argument("--json", action="store_true", help="print the study summary as JSON")
     p.set_defaults(func=run)
@@ -36,20 +37,19 @@ def run(args: argparse.Namespace) -> int:
     """Tune, then print the best trial."""
     import optuna
 
-    from bench3d2d.harness.tune import tune
+    from bench3d2d.harness.tune import TuneSettings, tune
 
-    study = tune(
+    settings = TuneSettings(
         model=args.model,
         dataset=args.dataset,
         fraction=args.fraction,
         trials=args.trials,
-        storage=args.storage,
         profile=args.profile,
         seed=args.seed,
-        results=args.out,
         pretrain=args.pretrain,
         keep_checkpoints=args.keep_checkpoints,
     )
+    study = tune(settings, storage=args.storage, results=args.out)
     trials = study.get_trials(deepcopy=False)
     states = {s.name.lower(): sum(1 for t in trials if t.state == s) for s in optuna.trial.TrialState}
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]

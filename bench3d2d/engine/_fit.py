@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bench3d2d._console import log_to_file, progress_bar
 from bench3d2d.engine import checkpoints as ckpt_io
 from bench3d2d.engine._precision import Precision, autocast, ensemble_probs, to_channels_last
 from bench3d2d.engine._sources import (
@@ -180,31 +181,9 @@ def make_optimizer(model: nn.Module, profile: Profile) -> torch.optim.Optimizer:
 # Logging and progress
 
 
-@contextlib.contextmanager
-def run_log(path: Path | None):
+def run_log(path: Path | None) -> contextlib.AbstractContextManager[None]:
     """Send the ``bench3d2d`` logger to ``path`` (appending) for the duration of the block."""
-    logger = logging.getLogger("bench3d2d")
-    if path is None:
-        yield
-        return
-    path = Path(path).resolve()
-    for h in logger.handlers:
-        if isinstance(h, logging.FileHandler) and Path(h.baseFilename) == path:
-            yield  # already logging there (nested call)
-            return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    old_level = logger.level
-    logger.addHandler(handler)
-    if logger.level == logging.NOTSET or logger.level > logging.INFO:
-        logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old_level)
-        handler.close()
+    return log_to_file(path)
 
 
 class _Progress:
@@ -213,20 +192,7 @@ class _Progress:
     def __init__(self, enabled: bool, total: int, description: str, done: int = 0) -> None:
         self.bar = None
         if enabled and sys.stderr.isatty():
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]}  score {task.fields[score]}"),
-                TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
-            )
+            self.bar = progress_bar("loss {task.fields[loss]}  score {task.fields[score]}")
             self.bar.start()
             self.task = self.bar.add_task(description, total=total, completed=done, loss="-", score="-")
 

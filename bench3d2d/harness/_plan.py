@@ -68,12 +68,16 @@ def split_list(text: str | Sequence[str] | None) -> list[str]:
     return out
 
 
+def _texts(values: str | Iterable[Any] | None) -> str | list[str] | None:
+    return values if isinstance(values, (str, type(None))) else [str(v) for v in values]
+
+
 def parse_fractions(text: str | Sequence[str] | None) -> tuple[float, ...]:
-    """Label fractions in percent, e.g. ``"5,10,20,100"``."""
+    """Label fractions in percent, e.g. ``"5,10,20,100"`` (a trailing ``%`` is allowed)."""
     values = split_list(text)
     if not values:
         return DEFAULT_FRACTIONS
-    return tuple(dict.fromkeys(normalise_fraction(v.rstrip("%")) for v in values))
+    return tuple(dict.fromkeys(normalise_fraction(v) for v in values))
 
 
 def parse_seeds(text: str | Sequence[str] | None) -> tuple[int, ...]:
@@ -125,7 +129,7 @@ def resolve_benchmarks(tokens: str | Sequence[str] | None) -> list[Benchmark]:
     """Benchmark groups by name (``ga``, ``rpd``), or a registered dataset / manifest path.
 
     A dataset or path becomes its own benchmark: fit on its train part, test on its test part,
-    any fraction, no SSL variants (pass ``pretrain_source`` to :func:`expand_plan` for those).
+    any fraction, no SSL variants (give :func:`expand_plan` a ``PlanOptions(pretrain_source=...)`` for those).
     """
     out: list[Benchmark] = []
     for tok in split_list(tokens) or list(DEFAULT_DATASETS):
@@ -163,38 +167,51 @@ class Plan:
 HParamsFor = Callable[[str, Benchmark, float, str], Mapping[str, Any]]
 
 
+@dataclass(frozen=True)
+class PlanOptions:
+    """How a plan is filled in beyond its grid of models x fractions x datasets x pre-training x seeds.
+
+    ``hparams_for(model, benchmark, fraction, profile)`` returns hyper-parameter overrides of a
+    run (None: the registry's and the profile's defaults). ``pretrain_source`` is the dataset SSL
+    pre-training reconstructs from for every benchmark (None: each benchmark's own).
+    ``ssl_all_models`` plans SSL variants for every model, not only those tagged ``ssl``.
+    """
+
+    hparams_for: HParamsFor | None = None
+    pretrain_source: str | None = None
+    ssl_all_models: bool = False
+
+
 def expand_plan(
     models: str | Sequence[str] | None = None,
-    fractions: str | Iterable[float] | None = None,
+    fractions: str | Iterable[float | str] | None = None,
     datasets: str | Sequence[str] | None = None,
     pretrain: str | Sequence[str] | None = None,
-    seeds: str | Iterable[int] | None = None,
+    seeds: str | Iterable[int | str] | None = None,
     profile: str = "quick",
-    hparams_for: HParamsFor | None = None,
-    pretrain_source: str | None = None,
-    ssl_all_models: bool = False,
+    options: PlanOptions | None = None,
 ) -> Plan:
     """Every (benchmark, model, pre-training, fraction, seed) run, in a stable order.
 
-    SSL variants (``slo``, ``faf``) are planned for models tagged ``ssl`` in the registry (all
-    models with ``ssl_all_models``) and for benchmarks with a pre-training source.
-    ``hparams_for(model, benchmark, fraction, profile)`` returns hyper-parameter overrides.
+    Each list argument takes a comma-separated string (``"5,10"``) or a sequence (``[5, 10]``);
+    None is the default (all models, the paper's fractions and benchmarks, every pre-training,
+    seed 0). SSL variants (``slo``, ``faf``) are planned for models tagged ``ssl`` in the registry
+    (all models with ``options.ssl_all_models``) and for benchmarks with a pre-training source.
     """
     from bench3d2d.engine.profiles import get_profile
     from bench3d2d.models import model_info
 
+    opts = options or PlanOptions()
     get_profile(profile)  # unknown profile: clear error before anything runs
     model_names = resolve_models(models)
-    fracs = parse_fractions(
-        fractions if isinstance(fractions, (str, type(None))) else [str(f) for f in fractions]
-    )
-    seed_list = parse_seeds(seeds if isinstance(seeds, (str, type(None))) else [str(s) for s in seeds])
+    fracs = parse_fractions(_texts(fractions))
+    seed_list = parse_seeds(_texts(seeds))
     variants = parse_pretrain(pretrain)
     benchmarks = resolve_benchmarks(datasets)
     plan = Plan(runs=[])
     pretrain_keys: dict[str, PretrainSpec] = {}
     for bench in benchmarks:
-        source = pretrain_source or bench.pretrain_source
+        source = opts.pretrain_source or bench.pretrain_source
         bench_fracs = [f for f in fracs if bench.fractions is None or f in bench.fractions]
         if not bench_fracs:
             plan.notes.append(
@@ -206,7 +223,7 @@ def expand_plan(
             tags = model_info(model).tags
             for variant in variants:
                 if variant != "none":
-                    if not (ssl_all_models or SSL_TAG in tags):
+                    if not (opts.ssl_all_models or SSL_TAG in tags):
                         continue
                     if source is None:
                         plan.notes.append(
@@ -214,7 +231,7 @@ def expand_plan(
                         )
                         continue
                 for frac in bench_fracs:
-                    hp = dict(hparams_for(model, bench, frac, profile)) if hparams_for else {}
+                    hp = dict(opts.hparams_for(model, bench, frac, profile)) if opts.hparams_for else {}
                     for seed in seed_list:
                         spec = RunSpec(
                             model=model,

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
+from bench3d2d._console import log_to_file
 from bench3d2d._io import atomic_write_json, remove_stale_temps
 from bench3d2d.harness._locks import Claim, claim_alive
 from bench3d2d.harness._spec import (
@@ -123,33 +124,6 @@ def _environment() -> dict[str, Any]:
     return info
 
 
-class _RunLog:
-    """Route the ``bench3d2d`` loggers' records of one run (and our own lines) into its ``log.txt``.
-
-    The handler sits on the ``bench3d2d`` logger, where the engine looks for one before adding its
-    own, so every line is written once.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path).resolve()
-        self.handler = logging.FileHandler(self.path, encoding="utf-8")
-        self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        self.handler.setLevel(logging.INFO)
-        self.logger = logging.getLogger("bench3d2d")
-        self.old_level = self.logger.level
-
-    def __enter__(self) -> _RunLog:
-        self.logger.addHandler(self.handler)
-        if self.logger.level > logging.INFO or self.logger.level == logging.NOTSET:
-            self.logger.setLevel(logging.INFO)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.logger.removeHandler(self.handler)
-        self.logger.setLevel(self.old_level)
-        self.handler.close()
-
-
 def _file_progress(path: Path, every: float = 1.0) -> ProgressFn:
     """A progress callback writing ``progress.json`` (at most once per ``every`` seconds)."""
     last = [0.0]
@@ -215,7 +189,7 @@ def run_one(
         report = _tee(progress, _file_progress(folder / PROGRESS_FILE) if progress_file else None)
         start = time.time()
         identity = run_data_identity(spec)
-        with _RunLog(folder / LOG_FILE):
+        with log_to_file(folder / LOG_FILE):
             log.info("run %s (%s) attempt on %s pid %d", run_id, label, socket.gethostname(), os.getpid())
             log.info("spec %s", canonical_json(spec.to_dict()))
 
@@ -306,7 +280,7 @@ def run_pretrain(
         report = _tee(progress, _file_progress(folder / PROGRESS_FILE) if progress_file else None)
         start = time.time()
         identity = pretrain_data_identity(pre)
-        with _RunLog(folder / LOG_FILE):
+        with log_to_file(folder / LOG_FILE):
             log.info("pre-training %s (%s) on %s pid %d", pre.key, label, socket.gethostname(), os.getpid())
             try:
                 info = dict(backend.execute_pretrain(pre, folder, store=store, progress=report) or {})

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench3d2d.data.splits import parse_fraction
+
 #: Bumped whenever the meaning of a spec field changes, so old and new runs never share an id.
 SCHEMA_VERSION = 1
 PRETRAIN_CHOICES = ("none", "slo", "faf")
@@ -46,14 +48,8 @@ def profile_fingerprint(name: str) -> str:
 
 
 def normalise_fraction(value: float | str) -> float:
-    """A label fraction in percent, as a float in (0, 100]."""
-    try:
-        pct = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"label fraction {value!r} is not a number (give percent, e.g. 5 or 12.5)") from None
-    if not 0 < pct <= 100:
-        raise ValueError(f"label fraction {value!r} must be a percentage in (0, 100]")
-    return pct
+    """A label fraction in percent (``5``, ``"12.5"``, ``"20%"``), as a float in (0, 100]."""
+    return float(parse_fraction(value) * 100)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench3d2d._console import progress_bar
 from bench3d2d.harness._runner import (
     Outcome,
     ProgressFn,
@@ -27,6 +28,8 @@ from bench3d2d.harness._runner import (
 )
 from bench3d2d.harness._spec import PretrainSpec, RunSpec
 from bench3d2d.harness._store import ResultsStore, read_json, write_error_file
+from bench3d2d.harness._worker import THREADS_ENV
+from bench3d2d.models import PLUGINS_ENV, load_plugin, plugin_specs
 from bench3d2d.results import PROGRESS_FILE
 
 __all__ = [
@@ -120,24 +123,7 @@ class SweepProgress:
 
     def __enter__(self) -> SweepProgress:
         if self.enabled and self._progress is None:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=Console(file=self.stream),
-            )
+            self._progress = progress_bar(stream=self.stream)
             self._progress.start()
             self._overall = self._progress.add_task("sweep", total=self.total)
         return self
@@ -235,11 +221,13 @@ class SubprocessExecutor:
         self.poll_every = poll
 
     def _env(self) -> dict[str, str]:
-        """The workers' environment: the cores shared out between the ``jobs`` workers."""
-        from bench3d2d.harness._worker import THREADS_ENV
-
+        """The workers' environment: the cores shared out between the ``jobs`` workers, and every
+        model plugin this process loaded (``--plugin``) or was told of (``BENCH3D2D_PLUGINS``)."""
         env = dict(os.environ)
         env.setdefault(THREADS_ENV, str(max(1, (os.cpu_count() or 1) // self.jobs)))
+        plugins = plugin_specs()
+        if plugins:
+            env[PLUGINS_ENV] = os.pathsep.join(plugins)
         return env
 
     def command(self, item: Item, store: ResultsStore) -> list[str]:
@@ -354,7 +342,8 @@ class SlurmExecutor:
         ex = self._executor(store)
         for item in items:
             _prepare(item, store)
-        args = [(str(store.root), _ident(i), _kind(i), store.stale_after) for i in items]
+        plugins = tuple(plugin_specs())
+        args = [(str(store.root), _kind(i), _ident(i), store.stale_after, plugins) for i in items]
         window = len(items) if ex.cluster == "slurm" else self.jobs
         pending = list(zip(items, args))
         running: dict[str, tuple[Item, Any]] = {}
@@ -362,10 +351,7 @@ class SlurmExecutor:
         while pending or running:
             if pending and len(running) < window:
                 batch, pending = pending[: window - len(running)], pending[window - len(running) :]
-                jobs = ex.map_array(
-                    _submitit_work, [a[0] for _, a in batch], [a[2] for _, a in batch],
-                    [a[1] for _, a in batch], [a[3] for _, a in batch],
-                )  # fmt: skip
+                jobs = ex.map_array(_submitit_work, *zip(*(a for _, a in batch)))
                 for (item, _), job in zip(batch, jobs):
                     running[_ident(item)] = (item, job)
                     progress.start(_ident(item), item.label())
@@ -388,8 +374,12 @@ class SlurmExecutor:
         return [results[_ident(i)] for i in items if _ident(i) in results]
 
 
-def _submitit_work(root: str, kind: str, ident: str, stale_after: float) -> Outcome:
-    """The function a submitit job runs."""
+def _submitit_work(
+    root: str, kind: str, ident: str, stale_after: float, plugins: Sequence[str] = ()
+) -> Outcome:
+    """The function a submitit job runs: load the submitting process's model plugins, then work."""
+    for plugin in plugins:
+        load_plugin(plugin)
     return work_by_id(root, kind, ident, stale_after=stale_after)
 
 

@@ -18,7 +18,8 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from bench3d2d.harness._store import ResultsStore
 
 __all__ = [
     "OVER_BUDGET_ATTR",
+    "TuneSettings",
     "TuningError",
     "best_params",
     "database_url",
@@ -159,106 +161,127 @@ def _over_budget(study: Any, trial: Any, n_trials: int) -> bool:
     return before >= n_trials
 
 
-ObjectiveRun = Callable[[RunSpec, Path, Callable[[int, float], None]], Any]
+@dataclass(frozen=True)
+class TuneSettings:
+    """What one study tunes and how: the model, its data, the trial budget, the training set-up.
+
+    ``dataset`` is a benchmark group (``ga``, ``rpd``), a registered dataset or a manifest path;
+    ``fraction`` is in percent; ``trials`` is the study's total budget, shared by every worker;
+    ``seed`` seeds the runs and the TPE sampler; ``keep_checkpoints`` keeps each trial's weights.
+    """
+
+    model: str
+    dataset: str = "ga"
+    fraction: float | str = 100.0
+    trials: int = 20
+    profile: str = "quick"
+    seed: int = 0
+    pretrain: str = "none"
+    keep_checkpoints: bool = False
+
+    def __post_init__(self) -> None:
+        if self.trials < 1:
+            raise ValueError(f"--trials must be at least 1, not {self.trials}")
+        object.__setattr__(self, "fraction", normalise_fraction(self.fraction))
 
 
 def tune(
-    model: str,
-    dataset: str,
-    fraction: float,
-    trials: int,
+    settings: TuneSettings,
     storage: str | None = None,
-    profile: str = "quick",
-    seed: int = 0,
     results: str | Path = "results",
-    pretrain: str = "none",
     backend: Any = None,
-    keep_checkpoints: bool = False,
 ) -> Any:
-    """Tune ``model`` until its study holds ``trials`` trials; returns the ``optuna.Study``."""
+    """Tune until the study holds ``settings.trials`` trials; returns the ``optuna.Study``.
+
+    ``storage`` is the Optuna storage (default: SQLite in ``results``); trial folders go to
+    ``results/tuning``; ``backend`` does the runs (default: the engine, see ``get_backend``).
+    """
     import optuna
 
     from bench3d2d.engine.profiles import get_profile
     from bench3d2d.harness.sweep import get_backend
     from bench3d2d.models import model_info
 
-    if trials < 1:
-        raise ValueError(f"--trials must be at least 1, not {trials}")
+    cfg = settings
     backend = backend or get_backend()  # first: a site backend may register models and profiles
-    get_profile(profile)
-    info = model_info(model)
+    get_profile(cfg.profile)
+    info = model_info(cfg.model)
     space = dict(info.search_space)
     if not space:
-        raise ValueError(f"model {model!r} declares no search space in its registry metadata")
-    bench = resolve_dataset(dataset)
-    store = ResultsStore(results)
-    name = study_name(info.name, bench.train_dataset, fraction, profile)
-    storage_obj = make_storage(storage, results)
+        raise ValueError(f"model {cfg.model!r} declares no search space in its registry metadata")
+    bench = resolve_dataset(cfg.dataset)
+    name = study_name(info.name, bench.train_dataset, cfg.fraction, cfg.profile)
     study = optuna.create_study(
         study_name=name,
-        storage=storage_obj,
+        storage=make_storage(storage, results),
         direction="maximize",
         load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed),
+        sampler=optuna.samplers.TPESampler(seed=cfg.seed),
         pruner=optuna.pruners.MedianPruner(),
     )
     # Workers joining a running study draw other random start-up points than the first one.
-    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.get_trials(deepcopy=False)))
-    study.set_user_attr("model", info.name)
-    study.set_user_attr("dataset", bench.train_dataset)
-    study.set_user_attr("fraction", normalise_fraction(fraction))
-    study.set_user_attr("profile", profile)
+    study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.get_trials(deepcopy=False)))
+    for key, value in (("model", info.name), ("dataset", bench.train_dataset), ("fraction", cfg.fraction),
+                       ("profile", cfg.profile)):  # fmt: skip
+        study.set_user_attr(key, value)
+    template = RunSpec(
+        model=info.name,
+        train_dataset=bench.train_dataset,
+        test_sets=(),
+        fraction=cfg.fraction,
+        seed=cfg.seed,
+        profile=cfg.profile,
+        pretrain=cfg.pretrain,
+        pretrain_source=bench.pretrain_source if cfg.pretrain != "none" else None,
+        benchmark="tune",
+    )
     trial_root = Path(results) / "tuning" / name.replace("|", "_").replace("%", "pct")
-
-    while _budget_left(study, trials) > 0:
+    store = ResultsStore(results)
+    while _budget_left(study, cfg.trials) > 0:
         trial = study.ask()
-        if _over_budget(study, trial, trials):
+        if _over_budget(study, trial, cfg.trials):
             trial.set_user_attr(OVER_BUDGET_ATTR, True)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             break
-        params = suggest(trial, space)
-        spec = RunSpec(
-            model=info.name,
-            train_dataset=bench.train_dataset,
-            test_sets=(),
-            fraction=fraction,
-            seed=seed,
-            profile=profile,
-            pretrain=pretrain,
-            pretrain_source=bench.pretrain_source if pretrain != "none" else None,
-            hparams=params,
-            benchmark="tune",
-        )
+        spec = replace(template, hparams=suggest(trial, space))
         run_dir = trial_root / f"trial-{trial.number:04d}"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        scores: list[float] = []
-
-        def on_validation(step: int, score: float, trial: Any = trial, scores: list = scores) -> None:
-            scores.append(float(score))
-            trial.report(float(score), int(step))
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at step {step} (score {score:.4f})")
-
-        try:
-            backend.execute_run(spec, run_dir, store=store, progress=None, on_validation=on_validation)
-        except optuna.TrialPruned:
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            continue
-        except Exception as exc:
-            log.exception("trial %d failed", trial.number)
-            trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            continue
-        finally:
-            if not keep_checkpoints:
-                shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-        finite = [s for s in scores if math.isfinite(s)]
-        if not finite:
-            trial.set_user_attr("error", "no finite validation score was reported")
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            continue
-        study.tell(trial, max(finite))
+        _run_trial(study, trial, spec, run_dir, backend, store, cfg.keep_checkpoints)
     return study
+
+
+def _run_trial(study: Any, trial: Any, spec: RunSpec, run_dir: Path, backend: Any, store: ResultsStore,
+               keep_checkpoints: bool) -> None:
+    """Train one trial's run, reporting each validation (pruned below the median), and tell the study."""
+    import optuna
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    scores: list[float] = []
+
+    def on_validation(step: int, score: float) -> None:
+        scores.append(float(score))
+        trial.report(float(score), int(step))
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned at step {step} (score {score:.4f})")
+
+    try:
+        backend.execute_run(spec, run_dir, store=store, progress=None, on_validation=on_validation)
+    except optuna.TrialPruned:
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        return
+    except Exception as exc:
+        log.exception("trial %d failed", trial.number)
+        trial.set_user_attr("error", f"{type(exc).__name__}: {exc}")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return
+    finally:
+        if not keep_checkpoints:
+            shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    finite = [v for v in scores if math.isfinite(v)]
+    if not finite:
+        trial.set_user_attr("error", "no finite validation score was reported")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return
+    study.tell(trial, max(finite))
 
 
 def load_study(name: str, storage: str | None = None, results: str | Path = "results") -> Any:

@@ -3,19 +3,30 @@
 Models are data, not code paths. Each registration is a tiny factory function plus metadata
 (size rules, paper, defaults, tags) that the harness reads instead of special-casing names.
 Third-party packages add models through the entry-point group ``bench3d2d.models``; those are
-loaded lazily on the first lookup, so ``create_model("their_net")`` needs no import.
+loaded lazily on the first lookup, so ``create_model("their_net")`` needs no import. Unpackaged
+models come as *plugins*: a module name or a ``.py`` file given to :func:`load_plugin` (the CLI's
+``--plugin``) or listed in the ``BENCH3D2D_PLUGINS`` environment variable, which the registry reads
+on every lookup, so worker processes that inherit it see the same models.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import hashlib
 import importlib
+import importlib.util
 import inspect
+import os
+import re
+import sys
+import traceback
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -25,19 +36,27 @@ from bench3d2d.models._contract import InputShapeError, SizeRule
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "PLUGINS_ENV",
     "DuplicateModelError",
     "InputShapeError",
     "ModelInfo",
+    "PluginError",
     "SizeRule",
     "UnknownModelError",
     "count_parameters",
     "create_model",
     "list_models",
+    "load_env_plugins",
+    "load_plugin",
+    "load_plugins",
     "model_info",
+    "plugin_specs",
     "register_model",
 ]
 
 ENTRY_POINT_GROUP = "bench3d2d.models"
+#: Plugins (module names or .py files, separated by os.pathsep) every process loads on first lookup.
+PLUGINS_ENV = "BENCH3D2D_PLUGINS"
 #: The library's own networks, imported on the first lookup (baselines come through entry points).
 BUILTIN_MODULES = ("bench3d2d.models.fpbnet",)
 _INSTALL_CHECKED = False
@@ -66,6 +85,10 @@ class UnknownModelError(LookupError):
 
 class DuplicateModelError(ValueError):
     """A different factory is already registered under the same name."""
+
+
+class PluginError(ImportError):
+    """A plugin asked for by name or path (``--plugin``, ``BENCH3D2D_PLUGINS``) could not be imported."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +129,8 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 _ENTRY_POINTS_LOADED = False
 _ENTRY_POINT_ERRORS: dict[str, str] = {}
+#: Plugins imported so far, in order: canonical spec (absolute file path or module name) -> module.
+_PLUGINS: dict[str, ModuleType] = {}
 
 
 def register_model(
@@ -192,12 +217,13 @@ def _load_entry_point(ep: metadata.EntryPoint) -> None:
 
 
 def load_plugins(force: bool = False) -> None:
-    """Import every module advertised in the ``bench3d2d.models`` entry-point group (once)."""
+    """Import every module advertised in the ``bench3d2d.models`` entry-point group (once), and the
+    plugins named in ``BENCH3D2D_PLUGINS`` (each once, however often the variable changes)."""
     global _ENTRY_POINTS_LOADED
+    _ensure_builtins()
     if _ENTRY_POINTS_LOADED and not force:
         return
     _ENTRY_POINTS_LOADED = True
-    _ensure_builtins()
     for ep in _entry_points():
         _load_entry_point(ep)
 
@@ -206,6 +232,90 @@ def _ensure_builtins() -> None:
     for module in BUILTIN_MODULES:
         importlib.import_module(module)
     _warn_if_not_installed()
+    load_env_plugins()
+
+
+# -- plugins: a module or a single .py file, asked for by name ------------------------------------------
+def _is_file(spec: str) -> bool:
+    return spec.endswith(".py") or "/" in spec or os.sep in spec
+
+
+def _canonical(spec: str | os.PathLike[str]) -> str:
+    text = os.fspath(spec).strip()
+    if not text:
+        raise PluginError("empty plugin name: give a module name or the path of a .py file")
+    return str(Path(text).expanduser().resolve()) if _is_file(text) else text
+
+
+def load_plugin(spec: str | os.PathLike[str]) -> ModuleType:
+    """Import a plugin that registers models: a module name (``my_models``) or a ``.py`` file's path.
+
+    Each plugin is imported once per process; a file gets a private module name derived from its
+    path, so the same file is the same module in every worker. Raises :class:`PluginError` naming
+    the module or file (and the line) when it cannot be found or raises on import.
+    """
+    key = _canonical(spec)
+    if key not in _PLUGINS:
+        _PLUGINS[key] = _import_file(Path(key)) if _is_file(key) else _import_module(key)
+    return _PLUGINS[key]
+
+
+def _import_file(path: Path) -> ModuleType:
+    if path.suffix != ".py" or not path.is_file():
+        raise PluginError(f"plugin file {path} does not exist or is not a .py file")
+    stem = re.sub(r"\W", "_", path.stem)
+    name = f"bench3d2d_plugin_{stem}_{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"plugin file {path} cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses, pickling and the registry's sources need it there
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise PluginError(f"plugin file {path} failed to import{_where(exc, path)}: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def _where(exc: Exception, path: Path) -> str:
+    """`` (line N)``: where in the plugin file the import failed, when the traceback says."""
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        return f" (line {exc.lineno})"
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if Path(f.filename) == path]
+    return f" (line {lines[-1]})" if lines else ""
+
+
+def _import_module(name: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:
+        missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+        if missing and (name == missing or name.startswith(missing + ".")):
+            raise PluginError(
+                f"plugin module {name!r} not found: it is neither installed nor on the Python path "
+                "(to load a single file, give its path ending in .py)"
+            ) from exc
+        raise PluginError(f"plugin module {name!r} failed to import: {type(exc).__name__}: {exc}") from exc
+
+
+def _env_specs() -> list[str]:
+    return [s for s in os.environ.get(PLUGINS_ENV, "").split(os.pathsep) if s.strip()]
+
+
+def load_env_plugins() -> list[str]:
+    """Load every plugin listed in ``BENCH3D2D_PLUGINS`` (``os.pathsep``-separated); returns them."""
+    specs = _env_specs()
+    for spec in specs:
+        load_plugin(spec)
+    return [_canonical(s) for s in specs]
+
+
+def plugin_specs() -> list[str]:
+    """The plugins a worker process must load to see the models this one sees (canonical, in order):
+    those loaded here and those named in ``BENCH3D2D_PLUGINS``."""
+    return list(dict.fromkeys([*_PLUGINS, *(_canonical(s) for s in _env_specs())]))
 
 
 def _warn_if_not_installed() -> None:
@@ -246,7 +356,8 @@ def _lookup(name: str) -> ModelInfo:
     close = difflib.get_close_matches(name, list(_REGISTRY), n=5, cutoff=0.4)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
     raise UnknownModelError(
-        f"unknown model {name!r}.{hint} Registered models: {', '.join(sorted(_REGISTRY))}."
+        f"unknown model {name!r}.{hint} Registered models: {', '.join(sorted(_REGISTRY))}. "
+        f"(A model defined in your own file: --plugin FILE.py or {PLUGINS_ENV}=FILE.py.)"
     )
 
 

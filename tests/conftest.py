@@ -1,0 +1,25 @@
+"""Fixtures shared by the test modules (pytest puts this folder on ``sys.path`` for them)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture
+def fake_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The fast fake sweep backend (tests/_sweep_fake.py), here and in worker processes.
+
+    Selects it with ``BENCH3D2D_BACKEND``, puts this folder on the workers' ``PYTHONPATH``, and
+    returns the folder where it counts its calls (one ``ID.count`` file per run or pre-training).
+    """
+    counters = tmp_path / "counters"
+    counters.mkdir()
+    monkeypatch.setenv("BENCH3D2D_BACKEND", "_sweep_fake")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("FAKE_COUNTER_DIR", str(counters))
+    return counters
