@@ -1,4 +1,5 @@
-"""Named training profiles: ``paper`` (the published protocol) and ``quick`` (CPU minutes).
+"""Named training profiles: ``paper`` (the published protocol), ``quick`` (CPU minutes) and
+``standard`` (converged runs: stop on a validation plateau).
 
 A profile fixes everything about training that is not the model or the data: preprocessing
 depth, crop size, batch sizes per task, length, validation cadence, top-k, optimiser and the
@@ -11,6 +12,15 @@ segmentation / 4 reconstruction, crops 32 x 256, top-5, depth 128).
 crops 8 x 32, batch 4 for both tasks, 6 rounds whose length follows the paper's rule
 ⌊repeats·n/b⌋ with 4 repeats, clamped to [4, 10] steps, a top-3 ensemble, and the paper's
 optimiser (SGD lr 0.1, momentum 0.9, weight decay 1e-4).
+
+``standard`` trains until the validation score stops improving: a *plateau profile* sets
+``validate_every``, ``patience`` and ``max_steps`` (and optionally ``min_steps``, ``min_delta``),
+``fit`` validates every ``validate_every`` steps and stops after ``patience`` validations without a gain
+of more than ``min_delta`` once ``min_steps`` are done, or at ``max_steps`` (``rounds`` is then derived,
+the most validations). It uses the quick synthetic data at depth 96, where ReSensNet and the FPB net
+differ, in float32; its step counts are provisional until the learning curves fix them
+(``docs/training.md``). The optimiser fields of every profile are the paper's; the run's recipe set
+(:mod:`bench3d2d.engine.recipes`) applies over them.
 """
 
 from __future__ import annotations
