@@ -47,6 +47,15 @@ def test_plateau_settings_are_checked(bad, message):
 def test_a_lone_plateau_field_on_a_round_profile_is_refused():
     with pytest.raises(ValueError, match="patience and max_steps"):
         QUICK.with_overrides({"min_steps": 20})
+    with pytest.raises(ValueError, match="patience and max_steps"):
+        QUICK.with_overrides({"patience": 3})
+
+
+def test_overrides_turn_a_round_profile_into_a_plateau_profile():
+    prof = QUICK.with_overrides({"validate_every": "5", "patience": 2, "max_steps": 40})
+    assert prof.converges and prof.repeats is None and prof.rounds == 8 and prof.validate_every == 5
+    assert prof.steps_in_round(52, 4) == 5 and prof.to_dict()["validate_every"] == 5
+    assert QUICK.repeats == 4 and not QUICK.converges  # the original is untouched
 
 
 def test_standard_profile():

@@ -118,7 +118,10 @@ class Profile:
         ``momentum``, ``betas``, ``batch_size`` (int: every task), ``rounds``, ``steps_per_round``,
         ``repeats``, ``min_steps_per_round``, ``max_steps_per_round``, ``top_k``, ``crop``, ``amp``,
         ``channels_last``, ``eval_batch``, and the plateau stop's ``validate_every``, ``patience``,
-        ``min_delta``, ``min_steps``, ``max_steps``)."""
+        ``min_delta``, ``min_steps``, ``max_steps``). Giving ``validate_every``, ``patience`` and
+        ``max_steps`` to a round-based profile makes it a plateau profile (its ``repeats`` /
+        ``steps_per_round`` are dropped unless given too); in a plateau profile ``rounds`` is derived,
+        so overriding it has no effect."""
         if not hparams:
             return self
         allowed = set(OVERRIDABLE)
@@ -135,6 +138,9 @@ class Profile:
             changes["crop"] = tuple(int(c) for c in changes["crop"])
         if "betas" in changes:
             changes["betas"] = tuple(float(b) for b in changes["betas"])
+        plateau_given = any(changes.get(k) is not None for k in ("validate_every", "patience", "max_steps"))
+        if plateau_given and "repeats" not in changes and "steps_per_round" not in changes:
+            changes["repeats"] = changes["steps_per_round"] = None
         if "steps_per_round" in changes and changes["steps_per_round"] is not None:
             changes.setdefault("repeats", None)
         if "repeats" in changes and changes["repeats"] is not None:
@@ -142,6 +148,9 @@ class Profile:
         for key in ("lr", "weight_decay", "momentum", "min_delta"):
             if key in changes:
                 changes[key] = float(changes[key])
+        for key in ("validate_every", "patience", "min_steps", "max_steps"):
+            if changes.get(key) is not None:
+                changes[key] = int(changes[key])
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
