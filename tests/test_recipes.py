@@ -147,3 +147,20 @@ def test_a_fit_under_official_trains_ipn_with_adam(tmp_path):
     assert group["lr"] == 1e-4 and tuple(group["betas"]) == (0.9, 0.999) and group["weight_decay"] == 0.0
     assert "momentum" not in group and "amsgrad" in group  # torch.optim.Adam, not SGD
     assert all("exp_avg_sq" in s for s in optimizer["state"].values())
+
+
+def test_train_and_evaluate_applies_the_recipe_set_and_records_it(tmp_path):
+    from bench3d2d.engine import Compute, RunPaths, RunSettings, RunTarget, train_and_evaluate
+
+    tiny = QUICK.with_overrides({"rounds": 1, "steps_per_round": 1, "top_k": 1})
+    res = train_and_evaluate(RunTarget("ipn", "synthetic-ga-s-1", fraction=5),
+                             RunSettings(profile=tiny, recipe="official", hparams={"lr": 5e-4},
+                                         compute=Compute(threads=1)),
+                             RunPaths(tmp_path / "run", tmp_path / "cache"))
+    assert res.extra["recipe"]["set"] == "official" and res.extra["recipe"]["values"]["lr"] == 1e-4
+    assert res.extra["recipe"]["not_applied"]["batch_size"] == 3
+    prof = res.extra["profile"]
+    assert (prof["optimizer"], prof["lr"], prof["betas"]) == ("adam", 5e-4, [0.9, 0.999])
+    assert prof["weight_decay"] == 0.0 and prof["top_k"] == 1
+    assert res.extra["stop"] == {"reason": "rounds", "step": 1, "validations": 1} == res.fit.stop
+    assert "recipe official (official:" in (tmp_path / "run" / "log.txt").read_text()
