@@ -149,8 +149,9 @@ class IPN(nn.Module):
     description="5 projection learning modules (3 convs 3x3x3 + depth-only max pool), 3x3x3 conv head",
     reduction="unidirectional max pooling along depth; pool sizes from the depth by the published rule",
     defaults={
-        "official": {"optimizer": "adam", "lr": 1e-4, "batch_size": 3, "iterations": 20001,
-                     "loss": "softmax cross-entropy"},
+        # IPN-tf: TensorFlow's AdamOptimizer with its defaults (betas 0.9, 0.999; no weight decay)
+        "official": {"optimizer": "adam", "lr": 1e-4, "betas": (0.9, 0.999), "weight_decay": 0.0,
+                     "batch_size": 3, "iterations": 20001, "loss": "softmax cross-entropy"},
     },
     tags=("baseline", "3d-encoder", "fixed-depth", "paper"),
 )

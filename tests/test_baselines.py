@@ -101,6 +101,30 @@ def test_resensnet_reuses_projection_unet_with_depth_16th_kernels():
     assert [n_params(p) for p in m.projections] == [5_568, 18_752, 61_952, 197_376, 524_800]
 
 
+def _fpbnet_and_resensnet_outputs(depth: int) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.randn(2, 1, 8, 32, depth, generator=torch.Generator().manual_seed(1))
+    outs = []
+    for name in ("fpbnet", "resensnet"):
+        torch.manual_seed(0)
+        model = bench3d2d.create_model(name, depth=depth).eval()
+        with torch.no_grad():
+            outs.append(model(x))
+    return outs[0], outs[1]
+
+
+def test_resensnet_is_the_fpb_net_at_depth_64_only():
+    """docs/models.md §2: at D = 64 the final conv spans D/16 = 4, the FPB net's own kernel, and the
+    FPB net's mean runs over depth 1, so the networks coincide (same seed, same output). At the
+    standard profile's depth they differ."""
+    from bench3d2d.engine.profiles import STANDARD
+
+    fpb, res = _fpbnet_and_resensnet_outputs(64)
+    torch.testing.assert_close(fpb, res, rtol=0, atol=0)
+    fpb, res = _fpbnet_and_resensnet_outputs(STANDARD.depth)
+    assert fpb.shape == res.shape == (2, 1, 8, 32)
+    assert (fpb - res).abs().max() > 1e-3
+
+
 @pytest.mark.parametrize(
     ("depth", "expected"), [(64, 4_369_553), (256, 5_417_105), (16, 4_369_553 - 3 * 87_296)]
 )

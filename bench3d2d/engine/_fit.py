@@ -2,10 +2,14 @@
 
 Rounds (docs/protocol.md §3, §6): each round draws every training case ``repeats`` times (or as often as
 the profile's fixed step count needs), shuffled, in batches; a validation on the §4 grid follows
-each round. After every validation the top-k weights are updated (a newcomer enters only when
-strictly better than the worst kept) and the resumable ``last.pt`` is written atomically with the
-weights, the optimiser, the RNG states and the progress. A restarted ``fit`` with the same
-arguments continues from it; a finished one returns at once.
+each round. A plateau profile (``Profile.converges``) validates every ``validate_every`` steps
+instead and stops when the score has not improved by more than ``min_delta`` for ``patience``
+validations once ``min_steps`` are done (reason ``plateau``), or at ``max_steps`` (``max_steps``);
+a round-based profile stops after its rounds (``rounds``). ``FitResult.stop`` records why and when.
+After every validation the top-k weights are updated (a newcomer enters only when strictly better
+than the worst kept) and the resumable ``last.pt`` is written atomically with the weights, the
+optimiser, the RNG states, the progress and (plateau profiles) the patience state. A restarted
+``fit`` with the same arguments continues from it; a finished one returns at once.
 
 Self-healing: while a run is in progress each top-k file also carries the resumable state of its
 step (dropped once the fit finishes). When ``last.pt`` cannot be read (e.g. truncated by a full
@@ -76,7 +80,9 @@ class Checkpoint:
 
 @dataclass
 class FitResult:
-    """What ``fit`` leaves behind: the kept checkpoints (best first) and the validation history."""
+    """What ``fit`` leaves behind: the kept checkpoints (best first), the validation history and why
+    it stopped (``stop``: ``reason`` ``rounds``/``plateau``/``max_steps``, ``step``, ``validations``,
+    and for plateau profiles the ``best_score`` the patience counted from and ``stale`` validations)."""
 
     checkpoints: list[Checkpoint]
     history: list[dict[str, float]]
@@ -85,6 +91,7 @@ class FitResult:
     resumed_from_step: int = 0
     config: dict[str, Any] = field(default_factory=dict)
     precision: dict[str, Any] = field(default_factory=dict)
+    stop: dict[str, Any] = field(default_factory=dict)
 
     @property
     def best(self) -> Checkpoint:
@@ -284,8 +291,9 @@ def _save_last(path: Path, model: nn.Module, resume: Mapping[str, Any], progress
 
 
 def _progress_record(step: int, round_done: int, kept: list[Checkpoint], history: list[dict],
-                     finished: bool, seconds: float) -> dict[str, Any]:
-    return {
+                     finished: bool, seconds: float, plateau: Mapping[str, Any] | None = None,
+                     stop: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    out = {
         "step": step,
         "round": round_done,
         "finished": finished,
@@ -293,6 +301,21 @@ def _progress_record(step: int, round_done: int, kept: list[Checkpoint], history
         "topk": [{"file": c.path.name, "score": c.score, "step": c.step} for c in kept],
         "history": history,
     }
+    if plateau is not None:  # only plateau profiles: round-based records keep their old form
+        out["plateau"] = dict(plateau)
+    if stop is not None:
+        out["stop"] = dict(stop)
+    return out
+
+
+def plateau_update(state: Mapping[str, Any], score: float, min_delta: float) -> dict[str, Any]:
+    """The patience state after one validation: ``best`` (the score improvements are measured from;
+    None before the first finite score) and ``stale`` (validations since the last improvement). A score
+    improves when it beats ``best`` by more than ``min_delta``; NaN never does."""
+    best = state.get("best")
+    if not math.isnan(score) and (best is None or score > best + min_delta):
+        return {"best": score, "stale": 0}
+    return {"best": best, "stale": int(state.get("stale", 0)) + 1}
 
 
 def _readable(path: Path) -> bool:
@@ -373,7 +396,8 @@ class _FitRun:
         self.batch = profile.batch_for(task.name)
         self.crop = training_crop(model, profile)
         self.steps_per_round = profile.steps_in_round(len(self.train_ids), self.batch)
-        self.total_steps = self.steps_per_round * profile.rounds
+        self.total_steps = (int(profile.max_steps) if profile.converges
+                            else self.steps_per_round * profile.rounds)
         init = options.init_weights
         self.config = {
             "profile": profile.to_dict(),
@@ -388,6 +412,8 @@ class _FitRun:
         self.kept: list[Checkpoint] = []
         self.history: list[dict[str, float]] = []
         self.start_round, self.step, self.elapsed_before = 0, 0, 0.0
+        self.plateau: dict[str, Any] | None = {"best": None, "stale": 0} if profile.converges else None
+        self.stop: dict[str, Any] | None = None
 
     def _setup(self) -> None:
         """Model on the device (accelerated where wanted), optimiser, gradient scaler, data RNG."""
@@ -413,8 +439,9 @@ class _FitRun:
         return out
 
     def _result(self, seconds: float, resumed_from: int) -> FitResult:
+        stop = self.stop or {"reason": "rounds", "step": self.step, "validations": len(self.history)}
         return FitResult(self.kept, self.history, self.step, seconds, resumed_from, self.config,
-                         self.precision.to_dict())
+                         self.precision.to_dict(), dict(stop))
 
     # -- resume ---------------------------------------------------------------------------
 
@@ -467,6 +494,9 @@ class _FitRun:
         self.history = list(prog["history"])
         self.kept = [Checkpoint(self.ckpt_dir / c["file"], float(c["score"]), int(c["step"]))
                      for c in prog["topk"]]
+        if self.plateau is not None:
+            self.plateau = dict(prog["plateau"])
+        self.stop = dict(prog["stop"]) if prog.get("stop") else None
         _remove_strays(self.ckpt_dir, self.kept)
         if prog.get("finished"):
             if source != self.last_path:
@@ -490,11 +520,14 @@ class _FitRun:
             log.info("initialised from %s (%s)", init, ckpt_io.describe(meta))
         torch.manual_seed(self.seed)
         p = self.profile
-        log.info("fit %s: task %s, %d training / %d validation cases, %d rounds x %d steps, batch %d, "
-                 "crop %s, profile %s, device %s, precision %s%s",
+        length = (f"validation every {p.validate_every} steps, stop after {p.patience} without an "
+                  f"improvement > {p.min_delta} once {p.min_steps} steps are done, at most {p.max_steps}"
+                  if p.converges else f"{p.rounds} rounds x {self.steps_per_round} steps")
+        log.info("fit %s: task %s, %d training / %d validation cases, %s, batch %d, "
+                 "crop %s, profile %s, optimizer %s lr %g, device %s, precision %s%s",
                  getattr(self.model, "registry_name", type(self.model).__name__),
-                 self.task.name, len(self.train_ids), len(self.val.case_ids), p.rounds, self.steps_per_round,
-                 self.batch, self.crop, p.name, self.dev, self.precision.describe(),
+                 self.task.name, len(self.train_ids), len(self.val.case_ids), length,
+                 self.batch, self.crop, p.name, p.optimizer, p.lr, self.dev, self.precision.describe(),
                  ", accelerated" if self.precision.accelerated else "")
 
     # -- training -------------------------------------------------------------------------
@@ -508,6 +541,8 @@ class _FitRun:
         try:
             self.model.train()
             for rnd in range(self.start_round, self.profile.rounds):
+                if self.stop is not None:
+                    break
                 losses = self._round(rnd, bar)
                 score = validate(self.model, self.task, self.val, self.profile.amp, self.profile.eval_batch,
                                  self.profile.channels_last)
@@ -523,16 +558,19 @@ class _FitRun:
             raise RuntimeError("no checkpoint was kept (every validation score was NaN)")
         for c in self.kept:  # the resumable states are not needed once finished
             ckpt_io.drop_resume(c.path)
-        log.info("fit done: %d steps in %.1f s; kept %d checkpoints, best %s %.4f at step %d", self.step,
-                 seconds, len(self.kept), self.task.score_name, self.kept[0].score, self.kept[0].step)
+        log.info("fit done (%s): %d steps in %.1f s; kept %d checkpoints, best %s %.4f at step %d",
+                 (self.stop or {}).get("reason", "rounds"), self.step, seconds, len(self.kept),
+                 self.task.score_name, self.kept[0].score, self.kept[0].step)
         ckpt_io.load_weights(self.model, self.kept[0].path)
         return self._result(seconds, resumed_from)
 
     def _round(self, rnd: int, bar: _Progress) -> list[float]:
         """One round of optimiser steps; returns the losses."""
         p, task = self.profile, self.task
-        schedule = round_schedule(len(self.train_ids), self.steps_per_round, self.batch, p.repeats,
-                                  self.np_rng)
+        steps = self.steps_per_round
+        if p.converges:  # the last round may be cut short by max_steps
+            steps = min(steps, int(p.max_steps) - self.step)
+        schedule = round_schedule(len(self.train_ids), steps, self.batch, p.repeats, self.np_rng)
         losses = []
         for idx in schedule:
             x, y = make_batch(self.train_src, [self.train_ids[i] for i in idx], task.target, self.crop,
@@ -574,8 +612,10 @@ class _FitRun:
         self.history.append({"round": rnd + 1, "step": step, "loss": mean_loss, "score": score})
         new_path = self.ckpt_dir / f"top_step{step:07d}.pt"
         self.kept, evicted, entered = update_topk(self.kept, score, step, p.top_k, new_path)
-        finished = rnd + 1 == p.rounds
-        record = _progress_record(step, rnd + 1, self.kept, self.history, finished, elapsed)
+        self.stop = self._stop_after(rnd, score)
+        finished = self.stop is not None
+        record = _progress_record(step, rnd + 1, self.kept, self.history, finished, elapsed, self.plateau,
+                                  self.stop)
         resume = self.resume_state()
         if entered:
             extra = None if finished else {**resume, "progress": record,
@@ -586,5 +626,22 @@ class _FitRun:
         _save_last(self.last_path, self.model, resume, record, self.config)
         if evicted is not None:
             evicted.path.unlink(missing_ok=True)
-        log.info("round %d/%d step %d: loss %.4f, validation %s %.4f%s", rnd + 1, p.rounds, step,
-                 mean_loss, self.task.score_name, score, " (kept)" if entered else "")
+        log.info("round %d/%d step %d: loss %.4f, validation %s %.4f%s%s", rnd + 1, p.rounds, step,
+                 mean_loss, self.task.score_name, score, " (kept)" if entered else "",
+                 f"; stopped ({self.stop['reason']})" if self.stop else "")
+
+    def _stop_after(self, rnd: int, score: float) -> dict[str, Any] | None:
+        """Whether the fit stops after this validation, and why (None: it goes on)."""
+        p, step, n_val = self.profile, self.step, len(self.history)
+        if self.plateau is None:
+            return {"reason": "rounds", "step": step, "validations": n_val} if rnd + 1 == p.rounds else None
+        self.plateau = plateau_update(self.plateau, score, float(p.min_delta))
+        reason = None
+        if step >= int(p.min_steps) and self.plateau["stale"] >= int(p.patience):
+            reason = "plateau"
+        elif step >= int(p.max_steps):
+            reason = "max_steps"
+        if reason is None:
+            return None
+        return {"reason": reason, "step": step, "validations": n_val, "best_score": self.plateau["best"],
+                "stale": self.plateau["stale"]}

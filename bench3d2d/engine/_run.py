@@ -23,8 +23,9 @@ from bench3d2d._io import atomic_write, atomic_write_json, atomic_write_text, sa
 from bench3d2d.engine._evaluate import evaluate, load_ensemble
 from bench3d2d.engine._fit import FitResult, build_model, fit, run_log
 from bench3d2d.engine._sources import CaseSource
-from bench3d2d.engine.config import Compute, FitOptions, PretrainTarget, RunPaths, RunSettings, RunTarget
+from bench3d2d.engine.config import FitOptions, PretrainTarget, RunPaths, RunSettings, RunTarget
 from bench3d2d.engine.profiles import Profile, get_profile
+from bench3d2d.engine.recipes import apply_recipe, resolve_recipe
 from bench3d2d.engine.tasks import segmentation
 from bench3d2d.models import model_info
 from bench3d2d.results import CASE_COLUMNS, CASE_ID_KEY, TEST_SET_KEY
@@ -94,8 +95,11 @@ def train_and_evaluate(target: RunTarget, settings: RunSettings | None = None, p
     in training or validation are removed from them. ``target.pretrain`` is ``None``/``"none"``,
     ``"slo"`` or ``"faf"``: weights come from :func:`bench3d2d.engine.ssl.pretrain` on
     ``target.pretrain_source`` (default: the training dataset's registry metadata
-    ``pretrain_source``), cached in ``paths.pretrain_root``. ``settings.hparams`` override the
-    profile for fine-tuning only. ``on_validation(step, score)`` is called after each validation.
+    ``pretrain_source``), cached in ``paths.pretrain_root``. The model's recipe of set
+    ``settings.recipe`` applies over the profile (pre-training too); ``settings.hparams`` override
+    both for fine-tuning only. ``RunResult.extra`` records the resolved ``recipe`` and the fit's
+    ``stop`` (reason and step) next to the effective ``profile``. ``on_validation(step, score)`` is
+    called after each validation.
     Writes ``split.json``, ``cases.csv``, ``predictions/<test_set>/<case>.npz``, ``checkpoints/``
     and ``log.txt`` under ``paths.out_dir``; returns a :class:`RunResult`.
     """
@@ -105,16 +109,20 @@ def train_and_evaluate(target: RunTarget, settings: RunSettings | None = None, p
     out_dir.mkdir(parents=True, exist_ok=True)
     model_info(target.model)  # an unknown model fails here, before any data is prepared
     base_profile = get_profile(settings.profile)
-    prof = base_profile.with_overrides(settings.hparams)
+    recipe = resolve_recipe(target.model, settings.recipe)
+    prof = apply_recipe(base_profile, recipe).with_overrides(settings.hparams)
     pre_label = target.pretrain_modality or "none"
     frac = _fraction_number(target.fraction)
     timings: dict[str, float] = {}
     t_start, cpu_start = time.perf_counter(), time.process_time()
 
     with run_log(out_dir / "log.txt"):
-        log.info("run: model %s, dataset %s, fraction %s %%, seed %d, profile %s, pretrain %s, hparams %s",
-                 target.model, target.dataset, frac, target.seed, prof.name, pre_label,
+        log.info("run: model %s, dataset %s, fraction %s %%, seed %d, profile %s, recipe %s (%s: %s), "
+                 "pretrain %s, hparams %s", target.model, target.dataset, frac, target.seed, prof.name,
+                 recipe.recipe_set, recipe.source, dict(recipe.values), pre_label,
                  dict(settings.hparams or {}))
+        if recipe.note:
+            log.info("recipe: %s", recipe.note)
         t0 = time.perf_counter()
         train, val, sources, split_record = _prepare_data(target, prof, Path(paths.cache_dir), frac)
         atomic_write_json(out_dir / "split.json", split_record, sort_keys=False)
@@ -123,7 +131,7 @@ def train_and_evaluate(target: RunTarget, settings: RunSettings | None = None, p
         init, pre_info = None, None
         if target.pretrain_modality is not None:
             t0 = time.perf_counter()
-            init, pre_info = _pretrained_weights(target, base_profile, settings.compute, paths)
+            init, pre_info = _pretrained_weights(target, base_profile, settings, paths)
             timings["pretrain_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -147,7 +155,8 @@ def train_and_evaluate(target: RunTarget, settings: RunSettings | None = None, p
         log.info("run done in %.1f s (%s)", timings["total_s"],
                  ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     return RunResult(cases, fit_result, split_record, timings, pre_info, out_dir,
-                     {"k": len(models), "profile": prof.to_dict(), "precision": dict(fit_result.precision)})
+                     {"k": len(models), "profile": prof.to_dict(), "precision": dict(fit_result.precision),
+                      "recipe": recipe.to_dict(), "stop": dict(fit_result.stop)})
 
 
 def _named_test_sets(target: RunTarget) -> list[tuple[str, str | CaseSource]]:
@@ -201,16 +210,17 @@ def _prepare_data(target: RunTarget, prof: Profile, cache_dir: Path,
     return train, val, sources, split_record
 
 
-def _pretrained_weights(target: RunTarget, base_profile: Profile, compute: Compute,
+def _pretrained_weights(target: RunTarget, base_profile: Profile, settings: RunSettings,
                         paths: RunPaths) -> tuple[Path, dict[str, Any]]:
-    """The SSL weights of the run (pre-trained now or found in the cache) and their record."""
+    """The SSL weights of the run (pre-trained now or found in the cache, under the run's recipe set)
+    and their record."""
     from bench3d2d.engine import ssl
 
     source = target.pretrain_source or ssl.default_source(target.dataset)
     what = PretrainTarget(target.model, source, str(target.pretrain_modality), target.seed,
                           target.pretrain_exclude, target.data_seed, target.split_seed,
-                          dict(target.data_options or {}), dict(target.model_kwargs or {}))
-    res = ssl.pretrain(what, profile=base_profile, compute=compute, root=paths.pretrain_root,
+                          dict(target.data_options or {}), dict(target.model_kwargs or {}), settings.recipe)
+    res = ssl.pretrain(what, profile=base_profile, compute=settings.compute, root=paths.pretrain_root,
                        cache_dir=Path(paths.cache_dir))
     info = {"key": res.key, "weights": str(res.weights), "score": res.score, "cached": res.cached,
             "seconds": res.seconds, "source": source}

@@ -6,8 +6,8 @@ The engine's entry points take these instead of long argument lists:
   label fraction, seed, pre-training and the data/split seeds);
 * :class:`Compute` — *on what*: device, CPU threads, whether to apply the CPU convolution
   speed-ups (:func:`~bench3d2d.engine.acceleration.accelerate`), progress bar;
-* :class:`RunSettings` — *how*: profile and hyper-parameter overrides, a :class:`Compute`, how many
-  prediction maps to keep;
+* :class:`RunSettings` — *how*: profile, recipe set and hyper-parameter overrides, a :class:`Compute`,
+  how many prediction maps to keep;
 * :class:`RunPaths` — *where*: run folder, prepared-data cache, SSL weights cache;
 * :class:`FitOptions` — what :func:`~bench3d2d.engine.fit` needs besides the model, task and data;
 * :class:`PretrainTarget` — *what* one SSL pre-training trains (model, source, modality, ...).
@@ -78,11 +78,14 @@ class RunTarget:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """How to train: a profile (name or :class:`Profile`), ``hparams`` overriding it for fine-tuning
-    only, the :class:`Compute` settings, and how many prediction maps per test set to save."""
+    """How to train: a profile (name or :class:`Profile`), the ``recipe`` set (``common``, ``official``
+    or ``tuned``: the model's optimiser settings, :mod:`bench3d2d.engine.recipes`) applied over the
+    profile for fine-tuning and SSL pre-training, ``hparams`` overriding both for fine-tuning only, the
+    :class:`Compute` settings, and how many prediction maps per test set to save."""
 
     profile: Profile | str = "quick"
     hparams: Mapping[str, Any] = field(default_factory=dict)
+    recipe: str = "common"
     compute: Compute = field(default_factory=Compute)
     n_prediction_maps: int = 3
 
@@ -118,8 +121,9 @@ class FitOptions:
 class PretrainTarget:
     """What one SSL pre-training trains: ``model`` reconstructing ``modality`` (``slo``/``faf``)
     from the OCT of dataset ``source``, leaving out the patients of the ``exclude`` datasets
-    (``None``: the source's registry metadata). The seeds, ``data_options`` and ``model_kwargs``
-    enter the cache key."""
+    (``None``: the source's registry metadata). ``recipe``: the recipe set whose optimiser settings
+    apply over the profile. The seeds, ``data_options``, ``model_kwargs`` and the resolved recipe (as
+    part of the profile) enter the cache key."""
 
     model: str
     source: str
@@ -130,3 +134,4 @@ class PretrainTarget:
     split_seed: int = 0
     data_options: Mapping[str, Any] = field(default_factory=dict)
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    recipe: str = "common"

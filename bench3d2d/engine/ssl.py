@@ -33,6 +33,7 @@ from bench3d2d.engine._fit import FitResult, build_model, fit
 from bench3d2d.engine._sources import CaseSource
 from bench3d2d.engine.config import Compute, FitOptions, PretrainTarget
 from bench3d2d.engine.profiles import Profile, get_profile
+from bench3d2d.engine.recipes import apply_recipe, resolve_recipe
 from bench3d2d.engine.tasks import reconstruction
 
 log = logging.getLogger("bench3d2d.engine.ssl")
@@ -143,10 +144,14 @@ def pretrain(what: PretrainTarget, *, profile: Profile | str = "quick", compute:
     Data: the source's patient-wise split (``what.split_seed``), train and val parts, minus the
     patients of the ``what.exclude`` datasets. The weights land in ``root/<key>/weights.pt``.
     ``what.data_options`` go to ``load_dataset`` (e.g. synthetic ``difficulty``) and enter the key.
+    The model's recipe of set ``what.recipe`` (:mod:`bench3d2d.engine.recipes`) applies over the
+    profile; it enters the key as part of the profile (``common`` leaves the built-in profiles, and so
+    their keys, as they were) and ``info.json`` records it.
     A cached pre-training whose ``weights.pt`` or ``info.json`` cannot be read is made again (its
     fit resumes or heals, see :func:`~bench3d2d.engine.fit`); this is logged.
     """
-    prof = get_profile(profile)
+    recipe = resolve_recipe(what.model, what.recipe)
+    prof = apply_recipe(get_profile(profile), recipe)
     excluded_sets = (default_exclusions(what.source, prof.data_size, what.data_seed) if what.exclude is None
                      else list(what.exclude))
     key = pretrain_key(what, prof, excluded_sets)
@@ -167,7 +172,7 @@ def pretrain(what: PretrainTarget, *, profile: Profile | str = "quick", compute:
             "split_seed": what.split_seed, **info, "score": result.best.score,
             "score_name": "ssim", "best_step": result.best.step, "steps": result.steps,
             "seconds": seconds, "history": result.history, "selected": "best validation SSIM",
-            "precision": dict(result.precision),
+            "precision": dict(result.precision), "recipe": recipe.to_dict(), "stop": dict(result.stop),
         }
         atomic_write_json(run_dir / INFO, info, sort_keys=False)
         return PretrainResult(weights, key, result.best.score, False, seconds, info)

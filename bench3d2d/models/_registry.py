@@ -62,7 +62,10 @@ BUILTIN_MODULES = ("bench3d2d.models.fpbnet",)
 _INSTALL_CHECKED = False
 DEFAULT_DEPTH = 128
 
-#: Hyper-parameters every model gets unless its registration overrides them (paper protocol).
+#: The paper protocol's hyper-parameters, shown with every model (``hyperparameters()``). What a run
+#: trains with is chosen by its recipe set (``bench3d2d.engine.recipes``): ``common`` is this protocol
+#: for every model; ``official`` reads a registration's ``defaults["official"]`` (the published
+#: optimiser), else the recipe keys given directly in ``defaults``.
 PAPER_DEFAULTS: dict[str, Any] = {
     "optimizer": "sgd",
     "lr": 0.1,
@@ -107,7 +110,8 @@ class ModelInfo:
     source: str = ""
 
     def hyperparameters(self) -> dict[str, Any]:
-        """Default training hyper-parameters: the paper protocol updated by the model's own."""
+        """The paper protocol updated by the registration's ``defaults`` (including its ``official``
+        entry, the published recipe that the ``official`` recipe set applies)."""
         return {**PAPER_DEFAULTS, **self.defaults}
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,67 @@
+"""Profiles: the plateau-stop fields, the ``standard`` profile, and unchanged round-based profiles."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench3d2d.engine.profiles import PAPER, PLATEAU_FIELDS, QUICK, STANDARD, Profile, get_profile
+
+
+def _plateau(**kw) -> Profile:
+    base = {"name": "p", "depth": 64, "crop": (8, 32), "batch_size": {"segmentation": 4}, "rounds": 1,
+            "validate_every": 10, "patience": 3, "max_steps": 95}
+    return Profile(**{**base, **kw})
+
+
+def test_round_based_profiles_keep_their_form_and_settings():
+    for prof in (PAPER, QUICK):
+        assert not prof.converges
+        assert not set(PLATEAU_FIELDS) & set(prof.to_dict())  # same dict, so same hashes and run ids
+    assert QUICK.rounds == 6 and QUICK.steps_in_round(52, 4) == 10 and QUICK.steps_in_round(2, 4) == 4
+    assert PAPER.rounds * PAPER.repeats == 800
+
+
+def test_plateau_profile_derives_its_rounds_and_round_length():
+    prof = _plateau()
+    assert prof.converges and prof.rounds == 10  # ceil(95 / 10) validations at most
+    assert prof.steps_in_round(52, 4) == 10
+    assert set(PLATEAU_FIELDS) <= set(prof.to_dict())
+    longer = prof.with_overrides({"max_steps": 200, "validate_every": 25, "min_delta": "0.01"})
+    assert longer.rounds == 8 and longer.min_delta == 0.01 and longer.steps_in_round(52, 4) == 25
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"patience": None}, "validate_every, patience and max_steps"),
+    ({"max_steps": None}, "validate_every, patience and max_steps"),
+    ({"steps_per_round": 5}, "round-based"),
+    ({"repeats": 4}, "round-based"),
+    ({"patience": 0}, "must be >= 1"),
+    ({"min_delta": -0.1}, "min_delta >= 0"),
+    ({"min_steps": 100}, "min_steps <= max_steps"),
+])
+def test_plateau_settings_are_checked(bad, message):
+    with pytest.raises(ValueError, match=message):
+        _plateau(**bad)
+
+
+def test_a_lone_plateau_field_on_a_round_profile_is_refused():
+    with pytest.raises(ValueError, match="patience and max_steps"):
+        QUICK.with_overrides({"min_steps": 20})
+    with pytest.raises(ValueError, match="patience and max_steps"):
+        QUICK.with_overrides({"patience": 3})
+
+
+def test_overrides_turn_a_round_profile_into_a_plateau_profile():
+    prof = QUICK.with_overrides({"validate_every": "5", "patience": 2, "max_steps": 40})
+    assert prof.converges and prof.repeats is None and prof.rounds == 8 and prof.validate_every == 5
+    assert prof.steps_in_round(52, 4) == 5 and prof.to_dict()["validate_every"] == 5
+    assert QUICK.repeats == 4 and not QUICK.converges  # the original is untouched
+
+
+def test_standard_profile():
+    prof = get_profile("standard")
+    assert prof is STANDARD and prof.converges
+    assert prof.depth % 16 == 0 and prof.depth // 16 != 4  # ReSensNet differs from the FPB net there
+    assert prof.amp is False and prof.data_size == "quick"
+    assert prof.min_steps < prof.max_steps and prof.rounds * prof.validate_every >= prof.max_steps
+    assert prof.optimizer == "sgd" and prof.lr == 0.1  # the common recipe applies over it anyway
