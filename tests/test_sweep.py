@@ -21,7 +21,7 @@ import pytest
 
 from bench3d2d.cli import main
 from bench3d2d.harness._locks import Claim, is_stale, read_claim
-from bench3d2d.harness._spec import profile_fingerprint
+from bench3d2d.harness._spec import profile_fingerprint, recipe_fingerprint
 from bench3d2d.harness.sweep import (
     BENCHMARKS,
     CASE_COLUMNS,
@@ -67,7 +67,8 @@ def test_run_id_is_stable_and_canonical():
     # Pinned: a change of the canonical form or schema must be deliberate (it orphans stored runs).
     canonical = (
         '{"fraction":10.0,"hparams":{},"model":"fpbnet","pretrain":"none","pretrain_source":null,'
-        f'"profile":"quick","profile_hash":"{profile_fingerprint("quick")}","schema":1,"seed":1,'
+        f'"profile":"quick","profile_hash":"{profile_fingerprint("quick")}",'
+        f'"recipe":"common","recipe_hash":"{recipe_fingerprint("fpbnet", "common")}","schema":2,"seed":1,'
         '"test_sets":["synthetic-ga-s-1:test","synthetic-ga-s-2"],"train_dataset":"synthetic-ga-s-1"}'
     )
     assert SPEC.run_id == hashlib.sha256(canonical.encode()).hexdigest()[:12]
@@ -77,6 +78,13 @@ def test_run_id_is_stable_and_canonical():
     b = RunSpec("m", "d", (), 5, hparams={"batch_size": 4, "lr": 0.1})
     assert a.run_id == b.run_id != RunSpec("m", "d", (), 5, hparams={"lr": 0.2, "batch_size": 4}).run_id
     assert SPEC.run_id != RunSpec(**{**SPEC.__dict__, "seed": 2}).run_id
+    # The recipe set is part of the id: a run under IPN's official Adam is another run than under SGD.
+    ipn = RunSpec("ipn", "synthetic-ga-s-1", (), 100)
+    assert ipn.run_id != RunSpec("ipn", "synthetic-ga-s-1", (), 100, recipe="official").run_id
+    assert ipn.pretrain_spec() is None
+    ssl = RunSpec("fpbnet", "synthetic-ga-s-1", (), 5, pretrain="faf", pretrain_source="synthetic-ga-m",
+                  recipe="official")
+    assert ssl.pretrain_spec().recipe == "official"
     # Editing a profile's settings gives new ids: results of the old settings are never reused.
     assert SPEC.run_id != RunSpec(**{**SPEC.__dict__, "profile_hash": "0" * 8}).run_id
 

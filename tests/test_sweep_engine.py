@@ -106,3 +106,34 @@ def test_sigkill_mid_sweep_on_the_real_engine(tmp_path):
     for r in ids:  # one attempt each; the one interrupted by the kill has a second (it resumes)
         attempts = (store.run_dir(r) / "log.txt").read_text().count(" attempt on ")
         assert attempts == 1 or (attempts == 2 and r not in before), (r, attempts)
+
+
+@pytest.mark.slow
+def test_the_recipe_set_reaches_training_and_result_json(tmp_path, tiny):
+    """``--recipe official``: the run id differs from the common run's, the engine trains with the
+    model's official optimiser, and result.json records the resolved recipe and why the fit stopped."""
+
+    official = {"official": {"optimizer": "adam", "lr": 1e-3}}
+
+    @registry.register_model(name="test_tiny_adam", tags=("test",), defaults=official)
+    def test_tiny_adam(in_channels=1, out_channels=1, depth=None, **kwargs):
+        return tiny.test_tiny(in_channels, out_channels, depth)
+
+    try:
+        from bench3d2d.harness.sweep import PlanOptions
+
+        store = ResultsStore(tmp_path / "results")
+        plans = {r: expand_plan(models=["test_tiny_adam"], fractions="100", datasets="ga", pretrain="none",
+                                profile="tiny", options=PlanOptions(recipe=r))
+                 for r in ("common", "official")}
+        assert plans["common"].runs[0].run_id != plans["official"].runs[0].run_id
+        run_sweep(plans["official"], store, progress=SweepProgress(1, enabled=False))
+        spec = plans["official"].runs[0]
+        assert store.state(spec.run_id) is RunState.COMPLETE
+        result = json.loads((store.run_dir(spec.run_id) / "result.json").read_text())
+        assert result["recipe"]["set"] == "official" and result["recipe"]["source"] == "official"
+        assert result["recipe"]["values"]["optimizer"] == "adam" and result["recipe"]["values"]["lr"] == 1e-3
+        assert result["stop"]["reason"] in ("rounds", "plateau", "max_steps")
+        assert json.loads((store.run_dir(spec.run_id) / "spec.json").read_text())["recipe"] == "official"
+    finally:
+        registry._REGISTRY.pop("test_tiny_adam", None)

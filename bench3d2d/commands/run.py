@@ -31,7 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help="pre-training variants among none, slo, faf, comma-separated")
     add_list_option(p, "--seeds", default=["0"], metavar="SEED,...",
                     help="seeds, comma-separated, or a range such as 0-4")
-    p.add_argument("--profile", default="quick", help="training profile: quick or paper")
+    p.add_argument("--profile", default="quick",
+                   help="training profile: quick (pipeline check in minutes), standard (stops on a "
+                        "validation plateau) or paper")
+    p.add_argument("--recipe", default="common", choices=["common", "official", "tuned"],
+                   help="recipe set (each model's optimiser settings): common (the paper's SGD for "
+                        "every model), official (each baseline's published optimiser) or tuned")
     p.add_argument("--out", default="results", help="results folder")
     p.add_argument("--executor", default="local", choices=["local", "subprocess", "slurm"],
                    help="where runs happen: in this process, one subprocess each, or submitit (SLURM)")
@@ -140,7 +145,7 @@ def _plan(args: argparse.Namespace):
     from bench3d2d.harness.sweep import PlanOptions, expand_plan
 
     options = PlanOptions(hparams_for=_hparams_for(args), pretrain_source=args.pretrain_source,
-                          ssl_all_models=args.ssl_all_models)  # fmt: skip
+                          ssl_all_models=args.ssl_all_models, recipe=args.recipe)  # fmt: skip
     return expand_plan(args.models, args.fractions, args.datasets, args.pretrain, args.seeds, args.profile,
                        options)  # fmt: skip
 

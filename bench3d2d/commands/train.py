@@ -27,7 +27,11 @@ def _hparam(text: str) -> tuple[str, Any]:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="quick", help="training profile: quick or paper")
+    p.add_argument("--profile", default="quick",
+                   help="training profile: quick (pipeline check in minutes), standard (stops on a "
+                        "validation plateau) or paper")
+    p.add_argument("--recipe", default="common", choices=["common", "official", "tuned"],
+                   help="recipe set (the model's optimiser settings): common, official or tuned")
     p.add_argument("--seed", type=int, default=0, help="run seed")
     p.add_argument("--cache-dir", default=DEFAULT_CACHE, help="prepared-data cache")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
@@ -107,7 +111,8 @@ def run_train(args: argparse.Namespace) -> int:
             result = train_and_evaluate(
                 RunTarget(args.model, args.dataset, args.test_sets, fraction=args.fraction, seed=args.seed,
                           pretrain=args.pretrain, pretrain_source=args.pretrain_source),
-                RunSettings(profile=args.profile, hparams=dict(args.hparam), compute=_compute(args)),
+                RunSettings(profile=args.profile, recipe=args.recipe, hparams=dict(args.hparam),
+                            compute=_compute(args)),
                 RunPaths(Path(args.out), Path(args.cache_dir), args.pretrain_dir),
             )
     except NonFiniteLossError as exc:
@@ -138,7 +143,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
     log_to_terminal(args.quiet)
     root = Path(args.out) if args.out else Path(args.cache_dir) / "pretrain"
-    what = PretrainTarget(args.model, args.source, args.modality, seed=args.seed, exclude=args.exclude)
+    what = PretrainTarget(args.model, args.source, args.modality, seed=args.seed, exclude=args.exclude,
+                          recipe=args.recipe)
     try:
         res = ssl.pretrain(what, profile=args.profile, compute=_compute(args), root=root,
                            cache_dir=Path(args.cache_dir))

@@ -175,11 +175,14 @@ class PlanOptions:
     run (None: the registry's and the profile's defaults). ``pretrain_source`` is the dataset SSL
     pre-training reconstructs from for every benchmark (None: each benchmark's own).
     ``ssl_all_models`` plans SSL variants for every model, not only those tagged ``ssl``.
+    ``recipe`` is the recipe set every run trains with (``common``, ``official``, ``tuned``:
+    :mod:`bench3d2d.engine.recipes`).
     """
 
     hparams_for: HParamsFor | None = None
     pretrain_source: str | None = None
     ssl_all_models: bool = False
+    recipe: str = "common"
 
 
 def expand_plan(
@@ -199,10 +202,13 @@ def expand_plan(
     (all models with ``options.ssl_all_models``) and for benchmarks with a pre-training source.
     """
     from bench3d2d.engine.profiles import get_profile
+    from bench3d2d.engine.recipes import RECIPE_SETS
     from bench3d2d.models import model_info
 
     opts = options or PlanOptions()
     get_profile(profile)  # unknown profile: clear error before anything runs
+    if opts.recipe not in RECIPE_SETS:
+        raise ValueError(f"unknown recipe set {opts.recipe!r}; choose one of {', '.join(RECIPE_SETS)}")
     model_names = resolve_models(models)
     fracs = parse_fractions(_texts(fractions))
     seed_list = parse_seeds(_texts(seeds))
@@ -244,6 +250,7 @@ def expand_plan(
                             pretrain_source=source if variant != "none" else None,
                             hparams=hp,
                             benchmark=bench.name,
+                            recipe=opts.recipe,
                         )
                         plan.runs.append(spec)
                         pre = spec.pretrain_spec()

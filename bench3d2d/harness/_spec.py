@@ -13,7 +13,8 @@ from typing import Any
 from bench3d2d.data.splits import parse_fraction
 
 #: Bumped whenever the meaning of a spec field changes, so old and new runs never share an id.
-SCHEMA_VERSION = 1
+#: Schema 2: the recipe set (and a fingerprint of the model's resolved recipe) is part of the id.
+SCHEMA_VERSION = 2
 PRETRAIN_CHOICES = ("none", "slo", "faf")
 
 
@@ -47,6 +48,16 @@ def profile_fingerprint(name: str) -> str:
     return short_hash(canonical_json(get_profile(name).to_dict()))[:8]
 
 
+def recipe_fingerprint(model: str, recipe: str) -> str:
+    """Short hash of ``model``'s resolved recipe of set ``recipe`` (editing the tuned table or a
+    model's official settings changes run ids, as editing a profile does). The common recipe is the
+    same for every model, so it is hashed without looking the model up."""
+    from bench3d2d.engine.recipes import COMMON, resolve_recipe
+
+    values = dict(COMMON) if recipe == "common" else dict(resolve_recipe(model, recipe).values)
+    return short_hash(canonical_json({"set": recipe, "values": values}))[:8]
+
+
 def normalise_fraction(value: float | str) -> float:
     """A label fraction in percent (``5``, ``"12.5"``, ``"20%"``), as a float in (0, 100]."""
     return float(parse_fraction(value) * 100)
@@ -72,10 +83,14 @@ class RunSpec:
     hparams: Mapping[str, Any] = field(default_factory=dict)
     benchmark: str = ""
     profile_hash: str = ""
+    recipe: str = "common"
+    recipe_hash: str = ""
 
     def __post_init__(self) -> None:
         if not self.profile_hash:
             object.__setattr__(self, "profile_hash", profile_fingerprint(self.profile))
+        if not self.recipe_hash:
+            object.__setattr__(self, "recipe_hash", recipe_fingerprint(self.model, self.recipe))
         object.__setattr__(self, "test_sets", tuple(str(t) for t in self.test_sets))
         object.__setattr__(self, "fraction", normalise_fraction(self.fraction))
         object.__setattr__(self, "seed", int(self.seed))
@@ -102,6 +117,8 @@ class RunSpec:
             "profile_hash": self.profile_hash,
             "pretrain": self.pretrain,
             "pretrain_source": self.pretrain_source,
+            "recipe": self.recipe,
+            "recipe_hash": self.recipe_hash,
             "hparams": dict(self.hparams),
         }
 
@@ -133,6 +150,8 @@ class RunSpec:
                 hparams=data.get("hparams") or {},
                 benchmark=data.get("benchmark", ""),
                 profile_hash=data.get("profile_hash", ""),
+                recipe=data.get("recipe", "common"),
+                recipe_hash=data.get("recipe_hash", ""),
             )
         except KeyError as exc:
             raise ValueError(f"run spec lacks the field {exc.args[0]!r}") from None
@@ -153,13 +172,16 @@ class RunSpec:
             profile=self.profile,
             seed=self.seed,
             profile_hash=self.profile_hash,
+            recipe=self.recipe,
+            recipe_hash=self.recipe_hash,
         )
 
     def label(self) -> str:
         """A short human-readable description."""
         pre = "scratch" if self.pretrain == "none" else f"ssl-{self.pretrain}"
+        recipe = "" if self.recipe == "common" else f" {self.recipe} recipe"
         tuned = " tuned" if self.hparams else ""
-        return f"{self.model} {pre} {self.train_dataset} {self.fraction:g}% seed {self.seed}{tuned}"
+        return f"{self.model} {pre} {self.train_dataset} {self.fraction:g}% seed {self.seed}{recipe}{tuned}"
 
 
 @dataclass(frozen=True)
@@ -172,13 +194,17 @@ class PretrainSpec:
     profile: str
     seed: int = 0
     profile_hash: str = ""
+    recipe: str = "common"
+    recipe_hash: str = ""
 
     def __post_init__(self) -> None:
         if not self.profile_hash:
             object.__setattr__(self, "profile_hash", profile_fingerprint(self.profile))
+        if not self.recipe_hash:
+            object.__setattr__(self, "recipe_hash", recipe_fingerprint(self.model, self.recipe))
 
     def identity(self) -> dict[str, Any]:
-        """The fields that define the pre-training."""
+        """The fields that define the pre-training (its optimiser comes from the recipe too)."""
         return {
             "schema": SCHEMA_VERSION,
             "model": self.model,
@@ -186,6 +212,8 @@ class PretrainSpec:
             "modality": self.modality,
             "profile": self.profile,
             "profile_hash": self.profile_hash,
+            "recipe": self.recipe,
+            "recipe_hash": self.recipe_hash,
             "seed": int(self.seed),
         }
 

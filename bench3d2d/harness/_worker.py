@@ -107,7 +107,7 @@ def execute_run(
     result = train_and_evaluate(
         RunTarget(spec.model, spec.train_dataset, engine_test_sets(spec), fraction=spec.fraction,
                   seed=spec.seed, pretrain=spec.pretrain, pretrain_source=spec.pretrain_source),
-        RunSettings(profile=spec.profile, hparams=dict(spec.hparams), compute=_compute()),
+        RunSettings(profile=spec.profile, recipe=spec.recipe, hparams=dict(spec.hparams), compute=_compute()),
         RunPaths(run_dir, store.cache_dir, pretrain_dir),
         on_validation=validated,
     )
@@ -121,6 +121,8 @@ def execute_run(
         "pretrained": result.pretrain,
         "profile": result.extra.get("profile"),
         "precision": result.extra.get("precision"),
+        "recipe": result.extra.get("recipe"),
+        "stop": result.extra.get("stop"),
         "peak_memory_mb": _peak_memory_mb(),
         "peak_memory_scope": peak_scope,
     }
@@ -163,7 +165,7 @@ def execute_pretrain(
     """SSL pre-training of one key into ``out_dir`` (the engine's cache lives inside it)."""
     from bench3d2d.engine import PretrainTarget, ssl
 
-    what = PretrainTarget(pre.model, pre.source, pre.modality, seed=pre.seed)
+    what = PretrainTarget(pre.model, pre.source, pre.modality, seed=pre.seed, recipe=pre.recipe)
     res = ssl.pretrain(what, profile=pre.profile, compute=_compute(), root=Path(out_dir),
                        cache_dir=store.cache_dir)
     return {
