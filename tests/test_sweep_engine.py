@@ -137,3 +137,25 @@ def test_the_recipe_set_reaches_training_and_result_json(tmp_path, tiny):
         assert json.loads((store.run_dir(spec.run_id) / "spec.json").read_text())["recipe"] == "official"
     finally:
         registry._REGISTRY.pop("test_tiny_adam", None)
+
+
+def test_a_run_without_test_sets_predicts_no_test_case(tmp_path, tiny):
+    """A tuning trial (no test sets) trains and validates only: no test case is predicted or scored;
+    naming the training dataset's own ``:test`` split brings its test back."""
+    from bench3d2d.harness import _worker
+    from bench3d2d.harness.sweep import RunSpec
+
+    store = ResultsStore(tmp_path / "results")
+    trial = RunSpec(tiny.MODEL, "synthetic-ga-s-1", (), 100, profile="tiny", benchmark="tune")
+    trial_dir = tmp_path / "trial"
+    trial_dir.mkdir()
+    cases = _worker.execute_run(trial, trial_dir, store=store)
+    assert cases.empty and list(cases.columns) == list(CASE_COLUMNS)
+    assert not (trial_dir / "predictions").exists()
+    assert pd.read_csv(trial_dir / "cases.csv").empty
+
+    run = RunSpec(tiny.MODEL, "synthetic-ga-s-1", ("synthetic-ga-s-1:test",), 100, profile="tiny")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    tested = _worker.execute_run(run, run_dir, store=store)
+    assert set(tested["test_set"]) == {"synthetic-ga-s-1"} and len(tested) > 0

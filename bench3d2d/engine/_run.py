@@ -177,7 +177,9 @@ def _prepare_data(target: RunTarget, prof: Profile, cache_dir: Path,
     labelled = label_subset(split.train, frac, seed)
     train = prep.subset_patients(labelled)
     val = prep.subset_patients(split.val)
-    sources: dict[str, CaseSource] = {train_dataset: prep.subset_patients(split.test)}
+    sources: dict[str, CaseSource] = {}
+    if target.own_test:
+        sources[train_dataset] = prep.subset_patients(split.test)
     seen = set(labelled) | set(split.val)
     removed: dict[str, list[str]] = {}
     for name, src in _named_test_sets(target):
@@ -245,6 +247,8 @@ def _test(models: list, sources: Mapping[str, CaseSource], prof: Profile, n_pred
         dice = wide["dice"]
         log.info("test %s: %d cases, Dice mean %.4f (median %.4f), k = %d checkpoints", name, len(wide),
                  dice.mean(), dice.median(), len(models))
-    cases = pd.concat(tables, ignore_index=True)
+    if not tables:
+        log.info("no test set: validation only (no test case predicted or scored)")
+    cases = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(CASE_COLUMNS))
     _write_csv_atomic(cases, out_dir / "cases.csv")
     return cases

@@ -55,6 +55,8 @@ class RunTarget:
     ``pretrain``: ``None``/``"none"``, ``"slo"`` or ``"faf"``; ``pretrain_source`` default: the
     dataset's registry metadata; ``pretrain_exclude`` default: the source's metadata.
     ``data_options`` go to every ``load_dataset`` call (e.g. synthetic ``difficulty``).
+    ``own_test``: test on the training dataset's own test split too (False, with no ``test_sets``:
+    validation only, as a tuning trial must be: no test case is predicted or scored).
     """
 
     model: str
@@ -69,6 +71,7 @@ class RunTarget:
     data_seed: int = 0
     split_seed: int = 0
     data_options: Mapping[str, Any] = field(default_factory=dict)
+    own_test: bool = True
 
     @property
     def pretrain_modality(self) -> str | None:

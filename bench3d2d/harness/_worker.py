@@ -106,7 +106,8 @@ def execute_run(
     peak_scope = _reset_peak_memory()
     result = train_and_evaluate(
         RunTarget(spec.model, spec.train_dataset, engine_test_sets(spec), fraction=spec.fraction,
-                  seed=spec.seed, pretrain=spec.pretrain, pretrain_source=spec.pretrain_source),
+                  seed=spec.seed, pretrain=spec.pretrain, pretrain_source=spec.pretrain_source,
+                  own_test=f"{spec.train_dataset}{TEST_SUFFIX}" in spec.test_sets),
         RunSettings(profile=spec.profile, recipe=spec.recipe, hparams=dict(spec.hparams), compute=_compute()),
         RunPaths(run_dir, store.cache_dir, pretrain_dir),
         on_validation=validated,
