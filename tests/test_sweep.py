@@ -424,3 +424,15 @@ def test_claims_race_between_processes(tmp_path, stale_first):
     assert len(spans) == 4 if not stale_first else len(spans) >= 1
     assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # never two at once
     assert not path.exists()
+
+
+def test_a_stored_pretraining_spec_reads_back_with_its_recipe(tmp_path):
+    """Workers (subprocess, SLURM) rebuild a pre-training from its spec.json: every field comes back,
+    the recipe set included, so the key matches."""
+    from bench3d2d.harness._runner import read_pretrain_spec, write_pretrain_spec
+    from bench3d2d.harness._spec import PretrainSpec
+
+    store = ResultsStore(tmp_path / "results")
+    pre = PretrainSpec("fpbnet", "synthetic-ga-m", "faf", "quick", seed=2, recipe="official")
+    write_pretrain_spec(pre, store)
+    assert read_pretrain_spec(store, pre.key) == pre

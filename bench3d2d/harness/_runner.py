@@ -17,6 +17,7 @@ harness.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import logging
 import os
@@ -247,9 +248,8 @@ def read_pretrain_spec(store: ResultsStore, key: str) -> PretrainSpec:
     data = read_json(path)
     if data is None:
         raise FileNotFoundError(f"no readable pre-training spec at {path}")
-    names = ("model", "source", "modality", "profile", "seed", "profile_hash")
-    fields = {k: data[k] for k in names if k in data}
-    pre = PretrainSpec(**fields)
+    names = {f.name for f in dataclasses.fields(PretrainSpec)}  # every field, the recipe's included
+    pre = PretrainSpec(**{k: v for k, v in data.items() if k in names})
     if pre.key != key:
         raise ValueError(f"{path} describes pre-training {pre.key}, not {key}")
     return pre
