@@ -58,6 +58,14 @@ def recipe_fingerprint(model: str, recipe: str) -> str:
     return short_hash(canonical_json({"set": recipe, "values": values}))[:8]
 
 
+def _fill_fingerprints(spec: RunSpec | PretrainSpec) -> None:
+    """Set a frozen spec's ``profile_hash`` and ``recipe_hash`` where they were not given."""
+    if not spec.profile_hash:
+        object.__setattr__(spec, "profile_hash", profile_fingerprint(spec.profile))
+    if not spec.recipe_hash:
+        object.__setattr__(spec, "recipe_hash", recipe_fingerprint(spec.model, spec.recipe))
+
+
 def normalise_fraction(value: float | str) -> float:
     """A label fraction in percent (``5``, ``"12.5"``, ``"20%"``), as a float in (0, 100]."""
     return float(parse_fraction(value) * 100)
@@ -87,10 +95,7 @@ class RunSpec:
     recipe_hash: str = ""
 
     def __post_init__(self) -> None:
-        if not self.profile_hash:
-            object.__setattr__(self, "profile_hash", profile_fingerprint(self.profile))
-        if not self.recipe_hash:
-            object.__setattr__(self, "recipe_hash", recipe_fingerprint(self.model, self.recipe))
+        _fill_fingerprints(self)
         object.__setattr__(self, "test_sets", tuple(str(t) for t in self.test_sets))
         object.__setattr__(self, "fraction", normalise_fraction(self.fraction))
         object.__setattr__(self, "seed", int(self.seed))
@@ -198,10 +203,7 @@ class PretrainSpec:
     recipe_hash: str = ""
 
     def __post_init__(self) -> None:
-        if not self.profile_hash:
-            object.__setattr__(self, "profile_hash", profile_fingerprint(self.profile))
-        if not self.recipe_hash:
-            object.__setattr__(self, "recipe_hash", recipe_fingerprint(self.model, self.recipe))
+        _fill_fingerprints(self)
 
     def identity(self) -> dict[str, Any]:
         """The fields that define the pre-training (its optimiser comes from the recipe too)."""
