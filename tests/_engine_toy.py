@@ -57,6 +57,22 @@ def toy_fit(out_dir: Path, profile=TOY_PROFILE, seed: int = 0, compute: Compute 
     return result, cases
 
 
+class Killed(Exception):
+    """Stands in for a kill right after a validation (its ``last.pt`` and top-k files are written)."""
+
+
+def stop_after(n_validations: int):
+    """An ``on_validation`` callback that raises :class:`Killed` at the ``n_validations``-th validation."""
+    seen = [0]
+
+    def on_validation(step: int, score: float) -> None:
+        seen[0] += 1
+        if seen[0] == n_validations:
+            raise Killed(step)
+
+    return on_validation
+
+
 if __name__ == "__main__":
     res, table = toy_fit(Path(sys.argv[1]))
     print(json.dumps({"history": res.history, "dice": table["dice"].tolist(),

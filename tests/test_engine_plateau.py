@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from _engine_toy import TOY_PROFILE, toy_fit
+from _engine_toy import TOY_PROFILE, Killed, stop_after, toy_fit
 
 from bench3d2d.engine import checkpoints as ckpt_io
 from bench3d2d.engine._fit import plateau_update
@@ -16,19 +16,6 @@ PLATEAU = TOY_PROFILE.with_overrides({"steps_per_round": None, "validate_every":
                                       "min_steps": 4, "max_steps": 20, "lr": 0.02})
 
 
-class _Killed(Exception):
-    """Stands in for a kill right after a validation (its ``last.pt`` is written)."""
-
-
-def _stop_after(n_validations: int):
-    seen = [0]
-
-    def on_validation(step: int, score: float) -> None:
-        seen[0] += 1
-        if seen[0] == n_validations:
-            raise _Killed(step)
-
-    return on_validation
 
 
 def test_plateau_update_counts_validations_without_a_large_enough_gain():
@@ -92,8 +79,8 @@ def test_interrupted_plateau_fit_resumes_with_its_patience_state(tmp_path):
         if state["stale"] and stale_at is None:
             stale_at = i
     assert stale_at is not None and stale_at + 1 < n
-    with pytest.raises(_Killed):
-        toy_fit(tmp_path / "killed", profile=PLATEAU, on_validation=_stop_after(stale_at + 1))
+    with pytest.raises(Killed):
+        toy_fit(tmp_path / "killed", profile=PLATEAU, on_validation=stop_after(stale_at + 1))
     state = ckpt_io.read(tmp_path / "killed" / "checkpoints" / "last.pt")["progress"]
     assert not state["finished"] and state["plateau"]["stale"] >= 1
     resumed, resumed_cases = toy_fit(tmp_path / "killed", profile=PLATEAU)
@@ -106,8 +93,8 @@ def test_interrupted_plateau_fit_resumes_with_its_patience_state(tmp_path):
 
 def test_plateau_fit_heals_from_a_topk_state_after_a_truncated_last_pt(tmp_path):
     straight, _ = toy_fit(tmp_path / "straight", profile=PLATEAU)
-    with pytest.raises(_Killed):
-        toy_fit(tmp_path / "killed", profile=PLATEAU, on_validation=_stop_after(2))
+    with pytest.raises(Killed):
+        toy_fit(tmp_path / "killed", profile=PLATEAU, on_validation=stop_after(2))
     last = tmp_path / "killed" / "checkpoints" / "last.pt"
     last.write_bytes(last.read_bytes()[:100])
     healed, _ = toy_fit(tmp_path / "killed", profile=PLATEAU)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _engine_toy import toy_fit
+from _engine_toy import Killed, stop_after, toy_fit
 
 from bench3d2d.engine import checkpoints as ckpt_io
 
@@ -55,19 +55,6 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_metrics(tmp_path):
     assert resumed["hd95"] == straight["hd95"]
 
 
-class _Killed(Exception):
-    """Stands in for a kill right after a validation (``last.pt`` and the top-k files are written)."""
-
-
-def _stop_after(n_validations: int):
-    seen = [0]
-
-    def on_validation(step: int, score: float) -> None:
-        seen[0] += 1
-        if seen[0] == n_validations:
-            raise _Killed(step)
-
-    return on_validation
 
 
 def _truncate(path: Path) -> None:
@@ -76,8 +63,8 @@ def _truncate(path: Path) -> None:
 
 
 def _interrupted(out: Path) -> None:
-    with pytest.raises(_Killed):
-        toy_fit(out, on_validation=_stop_after(2))  # 3 rounds: stopped after round 2, step 4
+    with pytest.raises(Killed):
+        toy_fit(out, on_validation=stop_after(2))  # 3 rounds: stopped after round 2, step 4
 
 
 def test_truncated_last_pt_falls_back_to_the_newest_topk_state_and_completes(tmp_path):
