@@ -16,6 +16,7 @@ import pytest
 from bench3d2d.harness.executors import SweepProgress
 from bench3d2d.harness.sweep import CASE_COLUMNS, ResultsStore, RunState, expand_plan, run_sweep
 from bench3d2d.models import _registry as registry
+from bench3d2d.models import count_parameters
 
 TESTS = Path(__file__).resolve().parent
 
@@ -134,6 +135,7 @@ def test_the_recipe_set_reaches_training_and_result_json(tmp_path, tiny):
         assert result["recipe"]["set"] == "official" and result["recipe"]["source"] == "official"
         assert result["recipe"]["values"]["optimizer"] == "adam" and result["recipe"]["values"]["lr"] == 1e-3
         assert result["stop"]["reason"] in ("rounds", "plateau", "max_steps")
+        assert result["parameters"] == count_parameters(tiny.test_tiny())  # the report need not build it
         assert json.loads((store.run_dir(spec.run_id) / "spec.json").read_text())["recipe"] == "official"
     finally:
         registry._REGISTRY.pop("test_tiny_adam", None)

@@ -27,7 +27,7 @@ from bench3d2d.engine.config import FitOptions, PretrainTarget, RunPaths, RunSet
 from bench3d2d.engine.profiles import Profile, get_profile
 from bench3d2d.engine.recipes import apply_recipe, resolve_recipe
 from bench3d2d.engine.tasks import segmentation
-from bench3d2d.models import model_info
+from bench3d2d.models import count_parameters, model_info
 from bench3d2d.results import CASE_COLUMNS, CASE_ID_KEY, TEST_SET_KEY
 
 log = logging.getLogger("bench3d2d.engine")
@@ -156,7 +156,8 @@ def train_and_evaluate(target: RunTarget, settings: RunSettings | None = None, p
                  ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     return RunResult(cases, fit_result, split_record, timings, pre_info, out_dir,
                      {"k": len(models), "profile": prof.to_dict(), "precision": dict(fit_result.precision),
-                      "recipe": recipe.to_dict(), "stop": dict(fit_result.stop)})
+                      "recipe": recipe.to_dict(), "stop": dict(fit_result.stop),
+                      "parameters": count_parameters(model)})
 
 
 def _named_test_sets(target: RunTarget) -> list[tuple[str, str | CaseSource]]:

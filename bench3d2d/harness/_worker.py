@@ -124,6 +124,7 @@ def execute_run(
         "precision": result.extra.get("precision"),
         "recipe": result.extra.get("recipe"),
         "stop": result.extra.get("stop"),
+        "parameters": result.extra.get("parameters"),
         "peak_memory_mb": _peak_memory_mb(),
         "peak_memory_scope": peak_scope,
     }
