@@ -350,3 +350,23 @@ def settings_lines(settings: dict[str, Any]) -> list[str]:
         "entries re-ranked by mean, Kendall's τ against the full ranking.",
         f"Computed with NumPy and SciPy {settings['scipy']} only (no GPL code).",
     ]
+
+
+def _distinct(values: list[Any]) -> str:
+    """Distinct values in first-seen order, comma-separated; "not recorded" when there are none."""
+    seen = list(dict.fromkeys(str(v) for v in values if v not in (None, "")))
+    return ", ".join(seen) if seen else "not recorded"
+
+
+def training_conditions(report: Any) -> str:
+    """One line naming how the board's complete runs were trained: profile, recipe set, precision,
+    seeds and torch threads (each as recorded in the runs' ``spec.json`` and ``result.json``)."""
+    runs = report.collection.runs_with("complete")
+    if not runs:
+        return ""
+    precision = [(r.result.get("precision") or {}).get("dtype") for r in runs]
+    threads = [(r.result.get("environment") or {}).get("torch_threads") for r in runs]
+    seeds = sorted({int(s) for s in (r.spec.get("seed") for r in runs) if s is not None})
+    return (f"Training: profile {_distinct([r.spec.get('profile') for r in runs])} · recipe set "
+            f"{_distinct([r.spec.get('recipe') for r in runs])} · precision {_distinct(precision)} · "
+            f"seeds {_distinct(seeds)} · torch threads {_distinct(threads)}.")

@@ -17,7 +17,14 @@ from bench3d2d import __version__
 from bench3d2d.evaluation import statistics as stats
 from bench3d2d.evaluation.claims import claim_summary
 from bench3d2d.report.collect import STATUSES
-from bench3d2d.report.view import WORSE_MARKER, fmt_p, metric_header, settings_lines, unit_sentence
+from bench3d2d.report.view import (
+    WORSE_MARKER,
+    fmt_p,
+    metric_header,
+    settings_lines,
+    training_conditions,
+    unit_sentence,
+)
 from bench3d2d.report.writers._io import write_atomic
 
 if TYPE_CHECKING:
@@ -90,6 +97,7 @@ def render_html(report: Report, out: Path) -> str:
         claims=report.claims,
         claim_counts=claim_summary(report.claims) if not report.claims.empty else [],
         unit_text=unit_sentence(report).replace("**", ""),
+        conditions=training_conditions(report),
         cost=_cost_rows(report),
         cost_figures=report.cost_figures,
     )

@@ -22,6 +22,7 @@ from bench3d2d.report.view import (
     fmt_value,
     metric_header,
     settings_lines,
+    training_conditions,
     unit_sentence,
 )
 from bench3d2d.report.writers._io import write_atomic
@@ -219,6 +220,8 @@ def render_markdown(report: Report) -> str:
                  + f" · {coll.cases['case_id'].nunique() if not coll.cases.empty else 0} test case id(s).")
     if opts.command:
         lines += ["", "Reproduce with:", "", "```sh", opts.command, "```"]
+    if training_conditions(report):
+        lines += ["", md_escape(training_conditions(report))]
     lines.append("")
     if report.warnings:
         lines += [f"> **{len(report.warnings)} warning(s)** while reading the results: see "
