@@ -76,9 +76,8 @@ PAPER_DEFAULTS: dict[str, Any] = {
 
 #: Optuna search space used when a registration gives none: name -> (kind, *args).
 DEFAULT_SEARCH_SPACE: dict[str, tuple] = {
+    "optimizer": ("categorical", ["sgd", "adam"]),
     "lr": ("log", 1e-4, 0.3),
-    "weight_decay": ("log", 1e-6, 1e-3),
-    "batch_size": ("categorical", [2, 4, 8]),
 }
 
 
