@@ -30,8 +30,8 @@ def _autocast(impl: str):
 
 
 def quick_shape() -> tuple[int, int, int, int]:
-    """(batch, H, W, D) of the ``quick`` profile's segmentation training step."""
-    prof = get_profile("quick")
+    """(batch, H, W, D) of the ``smoke`` profile's segmentation training step."""
+    prof = get_profile("smoke")
     return prof.batch_for("segmentation"), prof.crop[0], prof.crop[1], prof.depth
 
 

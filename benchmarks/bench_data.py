@@ -20,8 +20,8 @@ DATASET = "synthetic-ga-s-1"
 
 @pytest.fixture(scope="module")
 def quick_cache(tmp_path_factory):
-    """The quick profile's prepared cache of the synthetic GA-S-1 cohort."""
-    prof = get_profile("quick")
+    """The smoke profile's prepared cache of the synthetic GA-S-1 cohort."""
+    prof = get_profile("smoke")
     return prepare(load_dataset(DATASET, size=prof.data_size), prof.depth, tmp_path_factory.mktemp("quick"))
 
 

@@ -4,11 +4,11 @@
 
 1. One training step of every registered model (or ``--models``) in each precision the device
    supports: float32, bf16 autocast (devices with native bf16, compute capability 8.0+) and
-   float16 autocast with a gradient scaler (every CUDA device); batch 2 of the quick profile's
+   float16 autocast with a gradient scaler (every CUDA device); batch 2 of the smoke profile's
    crop, the model's smallest valid depth, BCE loss, SGD. A step passes when it finishes with a
    finite loss and finite gradients.
 2. One tiny sweep through the harness, in-process, into a temporary folder: fpbnet on the
-   ``rpd`` benchmark at 100 % labels, quick profile cut to 1 round of 2 steps, top-1; it passes
+   ``rpd`` benchmark at 100 % labels, smoke profile cut to 1 round of 2 steps, top-1; it passes
    when the run completes, and the precision the engine chose (``result.json``'s ``precision``)
    is printed.
 
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from bench3d2d.engine import build_model
 from bench3d2d.engine._precision import cuda_has_bf16
-from bench3d2d.engine.profiles import QUICK
+from bench3d2d.engine.profiles import SMOKE
 from bench3d2d.models import list_models, model_info
 
 NO_CUDA = 2
@@ -58,8 +58,8 @@ def precisions(device: torch.device) -> list[str]:
 
 def _shape(name: str) -> tuple[int, int, int]:
     rule = model_info(name).size_rule
-    h, w = rule.smallest_valid(*QUICK.crop)
-    depth = max(QUICK.depth, rule.depth_min)
+    h, w = rule.smallest_valid(*SMOKE.crop)
+    depth = max(SMOKE.depth, rule.depth_min)
     depth = -(-depth // rule.depth_multiple) * rule.depth_multiple
     return h, w, depth
 
@@ -131,7 +131,7 @@ def tiny_sweep(folder: Path) -> Row:
     try:
         store = ResultsStore(folder / "results")
         plan = expand_plan(models="fpbnet", fractions="100", datasets="rpd", pretrain="none",
-                           profile="quick",
+                           profile="smoke",
                            hparams_for=lambda *_: {"rounds": 1, "steps_per_round": 2, "top_k": 1})
         run_sweep(plan, store, progress=SweepProgress(len(plan.runs), enabled=False))
         spec = plan.runs[0]
@@ -148,10 +148,10 @@ def tiny_sweep(folder: Path) -> Row:
         if state is not RunState.COMPLETE:
             err = store.error(spec.run_id) or {}
             detail += f": {err.get('type', '')} {err.get('message', '')}"[:200]
-        return Row("sweep (harness, quick 1x2)", label, state is RunState.COMPLETE, detail)
+        return Row("sweep (harness, smoke 1x2)", label, state is RunState.COMPLETE, detail)
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
-        return Row("sweep (harness, quick 1x2)", "?", False, f"{type(exc).__name__}: {exc}"[:200])
+        return Row("sweep (harness, smoke 1x2)", "?", False, f"{type(exc).__name__}: {exc}"[:200])
 
 
 def print_table(rows: list[Row]) -> None:

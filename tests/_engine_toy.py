@@ -14,13 +14,13 @@ import numpy as np
 import torch
 
 from bench3d2d.engine import ArrayCases, Compute, FitOptions, build_model, evaluate, fit, load_ensemble
-from bench3d2d.engine.profiles import QUICK
+from bench3d2d.engine.profiles import SMOKE
 from bench3d2d.engine.tasks import segmentation
 
 SHAPE = (16, 16, 64)
 
 #: A few-second profile: 2 steps per round, batch 2, crops 4 x 16.
-TOY_PROFILE = QUICK.with_overrides(
+TOY_PROFILE = SMOKE.with_overrides(
     {"rounds": 3, "steps_per_round": 2, "batch_size": 2, "crop": [4, 16], "top_k": 2, "eval_batch": 4}
 )
 

@@ -101,7 +101,7 @@ def fabricate(
         for fraction in fractions:
             for s in seeds:
                 spec = {"model": model, "train_dataset": train_dataset, "test_sets": test_sets,
-                        "fraction": float(fraction), "seed": int(s), "profile": "quick", "pretrain": pretrain}
+                        "fraction": float(fraction), "seed": int(s), "profile": "smoke", "pretrain": pretrain}
                 rows, preds = [], {}
                 for t in test_sets:
                     for i in range(n_cases):

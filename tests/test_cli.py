@@ -78,3 +78,12 @@ def test_a_missing_plugin_file_is_one_clear_line(argv, tmp_path, capsys, monkeyp
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("bench3d2d: error: plugin file ") and "x.py does not exist" in err
+
+
+def test_run_defaults_are_the_converged_benchmark():
+    """`bench3d2d run` with no options: the standard (plateau) profile, the tuned recipes, three seeds."""
+    from bench3d2d.harness.sweep import DEFAULT_SEEDS, parse_seeds
+
+    args = build_parser().parse_args(["run"])
+    assert args.profile == "standard" and args.recipe == "tuned"
+    assert parse_seeds(args.seeds) == DEFAULT_SEEDS == (0, 1, 2)

@@ -27,7 +27,7 @@ from bench3d2d.engine import (
     update_topk,
 )
 from bench3d2d.engine import checkpoints as ckpt_io
-from bench3d2d.engine.profiles import PAPER, QUICK, get_profile
+from bench3d2d.engine.profiles import PAPER, SMOKE, get_profile
 from bench3d2d.engine.tasks import Task, segmentation
 
 
@@ -92,7 +92,7 @@ def test_augment_crop_flip_and_intensity():
 
 def test_training_crop_respects_the_size_rule():
     model = build_model("fpbnet", 64)
-    assert training_crop(model, QUICK.with_overrides({"crop": [5, 20]})) == (8, 32)
+    assert training_crop(model, SMOKE.with_overrides({"crop": [5, 20]})) == (8, 32)
     assert training_crop(model, PAPER) == (32, 256)
 
 
@@ -102,8 +102,8 @@ def test_profiles():
     with pytest.raises(ValueError, match="unknown profile"):
         get_profile("fast")
     with pytest.raises(ValueError, match="unknown hyper-parameter"):
-        QUICK.with_overrides({"learning_rate": 1})
-    assert QUICK.with_overrides({"batch_size": 3}).batch_for("reconstruction") == 3
+        SMOKE.with_overrides({"learning_rate": 1})
+    assert SMOKE.with_overrides({"batch_size": 3}).batch_for("reconstruction") == 3
 
 
 def test_fit_is_deterministic_and_checkpoints_load_weights_only(tmp_path):

@@ -131,13 +131,13 @@ def test_the_submitit_function_loads_the_plugins_first(tmp_path, scratch, fake_e
 @pytest.mark.slow  # about 15 s: two processes start, one trains
 def test_a_model_in_one_file_trains_through_run_with_the_subprocess_executor(tmp_path):
     path = _write(tmp_path, "my_file_net")
-    params = tmp_path / "params.json"  # the quick profile, cut to 2 rounds of 1 step and a top-1
+    params = tmp_path / "params.json"  # the smoke profile, cut to 2 rounds of 1 step and a top-1
     params.write_text(json.dumps({"my_file_net": {"rounds": 2, "steps_per_round": 1, "top_k": 1}}))
     out = tmp_path / "results"
     env = {k: v for k, v in os.environ.items() if k not in (registry.PLUGINS_ENV, "BENCH3D2D_BACKEND")}
     env["BENCH3D2D_THREADS"] = "1"
     cmd = [sys.executable, "-m", "bench3d2d", "run", "--plugin", str(path), "--models", "my_file_net",
-           "--datasets", "rpd", "--fractions", "20", "--pretrain", "none", "--profile", "quick",
+           "--datasets", "rpd", "--fractions", "20", "--pretrain", "none", "--profile", "smoke",
            "--params", str(params), "--executor", "subprocess", "--out", str(out),
            "--no-progress"]  # fmt: skip
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)

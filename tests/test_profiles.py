@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench3d2d.engine.profiles import PAPER, PLATEAU_FIELDS, QUICK, STANDARD, Profile, get_profile
+from bench3d2d.engine.profiles import PAPER, PLATEAU_FIELDS, SMOKE, STANDARD, Profile, get_profile
 
 
 def _plateau(**kw) -> Profile:
@@ -14,10 +14,10 @@ def _plateau(**kw) -> Profile:
 
 
 def test_round_based_profiles_keep_their_form_and_settings():
-    for prof in (PAPER, QUICK):
+    for prof in (PAPER, SMOKE):
         assert not prof.converges
         assert not set(PLATEAU_FIELDS) & set(prof.to_dict())  # same dict, so same hashes and run ids
-    assert QUICK.rounds == 6 and QUICK.steps_in_round(52, 4) == 10 and QUICK.steps_in_round(2, 4) == 4
+    assert SMOKE.rounds == 6 and SMOKE.steps_in_round(52, 4) == 10 and SMOKE.steps_in_round(2, 4) == 4
     assert PAPER.rounds * PAPER.repeats == 800
 
 
@@ -46,16 +46,16 @@ def test_plateau_settings_are_checked(bad, message):
 
 def test_a_lone_plateau_field_on_a_round_profile_is_refused():
     with pytest.raises(ValueError, match="patience and max_steps"):
-        QUICK.with_overrides({"min_steps": 20})
+        SMOKE.with_overrides({"min_steps": 20})
     with pytest.raises(ValueError, match="patience and max_steps"):
-        QUICK.with_overrides({"patience": 3})
+        SMOKE.with_overrides({"patience": 3})
 
 
 def test_overrides_turn_a_round_profile_into_a_plateau_profile():
-    prof = QUICK.with_overrides({"validate_every": "5", "patience": 2, "max_steps": 40})
+    prof = SMOKE.with_overrides({"validate_every": "5", "patience": 2, "max_steps": 40})
     assert prof.converges and prof.repeats is None and prof.rounds == 8 and prof.validate_every == 5
     assert prof.steps_in_round(52, 4) == 5 and prof.to_dict()["validate_every"] == 5
-    assert QUICK.repeats == 4 and not QUICK.converges  # the original is untouched
+    assert SMOKE.repeats == 4 and not SMOKE.converges  # the original is untouched
 
 
 def test_standard_profile():

@@ -11,7 +11,7 @@ from torch import nn
 
 from bench3d2d.engine import FitOptions, build_model, fit
 from bench3d2d.engine import checkpoints as ckpt_io
-from bench3d2d.engine.profiles import QUICK, STANDARD
+from bench3d2d.engine.profiles import SMOKE, STANDARD
 from bench3d2d.engine.recipes import (
     COMMON,
     RecipeError,
@@ -114,11 +114,11 @@ def test_unknown_set_or_model_is_refused():
 
 
 def test_precedence_profile_then_recipe_then_hparams():
-    prof = run_profile(QUICK, "ipn", "official", {"lr": 5e-4, "top_k": 2})
+    prof = run_profile(SMOKE, "ipn", "official", {"lr": 5e-4, "top_k": 2})
     assert (prof.optimizer, prof.lr, prof.betas, prof.weight_decay) == ("adam", 5e-4, (0.9, 0.999), 0.0)
-    assert prof.top_k == 2 and prof.rounds == QUICK.rounds and prof.crop == QUICK.crop  # profile otherwise
-    assert run_profile(QUICK, "ipn", "official").lr == 1e-4
-    assert run_profile(QUICK, "ipn", "common", {"optimizer": "adam"}).lr == 0.1
+    assert prof.top_k == 2 and prof.rounds == SMOKE.rounds and prof.crop == SMOKE.crop  # profile otherwise
+    assert run_profile(SMOKE, "ipn", "official").lr == 1e-4
+    assert run_profile(SMOKE, "ipn", "common", {"optimizer": "adam"}).lr == 0.1
     # a recipe's batch size sets the segmentation batch only
     batched = apply_recipe(STANDARD, {"batch_size": 2})
     assert batched.batch_for("segmentation") == 2 and batched.batch_for("reconstruction") == 4
@@ -126,7 +126,7 @@ def test_precedence_profile_then_recipe_then_hparams():
 
 def test_common_leaves_the_built_in_profiles_unchanged():
     """So SSL cache keys and run ids of the existing profiles do not move."""
-    for prof in (QUICK, STANDARD):
+    for prof in (SMOKE, STANDARD):
         assert run_profile(prof, "fpbnet", "common").to_dict() == prof.to_dict()
 
 
@@ -152,7 +152,7 @@ def test_a_fit_under_official_trains_ipn_with_adam(tmp_path):
 def test_train_and_evaluate_applies_the_recipe_set_and_records_it(tmp_path):
     from bench3d2d.engine import Compute, RunPaths, RunSettings, RunTarget, train_and_evaluate
 
-    tiny = QUICK.with_overrides({"rounds": 1, "steps_per_round": 1, "top_k": 1})
+    tiny = SMOKE.with_overrides({"rounds": 1, "steps_per_round": 1, "top_k": 1})
     res = train_and_evaluate(RunTarget("ipn", "synthetic-ga-s-1", fraction=5),
                              RunSettings(profile=tiny, recipe="official", hparams={"lr": 5e-4},
                                          compute=Compute(threads=1)),

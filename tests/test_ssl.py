@@ -77,9 +77,9 @@ def test_train_and_evaluate_with_faf_pretraining_shares_the_weights(tmp_path):
     import pandas as pd
 
     from bench3d2d.engine import RunSettings, train_and_evaluate
-    from bench3d2d.engine.profiles import QUICK
+    from bench3d2d.engine.profiles import SMOKE
 
-    tiny = QUICK.with_overrides({"rounds": 1, "steps_per_round": 2, "top_k": 1})
+    tiny = SMOKE.with_overrides({"rounds": 1, "steps_per_round": 2, "top_k": 1})
     runs = {}
     for fraction in (5, 20):
         runs[fraction] = train_and_evaluate(

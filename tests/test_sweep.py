@@ -43,7 +43,7 @@ SPEC = RunSpec(
     test_sets=("synthetic-ga-s-1:test", "synthetic-ga-s-2"),
     fraction=10,
     seed=1,
-    profile="quick",
+    profile="smoke",
 )
 
 
@@ -67,7 +67,7 @@ def test_run_id_is_stable_and_canonical():
     # Pinned: a change of the canonical form or schema must be deliberate (it orphans stored runs).
     canonical = (
         '{"fraction":10.0,"hparams":{},"model":"fpbnet","pretrain":"none","pretrain_source":null,'
-        f'"profile":"quick","profile_hash":"{profile_fingerprint("quick")}",'
+        f'"profile":"smoke","profile_hash":"{profile_fingerprint("smoke")}",'
         f'"recipe":"common","recipe_hash":"{recipe_fingerprint("fpbnet", "common")}","schema":2,"seed":1,'
         '"test_sets":["synthetic-ga-s-1:test","synthetic-ga-s-2"],"train_dataset":"synthetic-ga-s-1"}'
     )
@@ -107,6 +107,8 @@ def test_spec_rejects_bad_input():
 # -- plans --------------------------------------------------------------------------------------------
 def test_default_plan_is_the_paper_protocol():
     plan = expand_plan(models="fpbnet", fractions="5,10,20,100")
+    assert {s.seed for s in plan.runs} == {0, 1, 2}  # three seeds by default
+    plan = expand_plan(models="fpbnet", fractions="5,10,20,100", seeds="0")
     ga = [s for s in plan.runs if s.benchmark == "ga"]
     rpd = [s for s in plan.runs if s.benchmark == "rpd"]
     # fpbnet is tagged ssl: scratch, SLO and FAF at every fraction.
@@ -140,7 +142,7 @@ def test_plan_options():
 
 
 def test_plan_with_a_registered_dataset():
-    plan = expand_plan(models="fpbnet", fractions="20", datasets="synthetic-rpd", pretrain="none,slo")
+    plan = expand_plan(models="fpbnet", fractions="20", datasets="synthetic-rpd", pretrain="none,slo", seeds="0")
     assert [(s.train_dataset, s.test_sets, s.pretrain) for s in plan.runs] == [
         ("synthetic-rpd", ("synthetic-rpd:test",), "none")
     ]
@@ -285,7 +287,7 @@ def raising_model():
 
 def test_a_model_that_raises_is_a_failed_run_and_the_sweep_goes_on(tmp_path, fake_env, raising_model):
     store = ResultsStore(tmp_path / "results")
-    plan = expand_plan(models=["fpbnet", raising_model], fractions="5,100", datasets="ga", pretrain="none")
+    plan = expand_plan(models=["fpbnet", raising_model], fractions="5,100", datasets="ga", pretrain="none", seeds="0")
     assert len(plan.runs) == 4
     report = run_sweep(plan, store)
     assert report.count("complete") == 2 and report.count("failed") == 2
@@ -324,7 +326,7 @@ def test_pretraining_is_shared_and_done_first(tmp_path, fake_env):
 def test_a_failed_pretraining_fails_its_runs_once(tmp_path, fake_env, monkeypatch):
     monkeypatch.setenv("FAKE_FAIL_PRETRAIN", "fpbnet")
     store = ResultsStore(tmp_path)
-    plan = expand_plan(models="fpbnet", fractions="5,10", datasets="ga", pretrain="none,slo")
+    plan = expand_plan(models="fpbnet", fractions="5,10", datasets="ga", pretrain="none,slo", seeds="0")
     report = run_sweep(plan, store)
     assert report.count("failed", "pretrain") == 1
     assert report.count("complete") == 2 and report.count("failed") == 2
@@ -336,7 +338,7 @@ def test_a_failed_pretraining_fails_its_runs_once(tmp_path, fake_env, monkeypatc
 
 def test_dry_run_and_status(tmp_path, fake_env, capsys):
     out = tmp_path / "results"
-    args = ["--models", "fpbnet", "--fractions", "5,20", "--datasets", "ga,rpd", "--out", str(out)]
+    args = ["--models", "fpbnet", "--fractions", "5,20", "--datasets", "ga,rpd", "--seeds", "0", "--out", str(out)]
     assert main(["run", *args, "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert "plan: 9 runs (ga: 6, rpd: 3), 1 models, 2 SSL pre-trainings" in text
@@ -375,7 +377,7 @@ def test_status_shows_failed_running_incomplete_pending(tmp_path, fake_env, caps
 
 def test_estimate_uses_store_timings(tmp_path, fake_env):
     store = ResultsStore(tmp_path)
-    plan = expand_plan(models="fpbnet", fractions="5,10,20,100", datasets="ga", pretrain="none")
+    plan = expand_plan(models="fpbnet", fractions="5,10,20,100", datasets="ga", pretrain="none", seeds="0")
     seconds, how = estimate_seconds(select_work(plan, store), store, jobs=2)
     assert "fallback" in how and seconds > 0
     run_one(plan.runs[0], store)
@@ -433,6 +435,6 @@ def test_a_stored_pretraining_spec_reads_back_with_its_recipe(tmp_path):
     from bench3d2d.harness._spec import PretrainSpec
 
     store = ResultsStore(tmp_path / "results")
-    pre = PretrainSpec("fpbnet", "synthetic-ga-m", "faf", "quick", seed=2, recipe="official")
+    pre = PretrainSpec("fpbnet", "synthetic-ga-m", "faf", "smoke", seed=2, recipe="official")
     write_pretrain_spec(pre, store)
     assert read_pretrain_spec(store, pre.key) == pre

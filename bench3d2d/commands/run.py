@@ -29,12 +29,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "comma-separated")
     add_list_option(p, "--pretrain", default=["none", "slo", "faf"], metavar="VARIANT,...",
                     help="pre-training variants among none, slo, faf, comma-separated")
-    add_list_option(p, "--seeds", default=["0"], metavar="SEED,...",
+    # The harness's DEFAULT_SEEDS (tests/test_cli.py checks that they agree).
+    add_list_option(p, "--seeds", default=["0", "1", "2"], metavar="SEED,...",
                     help="seeds, comma-separated, or a range such as 0-4")
-    p.add_argument("--profile", default="quick",
-                   help="training profile: quick (pipeline check in minutes), standard (stops on a "
-                        "validation plateau) or paper")
-    p.add_argument("--recipe", default="common", choices=["common", "official", "tuned"],
+    p.add_argument("--profile", default="standard",
+                   help="training profile: standard (trains until the validation score stops improving), "
+                        "smoke (a pipeline check in minutes, not a benchmark) or paper (the published "
+                        "protocol)")
+    p.add_argument("--recipe", default="tuned", choices=["common", "official", "tuned"],
                    help="recipe set (each model's optimiser settings): common (the paper's SGD for "
                         "every model), official (each baseline's published optimiser) or tuned")
     p.add_argument("--out", default="results", help="results folder")

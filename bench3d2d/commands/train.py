@@ -27,10 +27,11 @@ def _hparam(text: str) -> tuple[str, Any]:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="quick",
-                   help="training profile: quick (pipeline check in minutes), standard (stops on a "
-                        "validation plateau) or paper")
-    p.add_argument("--recipe", default="common", choices=["common", "official", "tuned"],
+    p.add_argument("--profile", default="standard",
+                   help="training profile: standard (trains until the validation score stops improving), "
+                        "smoke (a pipeline check in minutes, not a benchmark) or paper (the published "
+                        "protocol)")
+    p.add_argument("--recipe", default="tuned", choices=["common", "official", "tuned"],
                    help="recipe set (the model's optimiser settings): common, official or tuned")
     p.add_argument("--seed", type=int, default=0, help="run seed")
     p.add_argument("--cache-dir", default=DEFAULT_CACHE, help="prepared-data cache")

@@ -16,7 +16,7 @@ Example::
 
     from bench3d2d.engine import RunPaths, RunSettings, RunTarget, train_and_evaluate
     res = train_and_evaluate(RunTarget("fpbnet", "synthetic-ga-s", fraction=5),
-                             RunSettings(profile="quick"), RunPaths("runs/one", "cache"))
+                             RunSettings(profile="smoke"), RunPaths("runs/one", "cache"))
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class RunSettings:
     profile for fine-tuning and SSL pre-training, ``hparams`` overriding both for fine-tuning only, the
     :class:`Compute` settings, and how many prediction maps per test set to save."""
 
-    profile: Profile | str = "quick"
+    profile: Profile | str = "smoke"
     hparams: Mapping[str, Any] = field(default_factory=dict)
     recipe: str = "common"
     compute: Compute = field(default_factory=Compute)
@@ -113,7 +113,7 @@ class FitOptions:
     """:func:`~bench3d2d.engine.fit`'s settings: profile, seed, optional initial weights (loaded
     strictly, e.g. SSL weights), :class:`Compute`, and the progress bar's description."""
 
-    profile: Profile | str = "quick"
+    profile: Profile | str = "smoke"
     seed: int = 0
     init_weights: Path | None = None
     compute: Compute = field(default_factory=Compute)

@@ -1,5 +1,5 @@
-"""Named training profiles: ``paper`` (the published protocol), ``quick`` (CPU minutes) and
-``standard`` (converged runs: stop on a validation plateau).
+"""Named training profiles: ``standard`` (the default: converged runs that stop on a validation
+plateau), ``smoke`` (a pipeline check in CPU minutes) and ``paper`` (the published protocol).
 
 A profile fixes everything about training that is not the model or the data: preprocessing
 depth, crop size, batch sizes per task, length, validation cadence, top-k, optimiser and the
@@ -7,8 +7,9 @@ synthetic data size. ``paper`` follows ``docs/protocol.md`` §3-§7 exactly (SGD
 momentum 0.9, weight decay 1e-4, constant lr, 40 rounds x 20 repeats = 800 passes, batch 8
 segmentation / 4 reconstruction, crops 32 x 256, top-5, depth 128).
 
-``quick`` is a documented departure sized so that the whole default sweep runs in minutes on a
-2-core CPU (see ``docs/training.md``): tiny synthetic volumes at depth 64 (the FPB net's minimum),
+``smoke`` is a pipeline check, not a benchmark: sized so that the whole sweep runs in minutes on a
+2-core CPU, for CI and for trying the tool (see ``docs/training.md``): tiny synthetic volumes at
+depth 64 (the FPB net's minimum),
 crops 8 x 32, batch 4 for both tasks, 6 rounds whose length follows the paper's rule
 ⌊repeats·n/b⌋ with 4 repeats, clamped to [4, 10] steps, a top-3 ensemble, and the paper's
 optimiser (SGD lr 0.1, momentum 0.9, weight decay 1e-4).
@@ -194,8 +195,8 @@ PAPER = Profile(
     "= 800 passes, batch 8 (segmentation) / 4 (reconstruction), crops 32 x 256, depth 128, top-5.",
 )
 
-QUICK = Profile(
-    name="quick",
+SMOKE = Profile(
+    name="smoke",
     depth=64,
     crop=(8, 32),
     batch_size={"segmentation": 4, "reconstruction": 4},
@@ -211,7 +212,8 @@ QUICK = Profile(
     data_size="quick",
     amp=True,
     eval_batch=4,
-    description="CPU minutes: tiny synthetic volumes at depth 64, crops 8 x 32, batch 4, 6 rounds of "
+    description="Pipeline check, not a benchmark (runs stop long before they converge): tiny synthetic "
+    "volumes at depth 64, crops 8 x 32, batch 4, 6 rounds of "
     "⌊4·n/4⌋ steps clamped to [4, 10], the paper's SGD (lr 0.1, momentum 0.9, wd 1e-4), top-3; "
     "bf16 autocast where the CPU has native bf16.",
 )
@@ -241,11 +243,11 @@ STANDARD = Profile(
     "steps are done, at most 150 steps, top-3.",
 )
 
-PROFILES: dict[str, Profile] = {p.name: p for p in (PAPER, QUICK, STANDARD)}
+PROFILES: dict[str, Profile] = {p.name: p for p in (STANDARD, SMOKE, PAPER)}
 
 
 def get_profile(name: str | Profile) -> Profile:
-    """A profile by name (``paper``, ``quick`` or ``standard``); a :class:`Profile` is returned unchanged."""
+    """A profile by name (``standard``, ``smoke`` or ``paper``); a :class:`Profile` is returned unchanged."""
     if isinstance(name, Profile):
         return name
     try:

@@ -137,7 +137,7 @@ def _lock(path: Path):
         yield
 
 
-def pretrain(what: PretrainTarget, *, profile: Profile | str = "quick", compute: Compute | None = None,
+def pretrain(what: PretrainTarget, *, profile: Profile | str = "smoke", compute: Compute | None = None,
              root: Path, cache_dir: Path) -> PretrainResult:
     """Pre-train ``what.model`` on dataset ``what.source`` (OCT -> ``what.modality``), or reuse the cache.
 

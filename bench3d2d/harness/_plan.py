@@ -80,10 +80,14 @@ def parse_fractions(text: str | Sequence[str] | None) -> tuple[float, ...]:
     return tuple(dict.fromkeys(normalise_fraction(v) for v in values))
 
 
+#: Seeds of a sweep when none are given: three, so that every entry shows its seed spread.
+DEFAULT_SEEDS = (0, 1, 2)
+
+
 def parse_seeds(text: str | Sequence[str] | None) -> tuple[int, ...]:
-    """Seeds, e.g. ``"0,1,2"`` or a range ``"0-4"``."""
+    """Seeds, e.g. ``"0,1,2"`` or a range ``"0-4"``; none given: :data:`DEFAULT_SEEDS`."""
     out: list[int] = []
-    for tok in split_list(text) or ["0"]:
+    for tok in split_list(text) or [str(s) for s in DEFAULT_SEEDS]:
         try:
             if "-" in tok.lstrip("-"):
                 lo, hi = tok.split("-", 1)
@@ -182,7 +186,7 @@ class PlanOptions:
     hparams_for: HParamsFor | None = None
     pretrain_source: str | None = None
     ssl_all_models: bool = False
-    recipe: str = "common"
+    recipe: str = "tuned"
 
 
 def expand_plan(
@@ -191,7 +195,7 @@ def expand_plan(
     datasets: str | Sequence[str] | None = None,
     pretrain: str | Sequence[str] | None = None,
     seeds: str | Iterable[int | str] | None = None,
-    profile: str = "quick",
+    profile: str = "standard",
     options: PlanOptions | None = None,
 ) -> Plan:
     """Every (benchmark, model, pre-training, fraction, seed) run, in a stable order.

@@ -85,7 +85,7 @@ class RunSpec:
     test_sets: tuple[str, ...]
     fraction: float
     seed: int = 0
-    profile: str = "quick"
+    profile: str = "smoke"
     pretrain: str = "none"
     pretrain_source: str | None = None
     hparams: Mapping[str, Any] = field(default_factory=dict)
@@ -149,7 +149,7 @@ class RunSpec:
                 test_sets=tuple(data["test_sets"]),
                 fraction=data["fraction"],
                 seed=data.get("seed", 0),
-                profile=data.get("profile", "quick"),
+                profile=data.get("profile", "smoke"),
                 pretrain=data.get("pretrain", "none"),
                 pretrain_source=data.get("pretrain_source"),
                 hparams=data.get("hparams") or {},

@@ -23,6 +23,7 @@ from bench3d2d.harness._plan import (
     BENCHMARKS,
     DEFAULT_DATASETS,
     DEFAULT_FRACTIONS,
+    DEFAULT_SEEDS,
     Benchmark,
     Plan,
     PlanOptions,
@@ -67,6 +68,7 @@ __all__ = [
     "CASE_COLUMNS",
     "DEFAULT_DATASETS",
     "DEFAULT_FRACTIONS",
+    "DEFAULT_SEEDS",
     "SCHEMA_VERSION",
     "Backend",
     "Benchmark",
@@ -182,11 +184,11 @@ def changed_message(work: Work, store: ResultsStore) -> str:
 
 
 #: Rough seconds per run and per pre-training when the results folder has no timings yet.
-#: quick: medians of the whole quick sweep alone on a 2-core CPU with native bf16 (runs 5.5-24 s,
+#: smoke: medians of the whole smoke sweep alone on a 2-core CPU with native bf16 (runs 5.5-24 s,
 #: pre-trainings 12-15 s; expect several times more without bf16 or with other jobs on the cores);
 #: paper: a guess for one GPU. See docs/running.md.
 FALLBACK_SECONDS: dict[str, tuple[float, float]] = {
-    "quick": (14.0, 13.0),
+    "smoke": (14.0, 13.0),
     "paper": (4 * 3600.0, 8 * 3600.0),
 }
 
