@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="results", help="results folder")
     p.add_argument("--write-recipes", default=None, metavar="FILE",
                    help="after the studies, write the tuned recipe table (format bench3d2d-tuned-recipes/1) "
-                   "to FILE: each model's best trial, with its study summary")
+                   "to FILE: each model's best trial, with its study summary (default: no table)")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep each trial's checkpoints")
     p.add_argument("--json", action="store_true",
                    help="print the summary as JSON (default: one line per model)")
