@@ -20,15 +20,20 @@ import optuna
 import pytest
 
 from bench3d2d.cli import main
+from bench3d2d.engine.profiles import get_profile
+from bench3d2d.engine.recipes import RecipeError, apply_recipe, load_tuned, resolve_recipe, run_profile
 from bench3d2d.harness.tune import (
     OVER_BUDGET_ATTR,
+    StudySummary,
     TuneSettings,
     TuningError,
     best_params,
     database_url,
     make_storage,
+    recipe_table,
     study_name,
     suggest,
+    trial_hparams,
     tune,
 )
 
@@ -74,8 +79,9 @@ def test_tune_reports_validation_prunes_and_feeds_run_params_tuned(tmp_path, fak
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert all(sorted(t.intermediate_values) == [1, 2, 3] for t in complete)
     assert all(t.value == max(t.intermediate_values.values()) for t in complete)
-    # The search space is the registry's (lr, weight decay, batch size).
-    assert set(study.best_params) == {"lr", "weight_decay", "batch_size"}
+    # The search space is the registry's (optimizer x lr); each trial trained with its recipe completed.
+    assert set(study.best_params) == {"optimizer", "lr"}
+    assert all(t.user_attrs["hparams"] == trial_hparams("fpbnet", t.params) for t in trials)
     assert not any((out / "tuning").rglob("checkpoints"))  # removed after each trial by default
     # The budget is the study's total: asking again for 14 does nothing, for 16 runs two more.
     for budget, fraction in ((14, 100), (16, "100%")):
@@ -83,10 +89,11 @@ def test_tune_reports_validation_prunes_and_feeds_run_params_tuned(tmp_path, fak
         assert len(tune(settings, results=out, backend=_sweep_fake).trials) == budget
 
     best = best_params(
-        "fpbnet", "synthetic-ga-s-1", 20, "quick", results=out
+        "fpbnet", "synthetic-ga-s-1", 20, "standard", results=out
     )  # falls back to the 100 % study
-    assert best == study.best_params
-    argv = ["run", "--models", "fpbnet", "--datasets", "ga", "--fractions", "20", "--pretrain", "none"]
+    assert best == trial_hparams("fpbnet", study.best_params)
+    argv = ["run", "--models", "fpbnet", "--datasets", "ga", "--fractions", "20", "--pretrain", "none",
+            "--profile", "standard"]  # fmt: skip
     assert main([*argv, "--params", "tuned", "--out", str(out), "--no-progress"]) == 0
     capsys.readouterr()
     assert main(["status", str(out), "--json"]) == 0
@@ -103,11 +110,13 @@ def test_params_tuned_without_a_study_is_a_clear_error(tmp_path, capsys):
 
 
 def test_tune_cli(tmp_path, fake_env, capsys):
-    argv = ["tune", "--model", "fpbnet", "--dataset", "rpd", "--fraction", "20", "--trials", "2"]
+    argv = ["tune", "--models", "fpbnet", "--dataset", "rpd", "--fraction", "20", "--trials", "2"]
     assert main([*argv, "--out", str(tmp_path), "--json"]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["study"] == "fpbnet|synthetic-rpd|20%|quick" and summary["trials"] == 2
-    assert summary["states"] == {"complete": 2}
+    out = json.loads(capsys.readouterr().out)
+    (summary,) = out["studies"]
+    assert summary["study"] == "fpbnet|synthetic-rpd|20%|standard" and summary["trials"] == 2
+    assert summary["states"] == {"complete": 2} and out["not_tuned"] == []
+    assert out["equal_budget"]["trials"] == 2 and out["equal_budget"]["profile"] == "standard"
 
 
 # -- many workers, one study ----------------------------------------------------------------------------
@@ -147,7 +156,7 @@ def postgres_url(tmp_path_factory):
 def _two_workers(tmp_path: Path, storage: str, trials: int) -> tuple[list, set[str]]:
     out = tmp_path / "results"
     fraction = 50 + uuid.uuid4().int % 1000 / 100  # a fresh study in a shared server
-    cmd = [sys.executable, "-m", "bench3d2d", "tune", "--model", "fpbnet", "--dataset", "ga",
+    cmd = [sys.executable, "-m", "bench3d2d", "tune", "--models", "fpbnet", "--dataset", "ga",
            "--fraction", f"{fraction}", "--trials", str(trials), "--storage", storage,
            "--out", str(out)]  # fmt: skip
     env = {**os.environ, "FAKE_SLEEP": "0.8"}
@@ -160,7 +169,7 @@ def _two_workers(tmp_path: Path, storage: str, trials: int) -> tuple[list, set[s
         stdout, stderr = p.communicate(timeout=600)
         assert p.returncode == 0, stdout + stderr
     study = optuna.load_study(
-        study_name=study_name("fpbnet", "synthetic-ga-s-1", fraction, "quick"),
+        study_name=study_name("fpbnet", "synthetic-ga-s-1", fraction, "standard"),
         storage=make_storage(storage, out),
     )
     return study.get_trials(), {
@@ -206,3 +215,96 @@ def test_tune_settings_are_checked_and_normalised():
 def test_best_params_errors(tmp_path, fake_env):
     with pytest.raises(TuningError, match="no tuning study"):
         best_params("fpbnet", "synthetic-ga-s-1", 5, "quick", results=tmp_path)
+
+
+# -- equal-budget tuning of many models and the tuned recipe table ----------------------------------------
+def test_trial_settings_are_what_the_tuned_recipe_of_its_params_trains_with():
+    prof = get_profile("standard")
+    keys = ("optimizer", "lr", "momentum", "betas", "weight_decay", "batch_size")
+    for params in ({"optimizer": "adam", "lr": 3e-3}, {"optimizer": "sgd", "lr": 0.05}):
+        trial = run_profile(prof, "fpbnet", "common", trial_hparams("fpbnet", params))  # how tune trains
+        table = apply_recipe(prof, resolve_recipe("fpbnet", "tuned", tuned={"fpbnet": params}))
+        assert {k: getattr(trial, k) for k in keys} == {k: getattr(table, k) for k in keys}, params
+    adam = trial_hparams("fpbnet", {"optimizer": "adam", "lr": 3e-3})
+    assert adam["weight_decay"] == 0.0 and adam["betas"] == [0.9, 0.999]  # Adam's defaults, not SGD's
+    assert trial_hparams("fpbnet", {"rounds": 3}) == {"rounds": 3}  # no recipe part: passed on as it is
+
+
+def test_tune_models_one_study_each_and_write_the_recipe_table(tmp_path, fake_env, capsys):
+    out, table_file = tmp_path / "results", tmp_path / "tuned.json"
+    argv = ["tune", "--models", "fpb*,ipn", "--trials", "3", "--seed", "1", "--out", str(out),
+            "--write-recipes", str(table_file)]  # fmt: skip
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "equal budget: 2 model(s) (fpbnet, ipn), each 3 trials of profile standard" in printed
+    storage = make_storage(None, out)
+    names = sorted(optuna.get_all_study_names(storage))
+    assert names == ["fpbnet|synthetic-ga-s-1|100%|standard", "ipn|synthetic-ga-s-1|100%|standard"]
+    assert sum(line.startswith(("fpbnet: best", "ipn: best")) for line in printed.splitlines()) == 2
+
+    tuned = load_tuned(table_file)  # the engine accepts the table
+    data = json.loads(table_file.read_text())
+    command = ("bench3d2d tune --models 'fpb*,ipn' --dataset ga --fraction 100 --trials 3 --profile standard "
+               f"--seed 1 --out {out} --write-recipes {table_file}")  # fmt: skip
+    assert data["command"] == command and data["not_tuned"] == {}
+    for name in names:
+        model = name.split("|")[0]
+        study = optuna.load_study(study_name=name, storage=storage)
+        assert len(study.trials) == 3
+        assert tuned[model] == study.best_params  # the best trial's parameters, as recipe values
+        info = data["recipes"][model]["_study"]
+        assert info["study"] == name and info["trials"] == 3 and info["seed"] == 1
+        assert (info["profile"], info["dataset"], info["fraction"]) == ("standard", "synthetic-ga-s-1", 100)
+        assert info["best_trial"] == study.best_trial.number
+        assert info["best_validation_dice"] == study.best_value
+        assert sum(info["states"].values()) == 3 and info["command"] == command
+        space = {"optimizer": ["categorical", ["sgd", "adam"]], "lr": ["log", 1e-4, 0.3]}
+        assert info["search_space"] == space
+
+
+def test_a_model_without_a_complete_trial_gets_no_entry(tmp_path, fake_env, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_FAIL_MODELS", "ipn")
+    table_file = tmp_path / "tuned.json"
+    argv = ["tune", "--models", "fpbnet,ipn", "--trials", "2", "--out", str(tmp_path / "r"),
+            "--write-recipes", str(table_file)]  # fmt: skip
+    assert main(argv) == 1
+    printed = capsys.readouterr().out
+    assert "ipn: no complete trial (fail 2); not tuned" in printed
+    assert "not tuned (no complete trial, no recipe entry): ipn" in printed
+    assert set(load_tuned(table_file)) == {"fpbnet"}
+    assert "no complete trial" in json.loads(table_file.read_text())["not_tuned"]["ipn"]
+
+
+def _summary(**changes) -> StudySummary:
+    base = dict(model="m", study="m|d|100%|standard", dataset="d", fraction=100.0, profile="standard", seed=0,
+                budget=4, states={"complete": 3, "pruned": 1}, search_space={"lr": ("log", 1e-4, 0.3)},
+                best_value=0.8, best_trial=2, best_params={"optimizer": "adam", "lr": 1e-3})  # fmt: skip
+    return StudySummary(**{**base, **changes})
+
+
+def test_recipe_table_rejects_what_a_recipe_cannot_hold_and_over_budget_studies(tmp_path):
+    table = recipe_table([_summary()], "bench3d2d tune ...")
+    assert table["recipes"]["m"]["optimizer"] == "adam" and table["recipes"]["m"]["lr"] == 1e-3
+    with pytest.raises(RecipeError, match=r"parameter\(s\) rounds .*allowed: optimizer, lr"):
+        recipe_table([_summary(best_params={"lr": 1e-3, "rounds": 3})], "cmd")
+    with pytest.raises(RecipeError, match="holds 5 trials, more than the budget of 4"):
+        recipe_table([_summary(states={"complete": 5})], "cmd")
+    # over-budget trials of racing workers do not count
+    assert "m" in recipe_table([_summary(states={"complete": 4, OVER_BUDGET_ATTR: 1})], "cmd")["recipes"]
+
+
+def test_write_recipes_refuses_a_search_space_a_recipe_cannot_hold_before_tuning(
+    tmp_path, fake_env, monkeypatch, capsys
+):
+    from dataclasses import replace
+
+    from bench3d2d.models import _registry, model_info
+
+    info = model_info("fpbnet")
+    space = {**info.search_space, "rounds": ("int", 2, 4)}
+    monkeypatch.setitem(_registry._REGISTRY, "fpbnet", replace(info, search_space=space))
+    argv = ["tune", "--models", "fpbnet", "--trials", "2", "--out", str(tmp_path), "--write-recipes",
+            str(tmp_path / "t.json")]  # fmt: skip
+    assert main(argv) == 2
+    assert "parameter(s) rounds that a tuned recipe cannot hold" in capsys.readouterr().err
+    assert not (tmp_path / "tuning.db").exists() and not list(fake_env.iterdir())  # no trial ran

@@ -1,71 +1,128 @@
-"""``bench3d2d tune``: Optuna search of one model's hyper-parameters on validation Dice."""
+"""``bench3d2d tune``: equal-budget Optuna search of models' training recipes on validation Dice."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
+from typing import Any
+
+from bench3d2d.commands._options import add_list_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``tune`` sub-command."""
     p = subparsers.add_parser(
         "tune",
-        help="tune a model's hyper-parameters with Optuna (many workers may share one study)",
-        description="Search the model's registry search space, maximising validation Dice, with median "
-        "pruning. Start the same command on several machines with one --storage to tune in parallel.",
+        help="tune models' recipes with Optuna under one budget (many workers may share the studies)",
+        description="Tune each model in turn, one study each, over its registry search space, maximising "
+        "validation Dice with median pruning. Every model gets the same number of trials under the same "
+        "profile, data and seed (an equal budget). --write-recipes writes the tuned recipe table. Start "
+        "the same command on several machines with one --storage to tune in parallel.",
     )
-    p.add_argument("--model", required=True, help="registered model name")
+    models = add_list_option(p, "--models", default=None, metavar="MODEL,...",
+                             help="model names, wildcards ('ipn*') or all, comma-separated")
+    models.required = True
     p.add_argument("--dataset", default="ga", help="benchmark group (ga, rpd), dataset name or manifest path")
     p.add_argument("--fraction", default="100", help="label fraction in percent")
-    p.add_argument("--trials", type=int, required=True, help="total trials of the study, over all workers")
+    p.add_argument("--trials", type=int, required=True,
+                   help="trials of each model's study (its total, over all workers)")
     p.add_argument(
         "--storage",
         default=None,
         help="sqlite:///FILE, journal:FILE or postgresql://USER@HOST/DB (default: RESULTS/tuning.db)",
     )
-    p.add_argument("--profile", default="quick", help="training profile: quick or paper")
+    p.add_argument("--profile", default="standard",
+                   help="training profile of every trial (its step budget), the same for every model")
     p.add_argument("--seed", type=int, default=0, help="seed of the runs and of the TPE sampler")
     p.add_argument("--pretrain", default="none", choices=["none", "slo", "faf"],
                    help="fine-tune from SSL weights reconstructing this modality")
     p.add_argument("--out", default="results", help="results folder")
+    p.add_argument("--write-recipes", default=None, metavar="FILE",
+                   help="after the studies, write the tuned recipe table (format bench3d2d-tuned-recipes/1) "
+                   "to FILE: each model's best trial, with its study summary (default: no table)")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep each trial's checkpoints")
-    p.add_argument("--json", action="store_true", help="print the study summary as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as JSON (default: one line per model)")
     p.set_defaults(func=run)
 
 
+def reproducing_command(args: argparse.Namespace, fraction: float) -> str:
+    """The command line that redoes this tuning (every option that shapes the result, defaults too)."""
+    argv = ["bench3d2d", "tune", "--models", ",".join(args.models), "--dataset", args.dataset,
+            "--fraction", f"{fraction:g}", "--trials", str(args.trials), "--profile", args.profile,
+            "--seed", str(args.seed)]  # fmt: skip
+    if args.pretrain != "none":
+        argv += ["--pretrain", args.pretrain]
+    if args.storage:
+        argv += ["--storage", args.storage]
+    argv += ["--out", args.out]
+    if args.write_recipes:
+        argv += ["--write-recipes", args.write_recipes]
+    return shlex.join(argv)
+
+
+def _budget_line(settings: Any, names: list[str]) -> str:
+    from bench3d2d.engine.profiles import get_profile
+
+    prof = get_profile(settings.profile)
+    steps = f"at most {prof.max_steps} steps a trial" if prof.max_steps else "its step rule"
+    return (f"equal budget: {len(names)} model(s) ({', '.join(names)}), each {settings.trials} trials of "
+            f"profile {prof.name} ({steps}) on {settings.dataset} at {settings.fraction:g} %, seed "
+            f"{settings.seed}; scored on validation Dice (no test set)")  # fmt: skip
+
+
+def _model_line(s: Any) -> str:
+    counts = ", ".join(f"{k} {v}" for k, v in s.states.items()) or "no trials"
+    if s.best_params is None:
+        return f"{s.model}: no complete trial ({counts}); not tuned  [{s.study}]"
+    return (f"{s.model}: best validation Dice {s.best_value:.4f} (trial {s.best_trial}; {counts}) "
+            f"{json.dumps(dict(s.best_params), sort_keys=True)}  [{s.study}]")  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
-    """Tune, then print the best trial."""
-    import optuna
-
-    from bench3d2d.harness.tune import TuneSettings, tune
-
-    settings = TuneSettings(
-        model=args.model,
-        dataset=args.dataset,
-        fraction=args.fraction,
-        trials=args.trials,
-        profile=args.profile,
-        seed=args.seed,
-        pretrain=args.pretrain,
-        keep_checkpoints=args.keep_checkpoints,
+    """Tune every model in turn, print one line per model, write the recipe table if asked."""
+    from bench3d2d.harness.sweep import get_backend, resolve_models
+    from bench3d2d.harness.tune import (
+        TuneSettings,
+        check_recipe_keys,
+        recipe_table,
+        tune_models,
+        write_recipe_table,
     )
-    study = tune(settings, storage=args.storage, results=args.out)
-    trials = study.get_trials(deepcopy=False)
-    states = {s.name.lower(): sum(1 for t in trials if t.state == s) for s in optuna.trial.TrialState}
-    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-    summary = {
-        "study": study.study_name,
-        "trials": len(trials),
-        "states": {k: v for k, v in states.items() if v},
-        "best_value": study.best_value if complete else None,
-        "best_params": study.best_params if complete else None,
-        "best_trial": study.best_trial.number if complete else None,
-    }
+    from bench3d2d.models import model_info
+
+    backend = get_backend()  # first: a site backend may register models and profiles
+    names = resolve_models(args.models)
+    settings = [
+        TuneSettings(model=name, dataset=args.dataset, fraction=args.fraction, trials=args.trials,
+                     profile=args.profile, seed=args.seed, pretrain=args.pretrain,
+                     keep_checkpoints=args.keep_checkpoints)
+        for name in names
+    ]  # fmt: skip
+    if args.write_recipes:  # fail before hours of tuning, not after
+        for name in names:
+            check_recipe_keys(name, model_info(name).search_space, "the search space")
+    if not args.json:
+        print(_budget_line(settings[0], names), flush=True)
+    on_study = None if args.json else (lambda s: print(_model_line(s), flush=True))
+    summaries = tune_models(settings, storage=args.storage, results=args.out, backend=backend,
+                            on_study=on_study)  # fmt: skip
+    command = reproducing_command(args, settings[0].fraction)
+    not_tuned = [s.model for s in summaries if s.best_params is None]
+    if args.write_recipes:
+        write_recipe_table(args.write_recipes, recipe_table(summaries, command))
     if args.json:
-        print(json.dumps(summary, indent=2))
+        first = settings[0]
+        budget = {"trials": first.trials, "profile": first.profile, "dataset": first.dataset,
+                  "fraction": first.fraction, "seed": first.seed, "pretrain": first.pretrain}  # fmt: skip
+        studies = [s.to_dict() for s in summaries]
+        print(json.dumps({"equal_budget": budget, "command": command, "studies": studies,
+                          "not_tuned": not_tuned, "recipes": args.write_recipes}, indent=2))  # fmt: skip
     else:
-        print(f"study {summary['study']}: {summary['trials']} trials {summary['states']}")
-        if complete:
-            print(f"best validation Dice {summary['best_value']:.4f} (trial {summary['best_trial']}): "
-                  f"{json.dumps(summary['best_params'])}")  # fmt: skip
-    return 0 if complete else 1
+        if not_tuned:
+            print(f"not tuned (no complete trial, no recipe entry): {', '.join(not_tuned)}")
+        if args.write_recipes:
+            print(f"wrote the tuned recipe table ({len(summaries) - len(not_tuned)} model(s)) to "
+                  f"{args.write_recipes}; reproduce it with: {command}")  # fmt: skip
+    return 1 if not_tuned else 0

@@ -3,7 +3,14 @@
 The objective is the best validation Dice of a training run (the score checkpoint selection
 uses); test sets are never looked at. Each validation is reported to the trial, and a
 ``MedianPruner`` stops runs that fall below the median of earlier trials at the same step. The
-search space is the model's registry metadata (``model_info(name).search_space``).
+search space is the model's registry metadata (``model_info(name).search_space``). A trial trains
+with its parameters completed as the ``tuned`` recipe set completes a table entry (an Adam trial
+gets Adam's own defaults, not the common SGD recipe's weight decay), so a tuned table entry made of
+the best trial's parameters trains exactly like that trial.
+
+Equal-budget tuning (:func:`tune_models`) runs one study per model with the same trial budget,
+profile, data and seed; :func:`recipe_table` turns the finished studies into the tuned recipe table
+(``bench3d2d/engine/tuned_recipes.json``, read by :func:`bench3d2d.engine.recipes.load_tuned`).
 
 Storage: a SQLite file in the results folder by default; ``journal:PATH`` for a journal file
 (many processes on one machine or a shared file system); a ``postgresql://`` (or any
@@ -18,31 +25,43 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bench3d2d._io import atomic_write_json
+from bench3d2d.engine.recipes import RECIPE_KEYS, TUNED_FORMAT, RecipeError, resolve_recipe
 from bench3d2d.harness._plan import Benchmark, resolve_benchmarks
 from bench3d2d.harness._spec import RunSpec, normalise_fraction, short_hash
 from bench3d2d.harness._store import ResultsStore
 
 __all__ = [
+    "HPARAMS_ATTR",
     "OVER_BUDGET_ATTR",
+    "StudySummary",
     "TuneSettings",
     "TuningError",
     "best_params",
+    "check_recipe_keys",
     "database_url",
     "load_study",
     "make_storage",
+    "recipe_table",
     "resolve_dataset",
     "study_name",
     "suggest",
+    "summarise_study",
+    "trial_hparams",
     "tune",
+    "tune_models",
+    "write_recipe_table",
 ]
 
 log = logging.getLogger(__name__)
 OVER_BUDGET_ATTR = "over_budget"
+#: Trial user attribute: the settings the trial trained with (its parameters, recipe part completed).
+HPARAMS_ATTR = "hparams"
 DB_FILE = "tuning.db"
 
 
@@ -147,6 +166,20 @@ def suggest(trial: Any, space: Mapping[str, tuple]) -> dict[str, Any]:
     return params
 
 
+def trial_hparams(model: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings a trial with ``params`` trains with (JSON-friendly).
+
+    The recipe part of ``params`` (keys in ``RECIPE_KEYS``) is completed as the ``tuned`` recipe set
+    completes a table entry: an SGD trial gets the common recipe's momentum and weight decay, an Adam
+    trial Adam's betas and no weight decay. A tuned table entry of ``params`` then trains exactly like
+    the trial. Other parameters (a model's own search-space entries) are passed on unchanged.
+    """
+    recipe = {k: params[k] for k in RECIPE_KEYS if k in params}
+    out = dict(resolve_recipe(model, "tuned", tuned={model: recipe}).values) if recipe else {}
+    out.update({k: v for k, v in params.items() if k not in recipe})
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
 def _counted(trial: Any) -> bool:
     return not trial.user_attrs.get(OVER_BUDGET_ATTR, False)
 
@@ -174,7 +207,7 @@ class TuneSettings:
     dataset: str = "ga"
     fraction: float | str = 100.0
     trials: int = 20
-    profile: str = "quick"
+    profile: str = "standard"
     seed: int = 0
     pretrain: str = "none"
     keep_checkpoints: bool = False
@@ -243,7 +276,9 @@ def tune(
             trial.set_user_attr(OVER_BUDGET_ATTR, True)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             break
-        spec = replace(template, hparams=suggest(trial, space))
+        hparams = trial_hparams(info.name, suggest(trial, space))
+        trial.set_user_attr(HPARAMS_ATTR, hparams)
+        spec = replace(template, hparams=hparams)
         run_dir = trial_root / f"trial-{trial.number:04d}"
         _run_trial(study, trial, spec, run_dir, backend, store, cfg.keep_checkpoints)
     return study
@@ -308,7 +343,8 @@ def best_params(
     storage: str | None = None,
     results: str | Path = "results",
 ) -> dict[str, Any]:
-    """Parameters of the best trial for (model, dataset, fraction, profile).
+    """Settings the best trial for (model, dataset, fraction, profile) trained with (its parameters,
+    recipe part completed; see :func:`trial_hparams`).
 
     Uses the study at that exact fraction, else the model's 100 % study on the same dataset.
     """
@@ -328,5 +364,171 @@ def best_params(
         if not done:
             errors.append(f"study {name!r} has no complete trial yet")
             continue
-        return dict(study.best_trial.params)
+        best = study.best_trial
+        return dict(best.user_attrs.get(HPARAMS_ATTR) or best.params)
     raise TuningError("; ".join(errors))
+
+
+# -- equal-budget tuning of many models and the tuned recipe table ------------------------------------
+@dataclass(frozen=True)
+class StudySummary:
+    """What one finished study says: its set-up, trial counts per state and best trial.
+
+    ``budget`` is the study's trial budget (``--trials``); ``states`` counts the trials within it per
+    state (``complete``, ``pruned``, ``fail``, ...), plus ``over_budget`` for racing workers' extra
+    trials. ``best_value``, ``best_trial`` and ``best_params`` (the searched parameters) are None
+    without a complete trial.
+    """
+
+    model: str
+    study: str
+    dataset: str
+    fraction: float
+    profile: str
+    seed: int
+    budget: int
+    states: Mapping[str, int]
+    search_space: Mapping[str, Any] = field(default_factory=dict)
+    best_value: float | None = None
+    best_trial: int | None = None
+    best_params: Mapping[str, Any] | None = None
+
+    @property
+    def counted(self) -> int:
+        """Trials that count against the budget."""
+        return sum(n for state, n in self.states.items() if state != OVER_BUDGET_ATTR)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (search-space tuples as lists)."""
+        return {
+            "model": self.model, "study": self.study, "dataset": self.dataset, "fraction": self.fraction,
+            "profile": self.profile, "seed": self.seed, "trials": self.budget, "states": dict(self.states),
+            "search_space": {k: _plain_json(v) for k, v in self.search_space.items()},
+            "best_validation_dice": self.best_value, "best_trial": self.best_trial,
+            "best_params": None if self.best_params is None else dict(self.best_params),
+        }  # fmt: skip
+
+
+def _plain_json(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain_json(v) for v in value]
+    return value
+
+
+def summarise_study(study: Any, settings: TuneSettings) -> StudySummary:
+    """The :class:`StudySummary` of ``study``, tuned under ``settings``."""
+    import optuna
+
+    from bench3d2d.models import model_info
+
+    trials = study.get_trials(deepcopy=False)
+    states: dict[str, int] = {}
+    for t in trials:
+        key = t.state.name.lower() if _counted(t) else OVER_BUDGET_ATTR
+        states[key] = states.get(key, 0) + 1
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best = study.best_trial if done else None
+    return StudySummary(
+        model=settings.model,
+        study=study.study_name,
+        dataset=str(study.user_attrs.get("dataset", settings.dataset)),
+        fraction=float(settings.fraction),
+        profile=settings.profile,
+        seed=settings.seed,
+        budget=settings.trials,
+        states=dict(sorted(states.items())),
+        search_space=dict(model_info(settings.model).search_space),
+        best_value=None if best is None else float(best.value),
+        best_trial=None if best is None else best.number,
+        best_params=None if best is None else dict(best.params),
+    )
+
+
+def check_recipe_keys(model: str, keys: Iterable[str], where: str) -> None:
+    """Raise :class:`~bench3d2d.engine.recipes.RecipeError` if ``keys`` (tuned parameters, or a search
+    space) hold anything a tuned recipe cannot set (``RECIPE_KEYS``); ``where`` says whose they are."""
+    unknown = sorted(set(keys) - set(RECIPE_KEYS))
+    if unknown:
+        raise RecipeError(
+            f"{where} of model {model!r} has parameter(s) {', '.join(unknown)} that a tuned recipe cannot "
+            f"hold (allowed: {', '.join(RECIPE_KEYS)}); tune them without --write-recipes"
+        )
+
+
+def tune_models(
+    settings: Sequence[TuneSettings],
+    storage: str | None = None,
+    results: str | Path = "results",
+    backend: Any = None,
+    on_study: Callable[[StudySummary], None] | None = None,
+) -> list[StudySummary]:
+    """Tune one study per entry of ``settings``, one after another; their summaries, in that order.
+
+    Equal budget: give every entry the same ``trials``, ``profile``, ``dataset``, ``fraction`` and
+    ``seed`` (only ``model`` differs); a :class:`ValueError` says which differs otherwise. Every
+    model's search space is checked before the first trial. ``on_study`` is called with each summary
+    as soon as its study is done.
+    """
+    from bench3d2d.harness.sweep import get_backend
+    from bench3d2d.models import model_info
+
+    backend = backend or get_backend()
+    shared = {(s.dataset, s.fraction, s.trials, s.profile, s.seed, s.pretrain) for s in settings}
+    if len(shared) > 1:
+        raise ValueError(f"an equal budget needs the same dataset, fraction, trials, profile, seed and "
+                         f"pre-training for every model, got {sorted(shared, key=str)}")  # fmt: skip
+    for s in settings:
+        if not model_info(s.model).search_space:
+            raise ValueError(f"model {s.model!r} declares no search space in its registry metadata")
+    summaries = []
+    for s in settings:
+        summary = summarise_study(tune(s, storage=storage, results=results, backend=backend), s)
+        summaries.append(summary)
+        if on_study is not None:
+            on_study(summary)
+    return summaries
+
+
+def recipe_table(summaries: Sequence[StudySummary], command: str) -> dict[str, Any]:
+    """The tuned recipe table (format ``bench3d2d-tuned-recipes/1``) of finished studies.
+
+    Each model with a complete trial gets its best trial's parameters as recipe values, plus a
+    ``_study`` entry (study name, dataset, fraction, profile, seed, trial budget, counts per state,
+    best validation Dice and trial, search space, ``command``). A model without a complete trial gets
+    no entry and is listed under ``not_tuned``. ``command`` is the command line that reproduces the
+    table. A parameter outside ``RECIPE_KEYS``, or a study holding more trials than its budget (not an
+    equal budget), raises :class:`~bench3d2d.engine.recipes.RecipeError` naming it.
+    """
+    recipes: dict[str, dict[str, Any]] = {}
+    not_tuned: dict[str, str] = {}
+    for s in sorted(summaries, key=lambda x: x.model):
+        if s.counted > s.budget:
+            raise RecipeError(
+                f"study {s.study!r} holds {s.counted} trials, more than the budget of {s.budget}: its best "
+                "trial is not an equal-budget result; tune into a fresh --out (or --storage)"
+            )
+        if s.best_params is None:
+            counts = ", ".join(f"{k} {v}" for k, v in s.states.items()) or "no trials"
+            not_tuned[s.model] = f"study {s.study!r} has no complete trial ({counts})"
+            continue
+        check_recipe_keys(s.model, s.best_params, f"the best trial of study {s.study!r}")
+        entry: dict[str, Any] = {k: _plain_json(s.best_params[k]) for k in RECIPE_KEYS if k in s.best_params}
+        study = s.to_dict()
+        del study["model"], study["best_params"]
+        entry["_study"] = {**study, "command": command}
+        recipes[s.model] = entry
+    return {
+        "format": TUNED_FORMAT,
+        "description": "Per-model recipes from the equal-budget tuning (bench3d2d tune): every model had "
+        "the same number of Optuna trials under the same profile, data and seed, scored on validation "
+        "Dice only (no test set); each entry is its best trial's parameters, '_study' says how it was "
+        "found. A model without an entry trains with its official recipe (without one, the common recipe).",
+        "command": command,
+        "not_tuned": not_tuned,
+        "recipes": recipes,
+    }
+
+
+def write_recipe_table(path: str | Path, table: Mapping[str, Any]) -> Path:
+    """Write a :func:`recipe_table` to ``path`` atomically (the old file stays whole until replaced)."""
+    return atomic_write_json(path, dict(table), sort_keys=False)
