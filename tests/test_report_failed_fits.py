@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from report_browser import Page, find_chromium
 from report_fabric import CASE_COLUMNS, write_run
 
 from bench3d2d.report.build import build_report
@@ -190,3 +191,23 @@ def test_a_board_where_every_entry_failed_has_no_best():
     fam = lb.family(TRAIN, TEST, FRACTION, "dice")
     assert not fam["is_best"].any() and fam["position"].isna().all()
     assert (fam["vs_best"] == "").all() and (fam["failed_seeds"] == 2).all()
+
+
+CHROMIUM = find_chromium()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium not found (install Debian's `chromium` or set "
+                                             "BENCH3D2D_CHROMIUM)")
+def test_failed_fit_rows_stay_last_when_the_page_is_sorted(board):
+    _, out = board
+    models = "Array.from(document.querySelectorAll('table.board tbody tr td:nth-child(2)'))" \
+             ".map(td => td.firstChild.textContent.trim())"
+    with Page(CHROMIUM) as page:
+        page.open(out / "index.html")
+        assert page.errors() == []
+        assert page.evaluate("document.querySelectorAll('table.board tr.failed-fit-row').length") == 2
+        assert page.evaluate(models)[-2:] == ["half", "dead"]
+        for _ in range(2):  # the "#" column, both directions: failed fits have no position, so stay last
+            page.evaluate("document.querySelector('table.board thead tr:last-child th:nth-child(1)').click()")
+            assert sorted(page.evaluate(models)[-2:]) == ["dead", "half"]
+        assert page.errors() == []
