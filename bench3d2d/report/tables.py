@@ -280,7 +280,7 @@ def failed_fits(cases: pd.DataFrame) -> pd.DataFrame:
     so a run is never called failed on missing numbers; a table without area rows has no rows here.
     Rows of the same case and seed written twice (two runs) are averaged first, as everywhere.
 
-    Columns: :data:`FIT_COLUMNS` (``n_cases`` cases with both areas, ``n_pred_empty`` of them with an
+    Columns: :data:`FIT_COLUMNS` (``n_cases`` cases with an area row, ``n_pred_empty`` of them with an
     empty prediction, ``n_ref_lesion`` with a non-empty reference, ``failed_fit`` the verdict).
     """
     keys = [*SECTION, *stats.ENTRY, "seed"]
