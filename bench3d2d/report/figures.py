@@ -96,6 +96,16 @@ def save(fig: Figure, path: Path) -> Path:
     return path
 
 
+_FAILED_COLOUR = "#b42318"
+
+
+def _failed(rows: pd.DataFrame) -> np.ndarray:
+    """Which summary rows are entries with a failed fit (``failed_fit``; False where not recorded)."""
+    if "failed_fit" not in rows.columns:
+        return np.zeros(len(rows), dtype=bool)
+    return rows["failed_fit"].fillna(False).astype(bool).to_numpy()
+
+
 def fraction_curves(summary: pd.DataFrame, train_dataset: str,
                     metrics: Sequence[str] = stats.HEADLINE_METRICS, unit: str = "case") -> Figure | None:
     """Metric (mean, 95 % bootstrap CI) against label fraction: one panel per test set (columns) and metric
@@ -135,6 +145,10 @@ def fraction_curves(summary: pd.DataFrame, train_dataset: str,
                         if sel.any():
                             ax.plot(x[sel], y[sel], linestyle="none", marker=markers[model],
                                     color=colours[model], markerfacecolor=face, markeredgewidth=0.8, zorder=3)
+                    failed = _failed(e)
+                    if failed.any():  # a failed fit: its point is no ordinary result
+                        ax.plot(x[failed], y[failed], linestyle="none", marker="x", color=_FAILED_COLOUR,
+                                markersize=7, markeredgewidth=1.4, zorder=4)
                 ax.set_xticks(range(len(fractions)), [fraction_label(f) for f in fractions])
                 ax.set_xlim(-0.4, len(fractions) - 0.6)
                 if row == 0:
@@ -150,6 +164,9 @@ def fraction_curves(summary: pd.DataFrame, train_dataset: str,
                      for p in pretrain_order([p for _, p in entries])]
         style_row.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle="none",
                                 label="significantly worse than the best (Wilcoxon, Holm)"))
+        if _failed(s).any():
+            style_row.append(Line2D([], [], color=_FAILED_COLOUR, marker="x", linestyle="none",
+                                    label="failed fit (a seed predicted no lesion anywhere)"))
         rows = [model_row[i:i + 6] for i in range(0, len(model_row), 6)] + [style_row]
         handles, ncol = _legend_rows(rows)
         fig.legend(handles=handles, loc="outside lower center", ncol=ncol, frameon=False)

@@ -34,6 +34,7 @@ class Leaderboard:
     settings: dict[str, Any] = field(default_factory=dict)
     units: pd.DataFrame = field(default_factory=pd.DataFrame)  # values per unit (patient or case)
     ranks: pd.DataFrame = field(default_factory=pd.DataFrame)  # bootstrap rank distribution
+    fits: pd.DataFrame = field(default_factory=pd.DataFrame)  # per seed and test set: failed fit or not
     warnings: list[str] = field(default_factory=list)
 
     def sections(self) -> list[tuple[str, str, float]]:
@@ -77,6 +78,15 @@ class Leaderboard:
                & (f["fraction"] == fraction) & (f["metric"] == metric))
         rows = f[sel]
         return None if rows.empty else rows.iloc[0].to_dict()
+
+    def failed_runs(self, train_dataset: str, test_set: str, fraction: float) -> pd.DataFrame:
+        """The failed fits (:func:`failed_fits`) of one section: one row per entry and failed seed."""
+        f = self.fits
+        if f.empty:
+            return f
+        sel = ((f["train_dataset"] == train_dataset) & (f["test_set"] == test_set)
+               & (f["fraction"] == fraction) & f["failed_fit"])
+        return f[sel]
 
     def rank_distribution(self, train_dataset: str, test_set: str, fraction: float,
                           metric: str) -> pd.DataFrame:
@@ -177,9 +187,14 @@ def _vs_best(r: dict, e: tuple, best: tuple | None, lookup: dict, direction: str
 
 
 def _family_tables(
-    key: tuple, group: pd.DataFrame, units: pd.DataFrame, opts: StatsOptions,
+    key: tuple, group: pd.DataFrame, units: pd.DataFrame, opts: StatsOptions, failed: frozenset = frozenset(),
 ) -> tuple[list[dict], list[dict], dict, list[dict]]:
-    """Summary rows, pairwise rows, the family row and the rank distribution rows of one family."""
+    """Summary rows, pairwise rows, the family row and the rank distribution rows of one family.
+
+    ``failed``: the entries with a failed fit (:func:`failed_fits`) in this family's section. They stay
+    in every test (their values, Dice 0 and all, are real results of the method), but are never the
+    best entry and get no board position: they are listed after the ordinary entries.
+    """
     fam = dict(zip(stats.FAMILY, key))
     direction = stats.metric_direction(fam["metric"])
     wide = _wide(units, "value")
@@ -198,21 +213,24 @@ def _family_tables(
         _untested(rows)
         return list(rows.values()), [], family_row, []
 
-    best = stats.best_entry(summary, direction)
+    ordinary = summary.loc[[e for e in entries if e not in failed]]
+    best = stats.best_entry(ordinary, direction) if ordinary["mean"].notna().any() else None
     sign = 1.0 if direction == "higher" else -1.0
 
     def board_key(e: tuple) -> tuple:
         mean = rows[e]["mean"]
-        return (e != best, math.inf if math.isnan(mean) else -sign * mean, entries.index(e))
+        return (e in failed, e != best, math.inf if math.isnan(mean) else -sign * mean, entries.index(e))
 
     order = sorted(entries, key=board_key)
     ranks = stats.mean_ranks(wide, direction)
     n_rank = len(stats.complete_cases(wide))
     pairs, lookup = _pair_rows(fam, order, wide, opts.alpha, opts.confidence)
     for pos, e in enumerate(order, start=1):
-        rows[e].update(position=pos, is_best=(e == best), mean_rank=float(ranks.get(e, math.nan)),
-                       n_rank_cases=n_rank)
+        rows[e].update(position=math.nan if e in failed else pos, is_best=(e == best),
+                       mean_rank=float(ranks.get(e, math.nan)), n_rank_cases=n_rank)
         _vs_best(rows[e], e, best, lookup, direction, opts.alpha)
+        if e in failed and rows[e]["vs_best"] == "tie":  # no best among the ordinary entries
+            rows[e]["vs_best"] = ""
     tested = [p for p in pairs if math.isfinite(p["p"])]
     if tested:
         floor = min(p["p_min"] for p in tested) * len(tested)
@@ -234,7 +252,8 @@ def _family_tables(
 SUMMARY_COLUMNS = [
     *stats.FAMILY, "position", "model", "pretrain", "entry", "direction", "n", "n_nan", "n_units", "mean",
     "std", "median", "q1", "q3", "ci_low", "ci_high", "seed_sd", "seed_min", "seed_max", "seeds_min",
-    "seeds_max", "failure_rate", "both_empty_rate", "mean_rank", "n_rank_cases", "is_best", "n_vs_best",
+    "seeds_max", "failure_rate", "both_empty_rate", "fit_seeds", "failed_seeds", "failed_fit", "mean_rank",
+    "n_rank_cases", "is_best", "n_vs_best",
     "W_vs_best", "p_vs_best", "p_holm_vs_best", "hl_vs_best", "hl_low_vs_best", "hl_high_vs_best",
     "cles_vs_best", "rbc_vs_best", "wilcoxon_method", "vs_best", "marker",
 ]
@@ -246,6 +265,47 @@ PAIRWISE_COLUMNS = [
 FRIEDMAN_COLUMNS = [*stats.FAMILY, "unit", "n_units", "n_scans", "n", "k", "Q", "p", "W", "reason", "n_pairs",
                     "p_holm_min_possible", "reachable", "tau_median", "tau_q05"]
 RANK_COLUMNS = [*stats.FAMILY, "entry", "rank", "share"]
+FIT_COLUMNS = [*SECTION, *stats.ENTRY, "seed", "n_cases", "n_pred_empty", "n_ref_lesion", "failed_fit"]
+
+
+def failed_fits(cases: pd.DataFrame) -> pd.DataFrame:
+    """Which runs are *failed fits*: one row per (train dataset, test set, fraction, entry, seed).
+
+    A **failed fit** is a run (one seed of an entry) whose prediction is empty on every test case of
+    the test set while at least one reference of that test set is not empty: a collapsed model, e.g.
+    a network stuck at predicting background. It is read from the per-case table alone, from the
+    ``area_pred_mm2`` and ``area_ref_mm2`` rows that the engine writes for every case
+    (:func:`bench3d2d.evaluation.metrics.case_metrics`): a prediction is empty when its area is 0, a
+    reference has a lesion when its area is > 0. A NaN area is not known to be empty (nor a lesion),
+    so a run is never called failed on missing numbers; a table without area rows has no rows here.
+    Rows of the same case and seed written twice (two runs) are averaged first, as everywhere.
+
+    Columns: :data:`FIT_COLUMNS` (``n_cases`` cases with an area row, ``n_pred_empty`` of them with an
+    empty prediction, ``n_ref_lesion`` with a non-empty reference, ``failed_fit`` the verdict).
+    """
+    keys = [*SECTION, *stats.ENTRY, "seed"]
+    areas = cases[cases["metric"].isin(["area_pred_mm2", "area_ref_mm2"])]
+    if areas.empty:
+        return pd.DataFrame(columns=FIT_COLUMNS).astype({"failed_fit": bool})
+    wide = areas.pivot_table(index=[*keys, "case_id"], columns="metric", values="value", aggfunc="mean")
+    if not {"area_pred_mm2", "area_ref_mm2"} <= set(wide.columns):
+        return pd.DataFrame(columns=FIT_COLUMNS).astype({"failed_fit": bool})
+    wide = wide.dropna(subset=["area_pred_mm2", "area_ref_mm2"], how="all")
+    flags = pd.DataFrame({"n_cases": 1, "n_pred_empty": (wide["area_pred_mm2"] == 0).astype(int),
+                          "n_ref_lesion": (wide["area_ref_mm2"] > 0).astype(int)}, index=wide.index)
+    per_run = flags.groupby(level=keys).sum()
+    # every case of the test set has an empty prediction, and some case has a lesion
+    per_run["failed_fit"] = (per_run["n_pred_empty"] == per_run["n_cases"]) & (per_run["n_ref_lesion"] > 0)
+    return per_run.reset_index().reindex(columns=FIT_COLUMNS)
+
+
+def _fit_counts(fits: pd.DataFrame) -> pd.DataFrame:
+    """Per (section, entry): seeds judged (``fit_seeds``), failed fits among them, and whether any."""
+    keys = [*SECTION, *stats.ENTRY]
+    if fits.empty:
+        return pd.DataFrame(columns=[*keys, "fit_seeds", "failed_seeds"])
+    g = fits.groupby(keys)["failed_fit"]
+    return pd.DataFrame({"fit_seeds": g.size(), "failed_seeds": g.sum()}).reset_index()
 
 
 def failure_rates(cases: pd.DataFrame) -> pd.DataFrame:
@@ -294,8 +354,12 @@ def build_leaderboard(
     units = stats.unit_values(means, unit)
     out: dict[str, list[dict]] = {"summary": [], "pairs": [], "family": [], "ranks": []}
     unit_groups = dict(list(units.groupby(list(stats.FAMILY), sort=True)))
+    fits = failed_fits(cases)
+    failed: dict[tuple, set] = {}
+    for r in fits[fits["failed_fit"]].itertuples(index=False):
+        failed.setdefault((r.train_dataset, r.test_set, r.fraction), set()).add((r.model, r.pretrain))
     for key, group in means.groupby(list(stats.FAMILY), sort=True):
-        s, p, f, r = _family_tables(key, group, unit_groups[key], opts)
+        s, p, f, r = _family_tables(key, group, unit_groups[key], opts, frozenset(failed.get(key[:3], ())))
         out["summary"] += s
         out["pairs"] += p
         out["family"].append(f)
@@ -304,10 +368,14 @@ def build_leaderboard(
     if not summary.empty:
         summary = summary.merge(stats.seed_spread(cases), on=[*stats.FAMILY, *stats.ENTRY], how="left")
         summary = summary.merge(failure_rates(cases), on=[*SECTION, *stats.ENTRY], how="left")
+        summary = summary.merge(_fit_counts(fits), on=[*SECTION, *stats.ENTRY], how="left")
         seeds = means.groupby([*stats.FAMILY, *stats.ENTRY])["n_seeds"].agg(seeds_min="min", seeds_max="max")
         summary = summary.merge(seeds.reset_index(), on=[*stats.FAMILY, *stats.ENTRY], how="left")
     summary = summary.reindex(columns=SUMMARY_COLUMNS)
     summary["is_best"] = summary["is_best"].fillna(False).astype(bool)
+    for col in ("fit_seeds", "failed_seeds"):
+        summary[col] = summary[col].fillna(0).astype(int)
+    summary["failed_fit"] = summary["failed_seeds"] > 0
     for col in ("marker", "vs_best", "wilcoxon_method"):
         summary[col] = summary[col].astype(object).fillna("")
     return Leaderboard(
@@ -315,7 +383,7 @@ def build_leaderboard(
         pairwise=pd.DataFrame(out["pairs"]).reindex(columns=PAIRWISE_COLUMNS),
         friedman=pd.DataFrame(out["family"]).reindex(columns=FRIEDMAN_COLUMNS),
         settings=_settings(opts), units=units,
-        ranks=pd.DataFrame(out["ranks"]).reindex(columns=RANK_COLUMNS), warnings=notes,
+        ranks=pd.DataFrame(out["ranks"]).reindex(columns=RANK_COLUMNS), fits=fits, warnings=notes,
     )
 
 

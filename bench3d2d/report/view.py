@@ -18,6 +18,11 @@ from bench3d2d.report.tables import Leaderboard
 
 #: Marker of an entry significantly worse than the best (Holm-adjusted Wilcoxon p < alpha, all pairs).
 WORSE_MARKER = "†"
+#: Mark of an entry with a failed fit (a seed that predicted no lesion on any test scan; see
+#: :func:`bench3d2d.report.tables.failed_fits`).
+FAILED_FIT_MARKER = "✗"
+#: What replaces the scores of an entry whose every seed is a failed fit.
+FAILED_FIT_TEXT = "failed fit"
 #: How a unit is named in text.
 UNIT_NAMES = {"patient": ("patient", "patients"), "case": ("scan", "scans")}
 
@@ -69,6 +74,21 @@ class Cell:
     p_value: float
     n: int
     n_nan: int
+    failed_seeds: int = 0  # seeds of the entry that are failed fits (see FAILED_FIT_MARKER)
+    fit_seeds: int = 0  # seeds judged (those with area rows)
+
+    @property
+    def all_failed(self) -> bool:
+        """Every seed of the entry is a failed fit: its scores are no result to show."""
+        return 0 < self.fit_seeds == self.failed_seeds
+
+
+def failed_fit_text(failed_seeds: int, fit_seeds: int) -> str:
+    """``✗ failed fit (2/3 seeds)``; empty when no seed failed."""
+    if failed_seeds <= 0:
+        return ""
+    plural = "s" if fit_seeds != 1 else ""
+    return f"{FAILED_FIT_MARKER} {FAILED_FIT_TEXT} ({failed_seeds}/{fit_seeds} seed{plural})"
 
 
 @dataclass
@@ -85,6 +105,13 @@ class Row:
     failures: str = "–"  # share of failed cases (empty prediction, non-empty reference)
     failure_rate: float = float("nan")
     both_empty: str = ""  # share of cases with both masks empty (HD95 undefined)
+    failed_seeds: int = 0  # seeds that are failed fits (nothing predicted on any test scan)
+    fit_seeds: int = 0
+
+    @property
+    def failed_fit(self) -> str:
+        """``✗ failed fit (2/3 seeds)`` for an entry with a failed fit, else ``""``."""
+        return failed_fit_text(self.failed_seeds, self.fit_seeds)
 
 
 @dataclass
@@ -108,6 +135,7 @@ class Section:
     reachable: dict[str, bool] = field(default_factory=dict)  # metric -> can any pairwise test reach alpha
     notes: dict[str, list[str]] = field(default_factory=dict)  # metric -> notes under the board
     stability: dict[str, str] = field(default_factory=dict)  # metric -> ranking-stability sentence
+    failed_fits: list[str] = field(default_factory=list)  # "entry: 2 of 3 seeds (0, 2)" per failed entry
 
     @property
     def n_text(self) -> str:
@@ -153,13 +181,27 @@ def _cell(r: pd.Series) -> Cell:
                                                      f"{fmt_value(metric, r['ci_high'])}]"
     rank = "–" if not math.isfinite(r["mean_rank"]) else f"{r['mean_rank']:.2f}"
     p_text = "best" if bool(r["is_best"]) else "tie" if r["vs_best"] == "tie" else fmt_p(r["p_holm_vs_best"])
+    failed, judged = _int(r.get("failed_seeds")), _int(r.get("fit_seeds"))
+    median = fmt_value(metric, r["median"])
+    if 0 < judged == failed:  # every seed collapsed: its numbers are no result (they stay in the tests)
+        mean_std, median, ci, rank = FAILED_FIT_TEXT, "–", "–", "–"
     return Cell(
-        mean_std=mean_std, median=fmt_value(metric, r["median"]), ci=ci, rank=rank, p_holm=p_text,
+        mean_std=mean_std, median=median, ci=ci, rank=rank, p_holm=p_text,
         marker=WORSE_MARKER if r["marker"] == "†" else "", seeds=_seeds_text(metric, r),
         effect=_effect_text(metric, r), is_best=bool(r["is_best"]),
         mean=float(mean), median_value=float(r["median"]), mean_rank=float(r["mean_rank"]),
         p_value=0.0 if bool(r["is_best"]) else float(r["p_holm_vs_best"]), n=n_ok, n_nan=int(r["n_nan"]),
+        failed_seeds=failed, fit_seeds=judged,
     )
+
+
+def _int(value: Any) -> int:
+    """A count from the summary (0 for a missing or NaN one)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return 0
+    return int(v) if math.isfinite(v) else 0
 
 
 def friedman_text(row: dict | None) -> str:
@@ -228,6 +270,7 @@ def build_sections(lb: Leaderboard, metrics: list[str], alpha: float = 0.05) -> 
                                     seeds="")
                 rows[key].cells[m] = _cell(r)
         _failures(rows, order_fam)
+        failed_list = _failed_fit_list(lb, (train, test, frac), rows)
         fam_rows = {m: lb.friedman_row(train, test, frac, m) for m in board + others}
         first = fam_rows[board[0]] if board else None
         out.append(Section(
@@ -241,7 +284,21 @@ def build_sections(lb: Leaderboard, metrics: list[str], alpha: float = 0.05) -> 
             reachable={m: bool((fam_rows[m] or {}).get("reachable", True)) for m in board + others},
             notes={m: [t for t in (reach_text(fam_rows[m], alpha),) if t] for m in board + others},
             stability={m: stability_text(fam_rows[m]) for m in board},
+            failed_fits=failed_list,
         ))
+    return out
+
+
+def _failed_fit_list(lb: Leaderboard, section: tuple[str, str, float], rows: dict[tuple, Row]) -> list[str]:
+    """``fpbnet (scratch): 2 of 3 seeds (seeds 0, 2)`` for every entry of a section with a failed fit."""
+    failed = lb.failed_runs(*section)
+    out = []
+    for (model, pretrain), g in failed.groupby(["model", "pretrain"], sort=True):
+        row = rows.get((model, pretrain))
+        judged = row.fit_seeds if row is not None and row.fit_seeds else len(g)
+        seeds = ", ".join(str(int(s)) for s in sorted(g["seed"]))
+        out.append(f"{stats.entry_label(model, pretrain)}: {len(g)} of {judged} seed"
+                   f"{'s' if judged != 1 else ''} (seed{'s' if len(g) != 1 else ''} {seeds})")
     return out
 
 
@@ -249,7 +306,10 @@ def _failures(rows: dict[tuple, Row], family: pd.DataFrame) -> None:
     for _, r in family.iterrows():
         row = rows.get((r["model"], r["pretrain"]))
         rate = r.get("failure_rate", math.nan)
-        if row is None or rate is None or not math.isfinite(rate):
+        if row is None:
+            continue
+        row.failed_seeds, row.fit_seeds = _int(r.get("failed_seeds")), _int(r.get("fit_seeds"))
+        if rate is None or not math.isfinite(rate):
             continue
         row.failure_rate = float(rate)
         row.failures = f"{rate * 100:.0f} %"
@@ -342,6 +402,12 @@ def settings_lines(settings: dict[str, Any]) -> list[str]:
         "worst value of every metric (Dice, precision, recall 0; HD95 the image diagonal in mm); the "
         "failure column is the share of such (scan, seed) results among the entry's. HD95 is NaN only "
         "where both masks are empty; NaNs are left out of the means and counted.",
+        f"Failed fits ({FAILED_FIT_MARKER}): a seed whose prediction is empty on every scan of the test set "
+        "while some reference there has a lesion (a collapsed model, e.g. one that outputs background "
+        "everywhere), read from the per-case areas. Such an entry is never best and not ranked: it is "
+        "listed after the ranked entries with the count of failed seeds, and named under 'Failed fits'; "
+        "where every seed failed, 'failed fit' stands in place of its scores. Its values (Dice 0) stay in "
+        "every test, interval and rank statistic.",
         "HD95: MedPy's definition with its default connectivity 1 (border = mask minus its erosion by "
         "the 4-neighbourhood cross), Euclidean distances in mm, 95th percentile of both directions pooled.",
         f"Mean rank: rank of each entry within each {unit} (1 = best), averaged over the {units} where every "

@@ -18,6 +18,8 @@ from bench3d2d.evaluation import statistics as stats
 from bench3d2d.evaluation.claims import claim_summary
 from bench3d2d.report.collect import STATUSES
 from bench3d2d.report.view import (
+    FAILED_FIT_MARKER,
+    FAILED_FIT_TEXT,
     WORSE_MARKER,
     fmt_p,
     metric_header,
@@ -90,6 +92,8 @@ def render_html(report: Report, out: Path) -> str:
         warnings=report.warnings,
         settings=settings_lines(report.leaderboard.settings),
         marker=WORSE_MARKER,
+        failed_mark=FAILED_FIT_MARKER,
+        failed_text=FAILED_FIT_TEXT,
         alpha=report.options.alpha,
         command=report.options.command,
         version=__version__,

@@ -17,6 +17,7 @@ _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
     "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
     ">": r"\textgreater{}", "|": r"\textbar{}", "²": r"\textsuperscript{2}", "±": r"$\pm$", "–": "--",
+    "✗": r"$\times$",
 }
 _LATEX_RE = re.compile("|".join(re.escape(k) for k in _LATEX_SPECIAL))
 
@@ -44,7 +45,8 @@ def _table(train: str, test: str, sections: list[Section], alpha: float, unit: s
         rf"\caption{{Trained on {latex_escape(train)}, tested on {latex_escape(test)}: {latex_escape(names)} "
         r"(mean $\pm$ standard deviation over test scans; seeds averaged per scan). Best mean per fraction "
         r"in bold (none when the top means tie); $^\dagger$ significantly worse than the best (paired "
-        rf"Wilcoxon signed-rank over {unit}s, all pairs Holm-adjusted, $p < {alpha:g}$).}}",
+        rf"Wilcoxon signed-rank over {unit}s, all pairs Holm-adjusted, $p < {alpha:g}$); "
+        r"$\times$ failed fit: a seed predicted no lesion on any test scan (never best).}",
         rf"\label{{tab:{label}}}",
         rf"\begin{{tabular}}{{{cols}}}",
         r"\toprule",
@@ -55,7 +57,9 @@ def _table(train: str, test: str, sections: list[Section], alpha: float, unit: s
         if k:
             lines.append(r"\midrule")
         for i, r in enumerate(s.rows):
-            cells = [latex_escape(f"{s.fraction:g} %") if i == 0 else "", latex_escape(r.model),
+            fit = rf" \textit{{{latex_escape(r.failed_fit)}}}" if r.failed_fit else ""
+            model = latex_escape(r.model) + fit
+            cells = [latex_escape(f"{s.fraction:g} %") if i == 0 else "", model,
                      latex_escape(r.pretrain_label)]
             for m in metrics:
                 c = r.cells.get(m)

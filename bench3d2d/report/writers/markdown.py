@@ -12,6 +12,8 @@ from bench3d2d.evaluation import statistics as stats
 from bench3d2d.evaluation.claims import claim_summary
 from bench3d2d.report.collect import STATUSES
 from bench3d2d.report.view import (
+    FAILED_FIT_MARKER,
+    FAILED_FIT_TEXT,
     WORSE_MARKER,
     Cell,
     Overview,
@@ -62,8 +64,12 @@ def _board(section: Section) -> list[str]:
             header += ["p (Holm)", "Δ vs best (HL)"]
             align += ["r", "r"]
     rows = []
-    for i, r in enumerate(section.rows, start=1):
-        cells = [str(i), md_escape(r.model), md_escape(r.pretrain_label), str(r.n), r.seeds, r.failures]
+    position = 0
+    for r in section.rows:
+        position += not r.failed_fit  # a failed fit is listed, not ranked
+        model = md_escape(r.model) + (f" **{r.failed_fit}**" if r.failed_fit else "")
+        cells = [FAILED_FIT_MARKER if r.failed_fit else str(position), model, md_escape(r.pretrain_label),
+                 str(r.n), r.seeds, r.failures]
         for m in section.metrics:
             reach = section.reachable.get(m, True)
             c = r.cells.get(m)
@@ -130,11 +136,32 @@ def _marked(text: str, cell: Cell) -> str:
     return f"**{text}**" if cell.is_best else text + (f" {cell.marker}" if cell.marker else "")
 
 
+def _overview_text(metric: str, cell: Cell | None) -> str:
+    """An overview cell: the marked mean; ``failed fit`` when every seed failed, ``✗`` after a mean
+    when some did."""
+    if cell is None:
+        return "–"
+    if cell.all_failed:
+        return FAILED_FIT_TEXT
+    mark = f" {FAILED_FIT_MARKER}" if cell.failed_seeds else ""
+    return _marked(fmt_value(metric, cell.mean), cell) + mark
+
+
+def failed_fits_lines(section: Section) -> list[str]:
+    """The section's "Failed fits" list (empty when no entry has one)."""
+    if not section.failed_fits:
+        return []
+    return [f"**Failed fits** ({FAILED_FIT_MARKER}: a seed that predicted no lesion on any test scan of "
+            f"{md_escape(section.test_set)}, which has lesions; never best and not ranked, counted with "
+            "its real values, Dice 0, in every test): "
+            + "; ".join(md_escape(t) for t in section.failed_fits) + ".", ""]
+
+
 def _overview(ov: Overview) -> list[str]:
     header = ["Model", "Pre-training", *(fmt_fraction(f) for f in ov.fractions)]
     rows = []
     for row, cells in ov.rows:
-        texts = ["–" if c is None else _marked(fmt_value(ov.metric, c.mean), c) for c in cells]
+        texts = [_overview_text(ov.metric, c) for c in cells]
         rows.append([md_escape(row.model), md_escape(row.pretrain_label), *texts])
     return _table(header, rows, ["l", "l", *(["r"] * len(ov.fractions))])
 
@@ -228,8 +255,9 @@ def render_markdown(report: Report) -> str:
                   "[Warnings](#warnings).", ""]
     lines += [f"{unit_sentence(report)} {WORSE_MARKER}: significantly worse than the best entry (paired "
               f"Wilcoxon signed-rank, all pairs Holm-adjusted, p < {opts.alpha:g}). Best mean in bold (none "
-              "when the top means tie). ↑ higher is better, ↓ lower is better. "
-              "[How these numbers were made](#how-these-numbers-were-made).", ""]
+              f"when the top means tie). {FAILED_FIT_MARKER} {FAILED_FIT_TEXT}: a seed predicted no lesion "
+              "on any test scan (listed after the ranked entries, never best). ↑ higher is better, ↓ lower "
+              "is better. [How these numbers were made](#how-these-numbers-were-made).", ""]
     lines += _claims(report)
     overviews = build_overviews(report.sections)
     if overviews:
@@ -248,6 +276,7 @@ def render_markdown(report: Report) -> str:
             lines += [f"### {md_escape(s.test_set)} · {s.fraction:g} % of the labels", "",
                       f"{s.n_text}.", ""]
             lines += [*_board(s), ""]
+            lines += failed_fits_lines(s)
             if s.missing:
                 lines += ["**Not in this table** (see [Runs](#runs)): "
                           + "; ".join(md_escape(m) for m in s.missing) + ".", ""]
@@ -285,8 +314,8 @@ def render_markdown(report: Report) -> str:
               "tested on its own (not corrected across claims): paired Wilcoxon over units for 'beats' and "
               "'helps' claims, Mann-Whitney U between per-unit gains for 'smaller gain' claims.",
               "- Files: `cases.csv` (every case, its patient, model, pre-training, seed and metric), "
-              "`summary.csv`, `pairwise.csv`, `friedman.csv`, `ranks.csv`, `claims.csv`, `cost.csv`, "
-              "`runs.csv`, `report.json`, `leaderboard.tex`, `index.html`.",
+              "`summary.csv`, `pairwise.csv`, `friedman.csv`, `ranks.csv`, `fits.csv`, `claims.csv`, "
+              "`cost.csv`, `runs.csv`, `report.json`, `leaderboard.tex`, `index.html`.",
               ""]
     return "\n".join(lines)
 

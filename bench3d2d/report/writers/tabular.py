@@ -51,7 +51,9 @@ def write_csv(report: Report, out: Path) -> list[Path]:
     """``cases.csv`` (the per-case data, once: every case, its patient, seed and run, one column per
     metric; :func:`wide_cases`), ``summary.csv``,
     ``pairwise.csv``, ``friedman.csv`` (one row per family: Friedman, n, reachability, ranking
-    stability), ``ranks.csv`` (bootstrap rank distribution), ``claims.csv``, ``cost.csv`` and ``runs.csv``.
+    stability), ``ranks.csv`` (bootstrap rank distribution), ``fits.csv`` (one row per entry, seed and
+    test set: cases, empty predictions, references with a lesion and ``failed_fit``, see
+    :func:`bench3d2d.report.tables.failed_fits`), ``claims.csv``, ``cost.csv`` and ``runs.csv``.
 
     A ``cases.parquet`` or ``case_means.csv`` left by an older version in ``out`` is removed: the
     per-case data lives in one file, in one format.
@@ -61,7 +63,7 @@ def write_csv(report: Report, out: Path) -> list[Path]:
         (out / old).unlink(missing_ok=True)
     files = [write_atomic(out / "cases.csv", _csv(wide_cases(report)))]
     for name, df in (("summary", lb.summary), ("pairwise", lb.pairwise), ("friedman", lb.friedman),
-                     ("ranks", lb.ranks), ("claims", report.claims), ("cost", report.cost),
+                     ("ranks", lb.ranks), ("fits", lb.fits), ("claims", report.claims), ("cost", report.cost),
                      ("runs", report.collection.runs_table())):
         # derived tables: 8 significant digits are more than any number on the board shows
         files.append(write_atomic(out / f"{name}.csv", _csv(df, "%.8g")))
@@ -87,8 +89,9 @@ def _records(df: pd.DataFrame) -> list[dict]:
 
 def write_json(report: Report, out: Path) -> list[Path]:
     """``report.json``: settings, warnings, runs, the claims check, cost, the family table (Friedman,
-    n, reachability, ranking stability) and the figures (NaN written as null). The large tables
-    (per case, summary, pairs, rank distributions) are in their CSV files, named under ``tables``."""
+    n, reachability, ranking stability), the failed fits (one record per entry, seed and test set that
+    predicted no lesion anywhere) and the figures (NaN written as null). The large tables (per case,
+    summary, pairs, rank distributions, every seed's fit) are in their CSV files, named under ``tables``."""
     lb = report.leaderboard
     doc = {
         "title": report.title,
@@ -96,10 +99,11 @@ def write_json(report: Report, out: Path) -> list[Path]:
         "settings": _plain(lb.settings),
         "warnings": report.warnings,
         "tables": {name: f"{name}.csv" for name in ("cases", "summary", "pairwise", "friedman", "ranks",
-                                                      "claims", "cost", "runs")},
+                                                      "fits", "claims", "cost", "runs")},
         "runs": _records(report.collection.runs_table()),
         "claims": _records(report.claims),
         "cost": _records(report.cost),
+        "failed_fits": _records(lb.fits[lb.fits["failed_fit"]]) if not lb.fits.empty else [],
         "figures": {"fractions": report.curves,
                     "sections": [{"train_dataset": s.train_dataset, "test_set": s.test_set,
                                   "fraction": s.fraction, **s.figures} for s in report.sections],
