@@ -62,6 +62,9 @@ NO_SSL = ("ga,rpd", "5,100", "none")  # rpd runs only at 20 and 100 %, so this i
 WITH_SSL = ("ga", "100", "slo,faf")
 #: Order of the conditions in the figure and the tables.
 CONDITION_ORDER = ("GA 5 %", "GA 100 %", "RPD 100 %", "GA 100 % SSL-SLO", "GA 100 % SSL-FAF")
+#: Order of the recipe sets in legends and tables, and their line styles (dashed marks the profile's bounds).
+RECIPE_ORDER = ("tuned", "official", "common")
+RECIPE_STYLES = {"tuned": "-", "official": ":", "common": "-."}
 CSV_COLUMNS = ("kind", "model", "condition", "recipe", "seed", "profile", "score_name", "validations",
                "last_step", "best_score", "best_step", "plateau_step", "test_dice", "test_cases", "id")
 
@@ -280,7 +283,11 @@ def read_curves(out: Path) -> tuple[list[Curve], list[str]]:
 
 def _order(c: Curve) -> tuple:
     rank = CONDITION_ORDER.index(c.condition) if c.condition in CONDITION_ORDER else len(CONDITION_ORDER)
-    return (c.kind != "run", c.model, rank, c.condition, c.recipe, c.seed)
+    return (c.kind != "run", c.model, rank, c.condition, _recipe_rank(c.recipe), c.recipe, c.seed)
+
+
+def _recipe_rank(recipe: str) -> int:
+    return RECIPE_ORDER.index(recipe) if recipe in RECIPE_ORDER else len(RECIPE_ORDER)
 
 
 def curve_rows(curves: Sequence[Curve]) -> list[dict[str, Any]]:
@@ -361,7 +368,8 @@ def plot(curves: Sequence[Curve], png: Path, ncols: int = 3) -> Path:
         raise ValueError("no curves to plot (no complete run or pre-training with a history)")
     cmap = plt.get_cmap("tab10")
     colours = {name: cmap(i % 10) for i, name in enumerate(dict.fromkeys(c.condition for c in runs + pre))}
-    styles = {r: s for r, s in zip(dict.fromkeys(c.recipe for c in curves), ("-", "-.", ":", (0, (5, 1))))}
+    others = sorted({c.recipe for c in curves} - set(RECIPE_STYLES))
+    styles = {**RECIPE_STYLES, **{r: (0, (5, 1 + i)) for i, r in enumerate(others)}}
     ncols = min(ncols, len(panels))
     nrows = -(-len(panels) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(16, 4.2 * nrows), dpi=100, squeeze=False)
