@@ -71,12 +71,26 @@ def test_the_plan_doubles_the_budget_and_plans_common_only_where_it_differs(lc):
     assert {s.pretrain_source for s in plan.runs if s.pretrain != "none"} == {"synthetic-ga-m"}
 
 
+def test_run_dry_run_prints_the_plan_size_and_trains_nothing(lc, tmp_path, capsys):
+    out = tmp_path / "curves"
+    assert lc.main(["run", "--out", str(out), "--models", "fpbnet", "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    from bench3d2d.engine.profiles import get_profile
+
+    assert f"standard at {2 * get_profile('standard').max_steps} steps" in printed
+    assert "plan: 5 runs (ga: 4, rpd: 1), 1 models, 2 SSL pre-trainings" in printed
+    assert not (out / "runs").exists()
+
+
 def test_the_plan_refuses_a_profile_without_a_step_budget(lc):
     with pytest.raises(ValueError, match="not a plateau profile"):
         lc.build_plan("fpbnet", ["tuned"], seed=0, profile="quick")
     with pytest.raises(ValueError, match="factor"):
         lc.long_overrides("standard", 0)
-    assert lc.long_overrides("standard", 1.5)["max_steps"] == round(1.5 * 200) == 300
+    from bench3d2d.engine.profiles import get_profile
+
+    steps = round(1.5 * get_profile("standard").max_steps)
+    assert lc.long_overrides("standard", 1.5) == {"min_steps": steps, "max_steps": steps}
 
 
 # -- plot and table on fabricated results ---------------------------------------------------------------
