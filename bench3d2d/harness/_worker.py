@@ -124,11 +124,18 @@ def execute_run(
         "precision": result.extra.get("precision"),
         "recipe": result.extra.get("recipe"),
         "stop": result.extra.get("stop"),
+        "history": validation_history(result.fit.history),
         "parameters": result.extra.get("parameters"),
         "peak_memory_mb": _peak_memory_mb(),
         "peak_memory_scope": peak_scope,
     }
     return cases
+
+
+def validation_history(history: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The fit's validation history as ``result.json`` records it: ``step``, mean training ``loss`` since
+    the previous validation, and validation ``score`` (Dice; SSIM for a pre-training), one per validation."""
+    return [{"step": int(h["step"]), "loss": float(h["loss"]), "score": float(h["score"])} for h in history]
 
 
 def _reset_peak_memory() -> str:
@@ -177,4 +184,5 @@ def execute_pretrain(
         "cached": bool(res.cached),
         "engine_seconds": float(res.seconds),
         "precision": res.info.get("precision"),
+        "history": validation_history(res.info.get("history") or []),
     }
