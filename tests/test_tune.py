@@ -93,7 +93,7 @@ def test_tune_reports_validation_prunes_and_feeds_run_params_tuned(tmp_path, fak
     )  # falls back to the 100 % study
     assert best == trial_hparams("fpbnet", study.best_params)
     argv = ["run", "--models", "fpbnet", "--datasets", "ga", "--fractions", "20", "--pretrain", "none",
-            "--profile", "standard"]  # fmt: skip
+            "--profile", "standard", "--seeds", "0"]  # fmt: skip
     assert main([*argv, "--params", "tuned", "--out", str(out), "--no-progress"]) == 0
     capsys.readouterr()
     assert main(["status", str(out), "--json"]) == 0
@@ -106,7 +106,7 @@ def test_params_tuned_without_a_study_is_a_clear_error(tmp_path, capsys):
     argv = ["run", "--models", "fpbnet", "--datasets", "ga", "--fractions", "20", "--params", "tuned"]
     assert main([*argv, "--out", str(tmp_path), "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert "no tuning study 'fpbnet|synthetic-ga-s-1|20%|quick'" in err and "bench3d2d tune" in err
+    assert "no tuning study 'fpbnet|synthetic-ga-s-1|20%|standard'" in err and "bench3d2d tune" in err
 
 
 def test_tune_cli(tmp_path, fake_env, capsys):
@@ -258,7 +258,8 @@ def test_tune_models_one_study_each_and_write_the_recipe_table(tmp_path, fake_en
         assert info["best_trial"] == study.best_trial.number
         assert info["best_validation_dice"] == study.best_value
         assert sum(info["states"].values()) == 3 and info["command"] == command
-        space = {"optimizer": ["categorical", ["sgd", "adam"]], "lr": ["log", 1e-4, 0.3]}
+        space = {"optimizer": ["categorical", ["sgd", "adam"]],
+                 "lr": ["log", {"given": "optimizer", "sgd": [1e-3, 0.3], "adam": [1e-5, 1e-2]}]}
         assert info["search_space"] == space
 
 
@@ -308,3 +309,20 @@ def test_write_recipes_refuses_a_search_space_a_recipe_cannot_hold_before_tuning
     assert main(argv) == 2
     assert "parameter(s) rounds that a tuned recipe cannot hold" in capsys.readouterr().err
     assert not (tmp_path / "tuning.db").exists() and not list(fake_env.iterdir())  # no trial ran
+
+
+def test_the_lr_range_follows_the_optimizer_drawn_before_it():
+    """The default space draws lr in the chosen optimiser's own range (SGD 1e-3..0.3, Adam 1e-5..1e-2)."""
+    from bench3d2d.harness.tune import suggest
+    from bench3d2d.models._registry import DEFAULT_SEARCH_SPACE
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(40):
+        params = suggest(study.ask(), DEFAULT_SEARCH_SPACE)
+        lo, hi = {"sgd": (1e-3, 0.3), "adam": (1e-5, 1e-2)}[params["optimizer"]]
+        assert lo <= params["lr"] <= hi
+        seen.add(params["optimizer"])
+    assert seen == {"sgd", "adam"}
+    with pytest.raises(ValueError, match="depends on 'optimizer'"):
+        suggest(study.ask(), {"lr": ("log", {"given": "optimizer", "sgd": (1e-3, 0.3)})})

@@ -147,10 +147,14 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any], attempts: int = 6) -> 
 
 
 def suggest(trial: Any, space: Mapping[str, tuple]) -> dict[str, Any]:
-    """One value per search-space entry: ``("log"|"float"|"int", lo, hi)`` or ``("categorical", [...])``."""
+    """One value per search-space entry, in the space's order: ``("log"|"float"|"int", lo, hi)``,
+    ``("categorical", [...])``, or a range that depends on an earlier entry's value,
+    ``("log"|"float", {"given": NAME, CHOICE: (lo, hi), ...})`` (e.g. the lr range per optimiser)."""
     params: dict[str, Any] = {}
     for name, entry in space.items():
         kind, *args = entry
+        if kind in ("log", "float") and len(args) == 1 and isinstance(args[0], Mapping):
+            args = list(_conditional_range(name, args[0], params))
         if kind == "log":
             params[name] = trial.suggest_float(name, float(args[0]), float(args[1]), log=True)
         elif kind == "float":
@@ -164,6 +168,18 @@ def suggest(trial: Any, space: Mapping[str, tuple]) -> dict[str, Any]:
                 f"search space entry {name!r} has unknown kind {kind!r} (log, float, int, categorical)"
             )
     return params
+
+
+def _conditional_range(name: str, ranges: Mapping[str, Any], params: Mapping[str, Any]) -> tuple:
+    """``(lo, hi)`` of a conditional entry for the value already drawn for ``ranges["given"]``."""
+    given = ranges.get("given")
+    if given not in params:
+        raise ValueError(f"search space entry {name!r} depends on {given!r}, which must come before it")
+    try:
+        lo, hi = ranges[params[given]]
+    except KeyError:
+        raise ValueError(f"search space entry {name!r} has no range for {given}={params[given]!r}") from None
+    return lo, hi
 
 
 def trial_hparams(model: str, params: Mapping[str, Any]) -> dict[str, Any]:
