@@ -123,6 +123,19 @@ def build_plan(models: str | Sequence[str], recipes: Sequence[str], seed: int, p
     return plan
 
 
+def only_conditions(plan: Any, conditions: str) -> Any:
+    """The plan cut to the conditions named in ``conditions`` (labels of :data:`CONDITION_ORDER`,
+    comma-separated, e.g. ``"GA 100 %,GA 100 % SSL-FAF"``); its pre-trainings follow its runs."""
+    wanted = [c.strip() for c in conditions.split(",") if c.strip()]
+    unknown = [c for c in wanted if c not in CONDITION_ORDER]
+    if unknown:
+        raise ValueError(f"--conditions: unknown {unknown}; choose among {', '.join(CONDITION_ORDER)}")
+    runs = [s for s in plan.runs if condition_of(vars(s)) in wanted]
+    needed = {(s.model, s.pretrain) for s in runs}
+    pretrainings = [p for p in plan.pretrainings if (p.model, p.modality) in needed]
+    return replace(plan, runs=runs, pretrainings=pretrainings)
+
+
 def run_command(args: argparse.Namespace) -> int:
     """``run``: print the plan size, then run it (resumable)."""
     from bench3d2d.commands.run import print_plan
@@ -132,6 +145,8 @@ def run_command(args: argparse.Namespace) -> int:
     get_backend()  # fail fast, and let a site backend register its models first
     recipes = [r.strip() for r in args.recipes.split(",") if r.strip()]
     plan = build_plan(args.models, recipes, args.seed, args.profile, args.factor)
+    if args.conditions:
+        plan = only_conditions(plan, args.conditions)
     store = ResultsStore(args.out)
     steps = long_overrides(args.profile, args.factor)["max_steps"]
     print(f"learning curves: profile {args.profile} at {steps} steps (min_steps = max_steps), "
@@ -449,6 +464,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--executor", default="local", choices=["local", "subprocess", "slurm"],
                    help="where runs happen (local)")
     r.add_argument("--jobs", type=int, default=1, help="parallel workers, subprocess/slurm executors (1)")
+    r.add_argument("--conditions", default="",
+                   help="only these conditions, comma-separated: 'GA 5 %%', 'GA 100 %%', 'RPD 100 %%', "
+                        "'GA 100 %% SSL-SLO', 'GA 100 %% SSL-FAF' (default: all)")
     r.add_argument("--dry-run", action="store_true", help="print and list the plan, run nothing")
     r.add_argument("--no-progress", action="store_true", help="plain lines instead of progress bars")
     r.set_defaults(func=run_command)

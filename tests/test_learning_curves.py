@@ -71,6 +71,17 @@ def test_the_plan_doubles_the_budget_and_plans_common_only_where_it_differs(lc):
     assert {s.pretrain_source for s in plan.runs if s.pretrain != "none"} == {"synthetic-ga-m"}
 
 
+def test_conditions_cut_the_plan_and_its_pretrainings(lc):
+    plan = lc.build_plan("fpbnet,ipn", ["tuned"], seed=0)
+    ga100 = lc.only_conditions(plan, "GA 100 %")
+    assert {lc.condition_of(vars(s)) for s in ga100.runs} == {"GA 100 %"} and not ga100.pretrainings
+    assert {s.model for s in ga100.runs} == {"fpbnet", "ipn"}
+    faf = lc.only_conditions(plan, "GA 100 % SSL-FAF")
+    assert [p.modality for p in faf.pretrainings] == ["faf"] and len(faf.runs) == 1
+    with pytest.raises(ValueError, match="unknown"):
+        lc.only_conditions(plan, "GA 50 %")
+
+
 def test_run_dry_run_prints_the_plan_size_and_trains_nothing(lc, tmp_path, capsys):
     out = tmp_path / "curves"
     assert lc.main(["run", "--out", str(out), "--models", "fpbnet", "--dry-run"]) == 0
@@ -84,7 +95,7 @@ def test_run_dry_run_prints_the_plan_size_and_trains_nothing(lc, tmp_path, capsy
 
 def test_the_plan_refuses_a_profile_without_a_step_budget(lc):
     with pytest.raises(ValueError, match="not a plateau profile"):
-        lc.build_plan("fpbnet", ["tuned"], seed=0, profile="quick")
+        lc.build_plan("fpbnet", ["tuned"], seed=0, profile="smoke")
     with pytest.raises(ValueError, match="factor"):
         lc.long_overrides("standard", 0)
     from bench3d2d.engine.profiles import get_profile

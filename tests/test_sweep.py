@@ -142,7 +142,8 @@ def test_plan_options():
 
 
 def test_plan_with_a_registered_dataset():
-    plan = expand_plan(models="fpbnet", fractions="20", datasets="synthetic-rpd", pretrain="none,slo", seeds="0")
+    plan = expand_plan(models="fpbnet", fractions="20", datasets="synthetic-rpd", pretrain="none,slo",
+                       seeds="0")
     assert [(s.train_dataset, s.test_sets, s.pretrain) for s in plan.runs] == [
         ("synthetic-rpd", ("synthetic-rpd:test",), "none")
     ]
@@ -287,7 +288,8 @@ def raising_model():
 
 def test_a_model_that_raises_is_a_failed_run_and_the_sweep_goes_on(tmp_path, fake_env, raising_model):
     store = ResultsStore(tmp_path / "results")
-    plan = expand_plan(models=["fpbnet", raising_model], fractions="5,100", datasets="ga", pretrain="none", seeds="0")
+    plan = expand_plan(models=["fpbnet", raising_model], fractions="5,100", datasets="ga", pretrain="none",
+                       seeds="0")
     assert len(plan.runs) == 4
     report = run_sweep(plan, store)
     assert report.count("complete") == 2 and report.count("failed") == 2
@@ -338,7 +340,8 @@ def test_a_failed_pretraining_fails_its_runs_once(tmp_path, fake_env, monkeypatc
 
 def test_dry_run_and_status(tmp_path, fake_env, capsys):
     out = tmp_path / "results"
-    args = ["--models", "fpbnet", "--fractions", "5,20", "--datasets", "ga,rpd", "--seeds", "0", "--out", str(out)]
+    args = ["--models", "fpbnet", "--fractions", "5,20", "--datasets", "ga,rpd", "--seeds", "0",
+            "--out", str(out)]
     assert main(["run", *args, "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert "plan: 9 runs (ga: 6, rpd: 3), 1 models, 2 SSL pre-trainings" in text

@@ -112,7 +112,7 @@ class Preset:
 
 PRESETS: dict[str, dict[str, Preset]] = {
     "ga-m": {
-        "quick": Preset(16, (16, 64, 96), (6.68, 6.68, 1.5), annotated_patients=3),
+        "quick": Preset(125, (16, 64, 96), (6.68, 6.68, 1.5), annotated_patients=5),
         "paper": Preset(100, (49, 1024, 496), (6.68, 6.68, 1.92), annotated_patients=12),
     },
     "ga-s": {
