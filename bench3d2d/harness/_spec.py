@@ -184,9 +184,9 @@ class RunSpec:
     def label(self) -> str:
         """A short human-readable description."""
         pre = "scratch" if self.pretrain == "none" else f"ssl-{self.pretrain}"
-        recipe = "" if self.recipe == "common" else f" {self.recipe} recipe"
-        tuned = " tuned" if self.hparams else ""
-        return f"{self.model} {pre} {self.train_dataset} {self.fraction:g}% seed {self.seed}{recipe}{tuned}"
+        overrides = f" +{','.join(sorted(self.hparams))}" if self.hparams else ""
+        return (f"{self.model} {pre} {self.train_dataset} {self.fraction:g}% seed {self.seed} "
+                f"{self.recipe} recipe{overrides}")
 
 
 @dataclass(frozen=True)
