@@ -24,6 +24,13 @@ PAPER = (
 #: Largest pool factor the published search tries (IPN-tf utils.py).
 MAX_POOL_FACTOR = 100
 
+#: The official code feeds the network raw 8-bit intensities (0-255, no normalisation: IPN-tf
+#: ``BatchDataReader`` casts the uint8 images to float32); this library z-scores every volume. The
+#: input is multiplied by this factor so that it reaches the official network on the order of
+#: magnitude of 8-bit intensities, for which the official initialisation was made (docs/models.md §4,
+#: docs/diagnostics.md: with z-scored input the signal fades through the fifteen unnormalised layers).
+OFFICIAL_INPUT_SCALE = 64.0
+
 #: Registry metadata; the same rule is bound into every built model.
 META: dict = {"h_multiple": 1, "w_multiple": 1, "depth": {"fixed": True}}
 RULE = SizeRule.from_metadata(**META)
@@ -113,7 +120,8 @@ class IPN(nn.Module):
     """IPN: PLMs reduce depth to 1 by max pooling, a 3x3x3 conv head gives (B, K, H, W) logits.
 
     Built for one input depth ``depth``; the pool sizes come from :func:`pool_sizes`.
-    The official head's ReLU and 2-class softmax are dropped (logits contract).
+    The official head's ReLU and 2-class softmax are dropped (logits contract). The (z-scored) input
+    is multiplied by ``input_scale`` (default :data:`OFFICIAL_INPUT_SCALE`; 1 leaves it as it is).
     """
 
     def __init__(
@@ -124,8 +132,10 @@ class IPN(nn.Module):
         n_plm: int = 5,
         channels: int = 64,
         convs_per_plm: int = 3,
+        input_scale: float = OFFICIAL_INPUT_SCALE,
     ) -> None:
         super().__init__()
+        self.input_scale = float(input_scale)
         self.pools: Sequence[int] = pool_sizes(depth, n_plm)
         self.depth = int(depth)
         self.size_rule = RULE.bind(depth, in_channels)
@@ -140,6 +150,8 @@ class IPN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.size_rule.check(tuple(x.shape), model=getattr(self, "registry_name", "ipn"))
+        if self.input_scale != 1.0:
+            x = x * self.input_scale
         return self.head(self.plms(x)).squeeze(-1)
 
 

@@ -347,3 +347,19 @@ def test_enface_unet_other_backbone_and_slabs():
         bench3d2d.create_model("enface_unet", depth=4, slabs=8)
     with pytest.raises(ValueError, match="never downloads"):
         EnfaceUNet(backbone_kwargs={"pretrained": True})
+
+
+def test_ipn_scales_its_input_to_the_official_8_bit_range():
+    """IPN-tf trains on raw 8-bit intensities; ours multiplies the z-scored input by 64 first
+    (``input_scale``), and ``input_scale=1`` is the network on the input as given."""
+    from bench3d2d.baselines.ipn import OFFICIAL_INPUT_SCALE
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 8, 16, 64)
+    scaled = IPN(depth=64)
+    plain = IPN(depth=64, input_scale=1.0)
+    plain.load_state_dict(scaled.state_dict())
+    assert OFFICIAL_INPUT_SCALE == scaled.input_scale == 64.0
+    with torch.no_grad():
+        assert torch.allclose(scaled(x), plain(x * OFFICIAL_INPUT_SCALE), atol=1e-5)
+        assert (scaled(x) - plain(x)).abs().max() > 1e-4  # at initialisation the effect is small

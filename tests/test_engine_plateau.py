@@ -100,3 +100,17 @@ def test_plateau_fit_heals_from_a_topk_state_after_a_truncated_last_pt(tmp_path)
     healed, _ = toy_fit(tmp_path / "killed", profile=PLATEAU)
     assert healed.resumed_from_step > 0
     assert healed.history == straight.history and healed.stop == straight.stop
+
+
+def test_patience_counts_from_the_first_score_above_zero():
+    """A run that has not started learning (Dice 0: no lesion predicted) is not on a plateau: IPN's
+    flat start lasts 60-250 steps; once a score above zero appears, patience counts as usual."""
+    state = {"best": None, "stale": 0}
+    for _ in range(20):
+        state = plateau_update(state, 0.0, 0.005)
+    assert state == {"best": 0.0, "stale": 0}
+    state = plateau_update(state, 0.3, 0.005)
+    assert state == {"best": 0.3, "stale": 0}
+    for n in range(1, 4):
+        state = plateau_update(state, 0.0, 0.005)  # a collapse after learning is counted
+        assert state["stale"] == n

@@ -4,7 +4,7 @@ Rounds (docs/protocol.md §3, §6): each round draws every training case ``repea
 the profile's fixed step count needs), shuffled, in batches; a validation on the §4 grid follows
 each round. A plateau profile (``Profile.converges``) validates every ``validate_every`` steps
 instead and stops when the score has not improved by more than ``min_delta`` for ``patience``
-validations once ``min_steps`` are done (reason ``plateau``), or at ``max_steps`` (``max_steps``);
+validations (counted from the first score above zero) once ``min_steps`` are done (reason ``plateau``), or at ``max_steps`` (``max_steps``);
 a round-based profile stops after its rounds (``rounds``). ``FitResult.stop`` records why and when.
 After every validation the top-k weights are updated (a newcomer enters only when strictly better
 than the worst kept) and the resumable ``last.pt`` is written atomically with the weights, the
@@ -311,10 +311,17 @@ def _progress_record(step: int, round_done: int, kept: list[Checkpoint], history
 def plateau_update(state: Mapping[str, Any], score: float, min_delta: float) -> dict[str, Any]:
     """The patience state after one validation: ``best`` (the score improvements are measured from;
     None before the first finite score) and ``stale`` (validations since the last improvement). A score
-    improves when it beats ``best`` by more than ``min_delta``; NaN never does."""
+    improves when it beats ``best`` by more than ``min_delta``; NaN never does.
+
+    Patience counts from the first score above zero: while every score so far is <= 0 (a segmenter that
+    predicts no lesion anywhere, Dice 0) the run has not started learning, and a model with a long flat
+    start (IPN, docs/diagnostics.md) is not stopped on a plateau it has not reached yet; such a run
+    trains to ``max_steps``."""
     best = state.get("best")
     if not math.isnan(score) and (best is None or score > best + min_delta):
         return {"best": score, "stale": 0}
+    if not math.isnan(score) and score <= 0 and (best is None or best <= 0):
+        return {"best": best, "stale": 0}
     return {"best": best, "stale": int(state.get("stale", 0)) + 1}
 
 
