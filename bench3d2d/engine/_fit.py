@@ -5,7 +5,8 @@ the profile's fixed step count needs), shuffled, in batches; a validation on the
 each round. A plateau profile (``Profile.converges``) validates every ``validate_every`` steps
 instead and stops when the score has not improved by more than ``min_delta`` for ``patience``
 validations (counted from the first score above zero) once ``min_steps`` are done (reason
-``plateau``), or at ``max_steps`` (``max_steps``); a round-based profile stops after its rounds (``rounds``). ``FitResult.stop`` records why and when.
+``plateau``), or at ``max_steps`` (``max_steps``); a round-based profile stops after its rounds
+(``rounds``). ``FitResult.stop`` records why and when.
 After every validation the top-k weights are updated (a newcomer enters only when strictly better
 than the worst kept) and the resumable ``last.pt`` is written atomically with the weights, the
 optimiser, the RNG states, the progress and (plateau profiles) the patience state. A restarted
