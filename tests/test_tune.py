@@ -71,7 +71,9 @@ def test_suggest_every_kind():
 
 def test_tune_reports_validation_prunes_and_feeds_run_params_tuned(tmp_path, fake_env, capsys):
     out = tmp_path / "results"
-    study = tune(TuneSettings("fpbnet", "ga", 100, trials=14, seed=3), results=out, backend=_sweep_fake)
+    # smoke: a round-based profile (min_steps 0), so the fake's validations at steps 1-3 can be pruned
+    study = tune(TuneSettings("fpbnet", "ga", 100, trials=14, seed=3, profile="smoke"), results=out,
+                 backend=_sweep_fake)
     trials = study.get_trials()
     assert len(trials) == 14 and sorted(t.number for t in trials) == list(range(14))
     states = {t.state for t in trials}
@@ -85,15 +87,15 @@ def test_tune_reports_validation_prunes_and_feeds_run_params_tuned(tmp_path, fak
     assert not any((out / "tuning").rglob("checkpoints"))  # removed after each trial by default
     # The budget is the study's total: asking again for 14 does nothing, for 16 runs two more.
     for budget, fraction in ((14, 100), (16, "100%")):
-        settings = TuneSettings("fpbnet", "ga", fraction, trials=budget)
+        settings = TuneSettings("fpbnet", "ga", fraction, trials=budget, profile="smoke")
         assert len(tune(settings, results=out, backend=_sweep_fake).trials) == budget
 
     best = best_params(
-        "fpbnet", "synthetic-ga-s-1", 20, "standard", results=out
+        "fpbnet", "synthetic-ga-s-1", 20, "smoke", results=out
     )  # falls back to the 100 % study
     assert best == trial_hparams("fpbnet", study.best_params)
     argv = ["run", "--models", "fpbnet", "--datasets", "ga", "--fractions", "20", "--pretrain", "none",
-            "--profile", "standard", "--seeds", "0"]  # fmt: skip
+            "--profile", "smoke", "--seeds", "0"]  # fmt: skip
     assert main([*argv, "--params", "tuned", "--out", str(out), "--no-progress"]) == 0
     capsys.readouterr()
     assert main(["status", str(out), "--json"]) == 0
@@ -326,3 +328,10 @@ def test_the_lr_range_follows_the_optimizer_drawn_before_it():
     assert seen == {"sgd", "adam"}
     with pytest.raises(ValueError, match="depends on 'optimizer'"):
         suggest(study.ask(), {"lr": ("log", {"given": "optimizer", "sgd": (1e-3, 0.3)})})
+
+
+def test_no_trial_is_pruned_before_the_profiles_min_steps(tmp_path, fake_env):
+    """standard's min_steps is 60; the fake run validates at steps 1-3, so nothing may be pruned."""
+    study = tune(TuneSettings("fpbnet", "ga", 100, trials=10, seed=3), results=tmp_path, backend=_sweep_fake)
+    assert get_profile("standard").min_steps > 3
+    assert {t.state for t in study.get_trials()} == {optuna.trial.TrialState.COMPLETE}

@@ -2,7 +2,8 @@
 
 The objective is the best validation Dice of a training run (the score checkpoint selection
 uses); test sets are never looked at. Each validation is reported to the trial, and a
-``MedianPruner`` stops runs that fall below the median of earlier trials at the same step. The
+``MedianPruner`` stops runs that fall below the median of earlier trials at the same step, never
+before the profile's ``min_steps`` (a flat start is not a verdict). The
 search space is the model's registry metadata (``model_info(name).search_space``). A trial trains
 with its parameters completed as the ``tuned`` recipe set completes a table entry (an Adam trial
 gets Adam's own defaults, not the common SGD recipe's weight decay), so a tuned table entry made of
@@ -253,7 +254,7 @@ def tune(
 
     cfg = settings
     backend = backend or get_backend()  # first: a site backend may register models and profiles
-    get_profile(cfg.profile)
+    profile = get_profile(cfg.profile)
     info = model_info(cfg.model)
     space = dict(info.search_space)
     if not space:
@@ -266,7 +267,7 @@ def tune(
         direction="maximize",
         load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=cfg.seed),
-        pruner=optuna.pruners.MedianPruner(),
+        pruner=optuna.pruners.MedianPruner(n_warmup_steps=int(profile.min_steps)),
     )
     # Workers joining a running study draw other random start-up points than the first one.
     study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.get_trials(deepcopy=False)))
