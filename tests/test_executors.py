@@ -23,7 +23,7 @@ TESTS = Path(__file__).resolve().parent
 
 
 def _plan(fractions="5,100", pretrain="none"):
-    return expand_plan(models="fpbnet", fractions=fractions, datasets="ga", pretrain=pretrain)
+    return expand_plan(models="fpbnet", fractions=fractions, datasets="ga", pretrain=pretrain, seeds="0")
 
 
 def test_make_executor():
@@ -117,7 +117,7 @@ def test_cli_run_with_every_executor_option(tmp_path, fake_env, capsys):
 
     out = tmp_path / "results"
     argv = ["run", "--models", "fpbnet", "--datasets", "rpd", "--fractions", "20", "--pretrain", "none",
-            "--out", str(out), "--no-progress"]  # fmt: skip
+            "--seeds", "0", "--out", str(out), "--no-progress"]  # fmt: skip
     assert main([*argv, "--executor", "slurm", "--slurm-cluster", "debug", "--slurm-time", "5"]) == 0
     assert "1 runs completed" in capsys.readouterr().err
     assert main([*argv, "--executor", "local", "--jobs", "2"]) == 2

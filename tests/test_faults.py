@@ -76,8 +76,10 @@ def test_changed_preset_or_manifest_is_refused_and_rerun_changed_redoes_exactly_
     manifest = write_manifest(tmp_path / "study", n=3)
     out = tmp_path / "results"
     args = ["run", "--models", "fpbnet", "--fractions", "100", "--pretrain", "none", "--no-progress",
+            "--seeds", "0",
             "--datasets", f"rpd,{manifest}", "--out", str(out)]  # fmt: skip
-    plan = expand_plan(models="fpbnet", fractions="100", pretrain="none", datasets=f"rpd,{manifest}")
+    plan = expand_plan(models="fpbnet", fractions="100", pretrain="none", datasets=f"rpd,{manifest}",
+                       seeds="0")
     rpd, own = (s.run_id for s in plan.runs)
     assert main(args) == 0
     result = json.loads((out / "runs" / own / "result.json").read_text())
@@ -97,7 +99,7 @@ def test_changed_preset_or_manifest_is_refused_and_rerun_changed_redoes_exactly_
     # Edit the synthetic preset: the rpd run is made from other data now, too.
     preset = synthetic.PRESETS["rpd"]["quick"]
     monkeypatch.setitem(synthetic.PRESETS["rpd"], "quick", dataclasses.replace(preset, n_patients=21))
-    again = expand_plan(models="fpbnet", fractions="100", pretrain="none", datasets="rpd")
+    again = expand_plan(models="fpbnet", fractions="100", pretrain="none", datasets="rpd", seeds="0")
     assert again.runs[0].run_id == rpd  # the run id does not change with the data
     assert main(args) == 2 and rpd in capsys.readouterr().err
     assert main([*args, "--rerun-changed"]) == 0
@@ -107,7 +109,7 @@ def test_changed_preset_or_manifest_is_refused_and_rerun_changed_redoes_exactly_
 
 
 def test_a_result_without_fingerprint_is_not_refused(tmp_path, fake_env):
-    plan = expand_plan(models="fpbnet", fractions="100", pretrain="none", datasets="rpd")
+    plan = expand_plan(models="fpbnet", fractions="100", pretrain="none", datasets="rpd", seeds="0")
     store = ResultsStore(tmp_path / "results")
     run_sweep(plan, store, progress=SweepProgress(0, enabled=False))
     path = store.run_dir(plan.runs[0].run_id) / "result.json"
@@ -262,7 +264,7 @@ def test_a_manifest_path_outside_its_folder_warns_or_is_refused(tmp_path):
 def test_pretraining_records_its_data_and_a_changed_source_is_refused(tmp_path, fake_env, monkeypatch):
     from bench3d2d.harness.sweep import select_work
 
-    plan = expand_plan(models="fpbnet", fractions="100", pretrain="slo", datasets="ga")
+    plan = expand_plan(models="fpbnet", fractions="100", pretrain="slo", datasets="ga", seeds="0")
     (pre,) = plan.pretrainings
     store = ResultsStore(tmp_path / "results")
     run_sweep(plan, store, progress=SweepProgress(0, enabled=False))

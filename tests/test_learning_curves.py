@@ -225,7 +225,7 @@ def test_result_json_records_the_validation_history_up_to_the_stop(tmp_path, mon
     try:
         store = ResultsStore(tmp_path / "results")
         plateau = {"validate_every": 1, "patience": 2, "max_steps": 4}
-        plan = expand_plan(_sweep_tiny.MODEL, "100", "ga", "slo", profile="tiny",
+        plan = expand_plan(_sweep_tiny.MODEL, "100", "ga", "slo", seeds="0", profile="tiny",
                            options=PlanOptions(hparams_for=lambda *_: plateau))
         report = run_sweep(plan, store, progress=SweepProgress(1, enabled=False))
         assert not report.failed, report.failed

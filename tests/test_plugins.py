@@ -118,7 +118,7 @@ def test_the_submitit_function_loads_the_plugins_first(tmp_path, scratch, fake_e
 
     path = _write(tmp_path, "slurm_net")
     load_plugin(path)
-    spec = expand_plan(models="slurm_net", fractions="20", datasets="rpd", pretrain="none").runs[0]
+    spec = expand_plan(models="slurm_net", fractions="20", datasets="rpd", pretrain="none", seeds="0").runs[0]
     store = ResultsStore(tmp_path / "results")
     store.write_spec(spec)
     registry._REGISTRY.pop("slurm_net")
@@ -138,6 +138,7 @@ def test_a_model_in_one_file_trains_through_run_with_the_subprocess_executor(tmp
     env["BENCH3D2D_THREADS"] = "1"
     cmd = [sys.executable, "-m", "bench3d2d", "run", "--plugin", str(path), "--models", "my_file_net",
            "--datasets", "rpd", "--fractions", "20", "--pretrain", "none", "--profile", "smoke",
+           "--seeds", "0",
            "--params", str(params), "--executor", "subprocess", "--out", str(out),
            "--no-progress"]  # fmt: skip
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)

@@ -28,7 +28,7 @@ def swept(tmp_path_factory):
     root = tmp_path_factory.mktemp("harness") / "results"
     try:
         plan = expand_plan(models=[_sweep_tiny.MODEL, "test_tiny_b"], fractions="100", datasets="ga",
-                           pretrain="none", profile="tiny")
+                           pretrain="none", profile="tiny", seeds="0")
         run_sweep(plan, ResultsStore(root), progress=SweepProgress(1, enabled=False))
         out = root.parent / "board"
         report = build_report(root, out, ReportOptions(bootstrap_resamples=199, rank_resamples=100,

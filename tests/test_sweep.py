@@ -127,7 +127,7 @@ def test_plan_options():
     plan = expand_plan(models="all", fractions="5", datasets="ga", pretrain="none,slo", seeds="0-2")
     n_models = len(registry.list_models())
     assert len(plan.runs) == 3 * (n_models + len(ssl_models))
-    plan = expand_plan(models="fpbnet", fractions="5,10", datasets="rpd")
+    plan = expand_plan(models="fpbnet", fractions="5,10", datasets="rpd", seeds="0")
     assert plan.runs == [] and any("rpd" in n for n in plan.notes)
     with pytest.raises(LookupError, match="fpbnet"):
         expand_plan(models="fpbnte")
@@ -153,6 +153,7 @@ def test_plan_with_a_registered_dataset():
         fractions="20",
         datasets="synthetic-rpd",
         pretrain="slo",
+        seeds="0",
         options=PlanOptions(pretrain_source="synthetic-ga-m"),
     )
     assert len(plan.runs) == 1 and plan.runs[0].pretrain_source == "synthetic-ga-m"

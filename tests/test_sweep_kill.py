@@ -51,7 +51,7 @@ def test_sigkill_then_rerun_loses_and_repeats_nothing(tmp_path, executor, pretra
     jobs = ["--executor", executor] + (["--jobs", "2"] if executor == "subprocess" else [])
     cmd = [sys.executable, "-m", "bench3d2d", "run", *PLAN, "--pretrain", pretrain, *jobs, "--out", str(out),
            "--no-progress"]  # fmt: skip
-    plan = expand_plan(models="fpbnet", fractions="5,10,20,100", datasets="ga", pretrain=pretrain)
+    plan = expand_plan(models="fpbnet", fractions="5,10,20,100", datasets="ga", pretrain=pretrain, seeds="0")
     ids = {s.run_id for s in plan.runs}
     assert len(ids) == 4 * len(pretrain.split(","))
 
@@ -98,7 +98,7 @@ def test_sigkill_then_rerun_loses_and_repeats_nothing(tmp_path, executor, pretra
 
 # -- fault injection: SIGKILL at seeded moments over cache preparation, fitting, evaluation, report ------
 TINY = ["--models", "test_tiny", "--profile", "tiny", "--fractions", "50,100", "--pretrain", "none",
-        "--datasets", "synthetic-rpd", "--no-progress"]  # fmt: skip
+        "--datasets", "synthetic-rpd", "--seeds", "0", "--no-progress"]  # fmt: skip
 LEFTOVERS = ("claim.json", ".claim.json", "progress.json", "error.json")
 
 
