@@ -46,11 +46,15 @@ def test_plateau_step_ignores_nan_scores(lc):
 
 
 # -- the plan -------------------------------------------------------------------------------------------
-def test_the_plan_doubles_the_budget_and_plans_common_only_where_it_differs(lc):
-    """fpbnet's tuned recipe resolves to common (no official optimiser, empty tuned table) so it is
-    planned once; ipn has an official Adam recipe, so under ``common`` it gets its own curves."""
+def test_the_plan_doubles_the_budget_and_plans_common_only_where_it_differs(lc, monkeypatch):
+    """With a tuned table whose fpbnet entry is the common recipe, fpbnet is planned once; ipn's tuned
+    recipe (Adam) differs from common, so under ``common`` it gets its own curves."""
+    from bench3d2d.engine import recipes
     from bench3d2d.engine.profiles import get_profile
     from bench3d2d.engine.recipes import resolve_recipe
+
+    table = {"fpbnet": {"optimizer": "sgd", "lr": 0.1}, "ipn": {"optimizer": "adam", "lr": 4e-4}}
+    monkeypatch.setattr(recipes, "load_tuned", lambda path=None: table)
 
     long = 2 * get_profile("standard").max_steps
     tuned = {m: dict(resolve_recipe(m, "tuned").values) for m in ("fpbnet", "ipn")}
