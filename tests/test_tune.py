@@ -335,3 +335,24 @@ def test_no_trial_is_pruned_before_the_profiles_min_steps(tmp_path, fake_env):
     study = tune(TuneSettings("fpbnet", "ga", 100, trials=10, seed=3), results=tmp_path, backend=_sweep_fake)
     assert get_profile("standard").min_steps > 3
     assert {t.state for t in study.get_trials()} == {optuna.trial.TrialState.COMPLETE}
+
+
+def test_max_steps_caps_every_trial_and_is_recorded(tmp_path, fake_env, capsys, monkeypatch):
+    """--max-steps sets the trials' step budget (not a recipe value) and goes into the table's command."""
+    seen = []
+    real = _sweep_fake.execute_run
+
+    def spy(spec, *args, **kwargs):
+        seen.append(dict(spec.hparams))
+        return real(spec, *args, **kwargs)
+
+    monkeypatch.setattr(_sweep_fake, "execute_run", spy)
+    table = tmp_path / "tuned.json"
+    argv = ["tune", "--models", "fpbnet", "--trials", "2", "--max-steps", "30", "--out", str(tmp_path / "r"),
+            "--write-recipes", str(table)]
+    assert main(argv) == 0
+    assert seen and all(h["max_steps"] == 30 and h["min_steps"] == 30 for h in seen)  # min_steps capped
+    data = json.loads(table.read_text())
+    entry = data["recipes"]["fpbnet"]
+    assert "max_steps" not in entry and entry["_study"]["max_steps"] == 30
+    assert "--max-steps 30" in data["command"] and "at most 30 steps a trial" in capsys.readouterr().out

@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--profile", default="standard",
                    help="training profile of every trial (its step budget), the same for every model")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="the most steps a trial trains, the same for every model (default: the profile's "
+                        "max_steps)")
     p.add_argument("--seed", type=int, default=0, help="seed of the runs and of the TPE sampler")
     p.add_argument("--pretrain", default="none", choices=["none", "slo", "faf"],
                    help="fine-tune from SSL weights reconstructing this modality")
@@ -52,6 +55,8 @@ def reproducing_command(args: argparse.Namespace, fraction: float) -> str:
     argv = ["bench3d2d", "tune", "--models", ",".join(args.models), "--dataset", args.dataset,
             "--fraction", f"{fraction:g}", "--trials", str(args.trials), "--profile", args.profile,
             "--seed", str(args.seed)]  # fmt: skip
+    if args.max_steps is not None:
+        argv += ["--max-steps", str(args.max_steps)]
     if args.pretrain != "none":
         argv += ["--pretrain", args.pretrain]
     if args.storage:
@@ -66,7 +71,8 @@ def _budget_line(settings: Any, names: list[str]) -> str:
     from bench3d2d.engine.profiles import get_profile
 
     prof = get_profile(settings.profile)
-    steps = f"at most {prof.max_steps} steps a trial" if prof.max_steps else "its step rule"
+    most = settings.max_steps or prof.max_steps
+    steps = f"at most {most} steps a trial" if most else "its step rule"
     return (f"equal budget: {len(names)} model(s) ({', '.join(names)}), each {settings.trials} trials of "
             f"profile {prof.name} ({steps}) on {settings.dataset} at {settings.fraction:g} %, seed "
             f"{settings.seed}; scored on validation Dice (no test set)")  # fmt: skip
@@ -97,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     settings = [
         TuneSettings(model=name, dataset=args.dataset, fraction=args.fraction, trials=args.trials,
                      profile=args.profile, seed=args.seed, pretrain=args.pretrain,
-                     keep_checkpoints=args.keep_checkpoints)
+                     keep_checkpoints=args.keep_checkpoints, max_steps=args.max_steps)
         for name in names
     ]  # fmt: skip
     if args.write_recipes:  # fail before hours of tuning, not after

@@ -188,10 +188,10 @@ def changed_message(work: Work, store: ResultsStore) -> str:
 #: pre-trainings 12-15 s; expect several times more without bf16 or with other jobs on the cores);
 #: standard: the equal-budget tuning's trials took 142 s on average (30 trials of 6 models, one thread
 #: each, float32, two processes on a 2-core CPU; 30-570 s, IPN the slowest), to which a run adds
-#: its test evaluation; 200 s per run and per pre-training.
+#: its test evaluation and up to twice the steps (``max_steps`` 400 since); 300 s per run and pre-training.
 #: paper: a guess for one GPU. See docs/running.md.
 FALLBACK_SECONDS: dict[str, tuple[float, float]] = {
-    "standard": (200.0, 200.0),
+    "standard": (300.0, 300.0),
     "smoke": (14.0, 13.0),
     "paper": (4 * 3600.0, 8 * 3600.0),
 }

@@ -218,6 +218,8 @@ class TuneSettings:
     ``dataset`` is a benchmark group (``ga``, ``rpd``), a registered dataset or a manifest path;
     ``fraction`` is in percent; ``trials`` is the study's total budget, shared by every worker;
     ``seed`` seeds the runs and the TPE sampler; ``keep_checkpoints`` keeps each trial's weights.
+    ``max_steps``: the most steps a trial trains (the tuning's step budget; default: the profile's own
+    ``max_steps``); it caps ``min_steps`` too and is not part of the tuned recipe.
     """
 
     model: str
@@ -228,10 +230,13 @@ class TuneSettings:
     seed: int = 0
     pretrain: str = "none"
     keep_checkpoints: bool = False
+    max_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.trials < 1:
             raise ValueError(f"--trials must be at least 1, not {self.trials}")
+        if self.max_steps is not None and int(self.max_steps) < 1:
+            raise ValueError(f"--max-steps must be at least 1, not {self.max_steps}")
         object.__setattr__(self, "fraction", normalise_fraction(self.fraction))
 
 
@@ -295,7 +300,7 @@ def tune(
             break
         hparams = trial_hparams(info.name, suggest(trial, space))
         trial.set_user_attr(HPARAMS_ATTR, hparams)
-        spec = replace(template, hparams=hparams)
+        spec = replace(template, hparams={**hparams, **step_budget(cfg, profile)})
         run_dir = trial_root / f"trial-{trial.number:04d}"
         _run_trial(study, trial, spec, run_dir, backend, store, cfg.keep_checkpoints)
     return study
@@ -406,6 +411,7 @@ class StudySummary:
     budget: int
     states: Mapping[str, int]
     search_space: Mapping[str, Any] = field(default_factory=dict)
+    max_steps: int | None = None
     best_value: float | None = None
     best_trial: int | None = None
     best_params: Mapping[str, Any] | None = None
@@ -419,7 +425,8 @@ class StudySummary:
         """JSON-friendly form (search-space tuples as lists)."""
         return {
             "model": self.model, "study": self.study, "dataset": self.dataset, "fraction": self.fraction,
-            "profile": self.profile, "seed": self.seed, "trials": self.budget, "states": dict(self.states),
+            "profile": self.profile, "max_steps": self.max_steps, "seed": self.seed, "trials": self.budget,
+            "states": dict(self.states),
             "search_space": {k: _plain_json(v) for k, v in self.search_space.items()},
             "best_validation_dice": self.best_value, "best_trial": self.best_trial,
             "best_params": None if self.best_params is None else dict(self.best_params),
@@ -430,6 +437,16 @@ def _plain_json(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain_json(v) for v in value]
     return value
+
+
+def step_budget(settings: TuneSettings, profile: Any) -> dict[str, int]:
+    """The trial overrides that set ``settings.max_steps`` (none when it is not given)."""
+    if settings.max_steps is None:
+        return {}
+    steps = int(settings.max_steps)
+    if not profile.converges:
+        raise ValueError(f"--max-steps needs a plateau profile such as 'standard', not {profile.name!r}")
+    return {"max_steps": steps, "min_steps": min(int(profile.min_steps), steps)}
 
 
 def summarise_study(study: Any, settings: TuneSettings) -> StudySummary:
@@ -455,6 +472,7 @@ def summarise_study(study: Any, settings: TuneSettings) -> StudySummary:
         budget=settings.trials,
         states=dict(sorted(states.items())),
         search_space=dict(model_info(settings.model).search_space),
+        max_steps=settings.max_steps,
         best_value=None if best is None else float(best.value),
         best_trial=None if best is None else best.number,
         best_params=None if best is None else dict(best.params),
