@@ -19,7 +19,8 @@ optimiser (SGD lr 0.1, momentum 0.9, weight decay 1e-4).
 ``fit`` validates every ``validate_every`` steps and stops after ``patience`` validations without a gain
 of more than ``min_delta`` once ``min_steps`` are done, or at ``max_steps`` (``rounds`` is then derived,
 the most validations). It uses the quick synthetic data at depth 96, where ReSensNet and the FPB net
-differ, in float32; its step counts come from the learning curves (``docs/training.md``). The optimiser fields of every profile are the paper's; the run's recipe set
+differ, in float32; its step counts come from the learning curves (``docs/training.md``). The
+optimiser fields of every profile are the paper's; the run's recipe set
 (:mod:`bench3d2d.engine.recipes`) applies over them.
 """
 
