@@ -10,7 +10,8 @@ import pytest
 from bench3d2d.cli import main
 from bench3d2d.engine import CASE_COLUMNS
 
-SHRINK = ["--hparam", "rounds=1", "--hparam", "steps_per_round=2", "--hparam", "top_k=1", "--threads", "1"]
+SHRINK = ["--profile", "smoke", "--hparam", "rounds=1", "--hparam", "steps_per_round=2",
+          "--hparam", "top_k=1", "--threads", "1"]
 
 
 @pytest.mark.slow
