@@ -42,7 +42,7 @@ def tiny(monkeypatch):
 def test_real_engine_sweep_with_a_model_that_raises(tmp_path, tiny):
     store = ResultsStore(tmp_path / "results")
     plan = expand_plan(models=[tiny.MODEL, "test_raises_on_build"], fractions="100", datasets="ga",
-                       pretrain="none,slo", profile="tiny")  # fmt: skip
+                       pretrain="none,slo", seeds="0", profile="tiny")  # fmt: skip
     assert len(plan.runs) == 4 and len(plan.pretrainings) == 2
     report = run_sweep(plan, store, progress=SweepProgress(1, enabled=False))
     by_model = {(s.model, s.pretrain): store.state(s.run_id) for s in plan.runs}
@@ -125,7 +125,7 @@ def test_the_recipe_set_reaches_training_and_result_json(tmp_path, tiny):
 
         store = ResultsStore(tmp_path / "results")
         plans = {r: expand_plan(models=["test_tiny_adam"], fractions="100", datasets="ga", pretrain="none",
-                                profile="tiny", options=PlanOptions(recipe=r))
+                                seeds="0", profile="tiny", options=PlanOptions(recipe=r))
                  for r in ("common", "official")}
         assert plans["common"].runs[0].run_id != plans["official"].runs[0].run_id
         run_sweep(plans["official"], store, progress=SweepProgress(1, enabled=False))
