@@ -68,7 +68,7 @@ def test_report_reads_real_harness_output_with_patients(swept):
     md = (out / "README.md").read_text()
     assert "## Claims check" in md and "unit: patient · n = " in md
     # the board says how its runs were trained, from their spec.json and result.json
-    assert "Training: profile tiny · recipe set common · precision " in md
+    assert "Training: profile tiny · recipe set tuned · precision " in md
     assert "· seeds 0 ·" in md  # the plan's default seed
     assert "Training: profile tiny" in (out / "index.html").read_text()
 
