@@ -356,3 +356,11 @@ def test_max_steps_caps_every_trial_and_is_recorded(tmp_path, fake_env, capsys, 
     entry = data["recipes"]["fpbnet"]
     assert "max_steps" not in entry and entry["_study"]["max_steps"] == 30
     assert "--max-steps 30" in data["command"] and "at most 30 steps a trial" in capsys.readouterr().out
+
+
+def test_an_equal_budget_needs_the_same_step_budget_for_every_model(tmp_path, fake_env):
+    from bench3d2d.harness.tune import tune_models
+
+    settings = [TuneSettings("fpbnet", trials=2, max_steps=100), TuneSettings("ipn", trials=2, max_steps=200)]
+    with pytest.raises(ValueError, match="max_steps"):
+        tune_models(settings, results=tmp_path, backend=_sweep_fake)

@@ -120,8 +120,9 @@ def run(args: argparse.Namespace) -> int:
         write_recipe_table(args.write_recipes, recipe_table(summaries, command))
     if args.json:
         first = settings[0]
-        budget = {"trials": first.trials, "profile": first.profile, "dataset": first.dataset,
-                  "fraction": first.fraction, "seed": first.seed, "pretrain": first.pretrain}  # fmt: skip
+        budget = {"trials": first.trials, "profile": first.profile, "max_steps": first.max_steps,
+                  "dataset": first.dataset, "fraction": first.fraction, "seed": first.seed,
+                  "pretrain": first.pretrain}  # fmt: skip
         studies = [s.to_dict() for s in summaries]
         print(json.dumps({"equal_budget": budget, "command": command, "studies": studies,
                           "not_tuned": not_tuned, "recipes": args.write_recipes}, indent=2))  # fmt: skip

@@ -499,8 +499,9 @@ def tune_models(
 ) -> list[StudySummary]:
     """Tune one study per entry of ``settings``, one after another; their summaries, in that order.
 
-    Equal budget: give every entry the same ``trials``, ``profile``, ``dataset``, ``fraction`` and
-    ``seed`` (only ``model`` differs); a :class:`ValueError` says which differs otherwise. Every
+    Equal budget: give every entry the same ``trials``, ``profile``, ``max_steps``, ``dataset``,
+    ``fraction`` and ``seed`` (only ``model`` differs); a :class:`ValueError` says which differs
+    otherwise. Every
     model's search space is checked before the first trial. ``on_study`` is called with each summary
     as soon as its study is done.
     """
@@ -508,10 +509,11 @@ def tune_models(
     from bench3d2d.models import model_info
 
     backend = backend or get_backend()
-    shared = {(s.dataset, s.fraction, s.trials, s.profile, s.seed, s.pretrain) for s in settings}
+    shared = {(s.dataset, s.fraction, s.trials, s.profile, s.max_steps, s.seed, s.pretrain)
+              for s in settings}
     if len(shared) > 1:
-        raise ValueError(f"an equal budget needs the same dataset, fraction, trials, profile, seed and "
-                         f"pre-training for every model, got {sorted(shared, key=str)}")  # fmt: skip
+        raise ValueError(f"an equal budget needs the same dataset, fraction, trials, profile, max_steps, "
+                         f"seed and pre-training for every model, got {sorted(shared, key=str)}")  # fmt: skip
     for s in settings:
         if not model_info(s.model).search_space:
             raise ValueError(f"model {s.model!r} declares no search space in its registry metadata")
