@@ -162,8 +162,15 @@ class IPN(nn.Module):
     reduction="unidirectional max pooling along depth; pool sizes from the depth by the published rule",
     defaults={
         # IPN-tf: TensorFlow's AdamOptimizer with its defaults (betas 0.9, 0.999; no weight decay)
-        "official": {"optimizer": "adam", "lr": 1e-4, "betas": (0.9, 0.999), "weight_decay": 0.0,
-                     "batch_size": 3, "iterations": 20001, "loss": "softmax cross-entropy"},
+        "official": {
+            "optimizer": "adam",
+            "lr": 1e-4,
+            "betas": (0.9, 0.999),
+            "weight_decay": 0.0,
+            "batch_size": 3,
+            "iterations": 20001,
+            "loss": "softmax cross-entropy",
+        },
     },
     tags=("baseline", "3d-encoder", "fixed-depth", "paper"),
 )

@@ -127,8 +127,14 @@ class IPNv2(nn.Module):
     reduction="depth max pooling by IPN's rule, fused with a learned full-depth conv projection; "
     "then a 2-D U-Net",
     defaults={
-        "official": {"optimizer": "adam", "lr": 1e-4, "betas": (0.9, 0.99), "batch_size": 2,
-                     "iterations": 30001, "loss": "cross-entropy"},
+        "official": {
+            "optimizer": "adam",
+            "lr": 1e-4,
+            "betas": (0.9, 0.99),
+            "batch_size": 2,
+            "iterations": 30001,
+            "loss": "cross-entropy",
+        },
     },
     tags=("baseline", "3d-encoder", "fixed-depth", "paper"),
 )

@@ -66,7 +66,7 @@ def train_step(name: str, shape: tuple[int, ...], impl: str) -> Callable[[], flo
     """One training step (forward, BCE-with-logits loss, backward, SGD step) as a closure."""
     model = build(name, shape[-1], impl).train()
     x = _input(shape, impl)
-    y = (torch.rand((shape[0], 1, shape[2], shape[3]), generator=torch.Generator().manual_seed(2)) < 0.3)
+    y = torch.rand((shape[0], 1, shape[2], shape[3]), generator=torch.Generator().manual_seed(2)) < 0.3
     y = y.float()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
 

@@ -22,8 +22,24 @@ def test_tiny_sweep(benchmark, tmp_path):
 
     def sweep() -> int:
         out = tmp_path / f"results{next(counter)}"
-        return main(["run", "--models", "fpbnet", "--fractions", "10,100", "--datasets", "synthetic-ga-s-1",
-                     "--pretrain", "none", "--params", str(params), "--out", str(out), "--no-progress"])
+        return main(
+            [
+                "run",
+                "--models",
+                "fpbnet",
+                "--fractions",
+                "10,100",
+                "--datasets",
+                "synthetic-ga-s-1",
+                "--pretrain",
+                "none",
+                "--params",
+                str(params),
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
 
     benchmark.group = "sweep"
     benchmark.extra_info["loadavg_before"] = loadavg()

@@ -64,8 +64,13 @@ def _shape(name: str) -> tuple[int, int, int]:
     return h, w, depth
 
 
-def _attempt(model: torch.nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
-             batch: tuple[torch.Tensor, torch.Tensor], dtype: torch.dtype | None) -> tuple[float, bool, str]:
+def _attempt(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    dtype: torch.dtype | None,
+) -> tuple[float, bool, str]:
     """Forward, backward, step; returns (loss, gradients finite, logits dtype)."""
     x, y = batch
     opt.zero_grad(set_to_none=True)
@@ -97,8 +102,10 @@ def train_step(name: str, precision: str, device: torch.device) -> Row:
         torch.manual_seed(0)
         model = build_model(name, d).to(device).train()
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        batch = (torch.randn(2, 1, h, w, d, device=device),
-                 (torch.rand(2, 1, h, w, device=device) > 0.5).float())
+        batch = (
+            torch.randn(2, 1, h, w, d, device=device),
+            (torch.rand(2, 1, h, w, device=device) > 0.5).float(),
+        )
         dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(precision)
         scaler = torch.amp.GradScaler(device.type) if dtype is torch.float16 else None
         t0 = time.perf_counter()
@@ -130,9 +137,14 @@ def tiny_sweep(folder: Path) -> Row:
 
     try:
         store = ResultsStore(folder / "results")
-        plan = expand_plan(models="fpbnet", fractions="100", datasets="rpd", pretrain="none",
-                           profile="smoke",
-                           hparams_for=lambda *_: {"rounds": 1, "steps_per_round": 2, "top_k": 1})
+        plan = expand_plan(
+            models="fpbnet",
+            fractions="100",
+            datasets="rpd",
+            pretrain="none",
+            profile="smoke",
+            hparams_for=lambda *_: {"rounds": 1, "steps_per_round": 2, "top_k": 1},
+        )
         run_sweep(plan, store, progress=SweepProgress(len(plan.runs), enabled=False))
         spec = plan.runs[0]
         state = store.state(spec.run_id)
@@ -143,8 +155,10 @@ def tiny_sweep(folder: Path) -> Row:
         if state is RunState.COMPLETE:
             cases = store.cases([spec.run_id])
             dice = f"{cases[cases['metric'] == 'dice']['value'].mean():.3f}"
-        detail = (f"{len(plan.runs)} run {state.value}, device {prec.get('device', '?')}, "
-                  f"accelerated {prec.get('accelerated', '?')}, mean Dice {dice}")
+        detail = (
+            f"{len(plan.runs)} run {state.value}, device {prec.get('device', '?')}, "
+            f"accelerated {prec.get('accelerated', '?')}, mean Dice {dice}"
+        )
         if state is not RunState.COMPLETE:
             err = store.error(spec.run_id) or {}
             detail += f": {err.get('type', '')} {err.get('message', '')}"[:200]
@@ -171,17 +185,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-sweep", action="store_true", help="skip the tiny sweep")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
-        print(f"check_cuda: CUDA is not available here (torch {torch.__version__}, built for CUDA "
-              f"{torch.version.cuda or 'none'}), so there is nothing to check. Run this script on a "
-              "machine with an NVIDIA GPU and a CUDA build of PyTorch.", file=sys.stderr)
+        print(
+            f"check_cuda: CUDA is not available here (torch {torch.__version__}, built for CUDA "
+            f"{torch.version.cuda or 'none'}), so there is nothing to check. Run this script on a "
+            "machine with an NVIDIA GPU and a CUDA build of PyTorch.",
+            file=sys.stderr,
+        )
         return NO_CUDA
     device = torch.device(args.device)
     torch.cuda.set_device(device)
-    print(f"device {device}: {torch.cuda.get_device_name(device)}, compute capability "
-          f"{'.'.join(map(str, torch.cuda.get_device_capability(device)))}, torch {torch.__version__}, "
-          f"CUDA {torch.version.cuda}")
-    rows = [train_step(name, prec, device) for name in (args.models or list_models())
-            for prec in precisions(device)]
+    print(
+        f"device {device}: {torch.cuda.get_device_name(device)}, compute capability "
+        f"{'.'.join(map(str, torch.cuda.get_device_capability(device)))}, torch {torch.__version__}, "
+        f"CUDA {torch.version.cuda}"
+    )
+    rows = [
+        train_step(name, prec, device)
+        for name in (args.models or list_models())
+        for prec in precisions(device)
+    ]
     if not args.no_sweep:
         with tempfile.TemporaryDirectory(prefix="bench3d2d-check-cuda-") as tmp:
             rows.append(tiny_sweep(Path(tmp)))

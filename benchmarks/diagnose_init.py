@@ -94,8 +94,11 @@ def batches(prep, train: list[str], n: int, batch: int, crop: tuple[int, int], s
 def _capture(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Outputs of every convolution (by module name) and the model's output for input ``x``."""
     outs: dict[str, torch.Tensor] = {}
-    handles = [m.register_forward_hook(lambda mod, inp, out, n=n: outs.__setitem__(n, out.detach().clone()))
-               for n, m in model.named_modules() if isinstance(m, CONVS)]
+    handles = [
+        m.register_forward_hook(lambda mod, inp, out, n=n: outs.__setitem__(n, out.detach().clone()))
+        for n, m in model.named_modules()
+        if isinstance(m, CONVS)
+    ]
     try:
         with torch.no_grad():
             y = model(x)
@@ -121,11 +124,17 @@ def layer_stats(model: nn.Module, x1: torch.Tensor, x2: torch.Tensor) -> list[di
     for name, a in o1.items():
         b, z = o2[name], o0[name]
         sd = _sd(a)
-        rows.append({
-            "layer": name, "shape": list(a.shape), "mean": float(a.double().mean()), "sd": sd,
-            "pair_ratio": _sd(a - b) / max(math.sqrt(sd**2 + _sd(b) ** 2), 1e-30),
-            "input_sd": _sd(a - z), "input_frac": _sd(a - z) / max(sd, 1e-30),
-        })
+        rows.append(
+            {
+                "layer": name,
+                "shape": list(a.shape),
+                "mean": float(a.double().mean()),
+                "sd": sd,
+                "pair_ratio": _sd(a - b) / max(math.sqrt(sd**2 + _sd(b) ** 2), 1e-30),
+                "input_sd": _sd(a - z),
+                "input_frac": _sd(a - z) / max(sd, 1e-30),
+            }
+        )
     return rows
 
 
@@ -136,9 +145,16 @@ def grad_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[floa
     loss = dice_bce_loss(model(x), y)
     loss.backward()
     model.load_state_dict(state)
-    rows = [{"param": n, "shape": list(p.shape), "mean_abs_grad": float(p.grad.abs().mean()),
-             "mean_abs_weight": float(p.detach().abs().mean())}
-            for n, p in model.named_parameters() if p.grad is not None]
+    rows = [
+        {
+            "param": n,
+            "shape": list(p.shape),
+            "mean_abs_grad": float(p.grad.abs().mean()),
+            "mean_abs_weight": float(p.detach().abs().mean()),
+        }
+        for n, p in model.named_parameters()
+        if p.grad is not None
+    ]
     model.zero_grad(set_to_none=True)
     return float(loss), rows
 
@@ -157,16 +173,28 @@ def cmd_stats(args: argparse.Namespace) -> None:
             loss, grads = grad_stats(model, x1 * s, t1)
             first = next(g for g in grads if g["param"].endswith("weight") and len(g["shape"]) >= 4)
             last = [g for g in grads if g["param"].endswith("weight") and len(g["shape"]) >= 4][-1]
-            rec = {"model": name, "init": init, "input_scale": s, "input_shape": list(x1.shape),
-                   "loss": loss, "first_conv_grad": first, "last_conv_grad": last,
-                   "grad_ratio_first_to_last": first["mean_abs_grad"] / max(last["mean_abs_grad"], 1e-30),
-                   "layers": layers, "grads": grads, "seconds": round(time.time() - t0, 1)}
+            rec = {
+                "model": name,
+                "init": init,
+                "input_scale": s,
+                "input_shape": list(x1.shape),
+                "loss": loss,
+                "first_conv_grad": first,
+                "last_conv_grad": last,
+                "grad_ratio_first_to_last": first["mean_abs_grad"] / max(last["mean_abs_grad"], 1e-30),
+                "layers": layers,
+                "grads": grads,
+                "seconds": round(time.time() - t0, 1),
+            }
             out.setdefault("stats", {})[f"{name}/{init}"] = rec
             lo = layers[-2] if len(layers) > 1 else layers[-1]
-            print(f"{name:10s} {init:13s} loss {loss:.4f}  last conv sd {lo['sd']:.3g}"
-                  f" pair {lo['pair_ratio']:.3g} input_frac {lo['input_frac']:.3g}"
-                  f"  grad first/last {rec['grad_ratio_first_to_last']:.3g}"
-                  f"  ({rec['seconds']} s)", flush=True)
+            print(
+                f"{name:10s} {init:13s} loss {loss:.4f}  last conv sd {lo['sd']:.3g}"
+                f" pair {lo['pair_ratio']:.3g} input_frac {lo['input_frac']:.3g}"
+                f"  grad first/last {rec['grad_ratio_first_to_last']:.3g}"
+                f"  ({rec['seconds']} s)",
+                flush=True,
+            )
             _save(args.out, out)
 
 
@@ -240,17 +268,31 @@ def cmd_train(args: argparse.Namespace) -> None:
         if step % 10 == 0:
             log.append({"step": step, **{k: float(np.mean(v)) for k, v in acc.items()}})
             acc = {k: [] for k in acc}
-            print(f"{key} step {step}: loss {log[-1]['loss']:.4f} dice {log[-1]['dice']:.3f} "
-                  f"pos {log[-1]['pos']:.3f}", flush=True)
+            print(
+                f"{key} step {step}: loss {log[-1]['loss']:.4f} dice {log[-1]['dice']:.3f} "
+                f"pos {log[-1]['pos']:.3f}",
+                flush=True,
+            )
     if step < args.steps:
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "log": log, "step": step},
-                   state_path)
+        torch.save(
+            {"model": model.state_dict(), "opt": opt.state_dict(), "log": log, "step": step}, state_path
+        )
         print(f"{key}: paused at step {step}; run the same command again to continue", flush=True)
         return
-    rec = {"model": args.model, "init": args.init, "input_scale": scale, "optimizer": "adam", "lr": args.lr,
-           "batch": args.batch, "crop": list(args.crop), "depth": args.depth, "steps": step,
-           "log": log, "val_dice": validate(model, prep, val[: args.val_cases], scale),
-           "val_cases": len(val[: args.val_cases])}
+    rec = {
+        "model": args.model,
+        "init": args.init,
+        "input_scale": scale,
+        "optimizer": "adam",
+        "lr": args.lr,
+        "batch": args.batch,
+        "crop": list(args.crop),
+        "depth": args.depth,
+        "steps": step,
+        "log": log,
+        "val_dice": validate(model, prep, val[: args.val_cases], scale),
+        "val_cases": len(val[: args.val_cases]),
+    }
     out = _load(args.out)
     out.setdefault("train", {})[key] = rec
     _save(args.out, out)
@@ -266,25 +308,34 @@ def cmd_summary(args: argparse.Namespace) -> None:
         print("| layer | " + " | ".join(f"{k}: SD / pair / input_frac" for k in ipn) + " |")
         print("|---|" + "---|" * len(ipn))
         for i, row in enumerate(stats[ipn[0]]["layers"]):
-            cells = [f"{stats[k]['layers'][i]['sd']:.3g} / {stats[k]['layers'][i]['pair_ratio']:.2g} / "
-                     f"{stats[k]['layers'][i]['input_frac']:.2g}" for k in ipn]
+            cells = [
+                f"{stats[k]['layers'][i]['sd']:.3g} / {stats[k]['layers'][i]['pair_ratio']:.2g} / "
+                f"{stats[k]['layers'][i]['input_frac']:.2g}"
+                for k in ipn
+            ]
             print(f"| {row['layer']} | " + " | ".join(cells) + " |")
-    print("\n| model / init | loss | output SD | pair | input_frac | first conv mean abs grad | "
-          "last conv | first / last |")
+    print(
+        "\n| model / init | loss | output SD | pair | input_frac | first conv mean abs grad | "
+        "last conv | first / last |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for k, r in stats.items():
         o = r["layers"][-1]
-        print(f"| {k} | {r['loss']:.3f} | {o['sd']:.3g} | {o['pair_ratio']:.2g} | {o['input_frac']:.2g} | "
-              f"{r['first_conv_grad']['mean_abs_grad']:.2g} | {r['last_conv_grad']['mean_abs_grad']:.2g} | "
-              f"{r['grad_ratio_first_to_last']:.2g} |")
+        print(
+            f"| {k} | {r['loss']:.3f} | {o['sd']:.3g} | {o['pair_ratio']:.2g} | {o['input_frac']:.2g} | "
+            f"{r['first_conv_grad']['mean_abs_grad']:.2g} | {r['last_conv_grad']['mean_abs_grad']:.2g} | "
+            f"{r['grad_ratio_first_to_last']:.2g} |"
+        )
     train = _load(args.train).get("train", {})
     if train:
         steps = [e["step"] for e in next(iter(train.values()))["log"]]
         print("\n| step | " + " | ".join(train) + " |")
         print("|---|" + "---|" * len(train))
         for i, st in enumerate(steps):
-            cells = [f"{r['log'][i]['loss']:.3f} ({r['log'][i]['dice']:.2f})" if i < len(r["log"]) else ""
-                     for r in train.values()]
+            cells = [
+                f"{r['log'][i]['loss']:.3f} ({r['log'][i]['dice']:.2f})" if i < len(r["log"]) else ""
+                for r in train.values()
+            ]
             print(f"| {st} | " + " | ".join(cells) + " |")
         print("| val Dice | " + " | ".join(f"{r['val_dice']:.3f}" for r in train.values()) + " |")
 

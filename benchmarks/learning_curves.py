@@ -65,8 +65,23 @@ CONDITION_ORDER = ("GA 5 %", "GA 100 %", "RPD 100 %", "GA 100 % SSL-SLO", "GA 10
 #: Order of the recipe sets in legends and tables, and their line styles (dashed marks the profile's bounds).
 RECIPE_ORDER = ("tuned", "official", "common")
 RECIPE_STYLES = {"tuned": "-", "official": ":", "common": "-."}
-CSV_COLUMNS = ("kind", "model", "condition", "recipe", "seed", "profile", "score_name", "validations",
-               "last_step", "best_score", "best_step", "plateau_step", "test_dice", "test_cases", "id")
+CSV_COLUMNS = (
+    "kind",
+    "model",
+    "condition",
+    "recipe",
+    "seed",
+    "profile",
+    "score_name",
+    "validations",
+    "last_step",
+    "best_score",
+    "best_step",
+    "plateau_step",
+    "test_dice",
+    "test_cases",
+    "id",
+)
 
 
 # -- the plan ---------------------------------------------------------------------------------------
@@ -76,8 +91,10 @@ def long_overrides(profile: str, factor: float) -> dict[str, int]:
 
     prof = get_profile(profile)
     if not prof.converges:
-        raise ValueError(f"profile {profile!r} has no max_steps (not a plateau profile); learning curves "
-                         "need one such as 'standard'")
+        raise ValueError(
+            f"profile {profile!r} has no max_steps (not a plateau profile); learning curves "
+            "need one such as 'standard'"
+        )
     if factor <= 0:
         raise ValueError(f"--factor must be positive (got {factor})")
     steps = round(factor * int(prof.max_steps))
@@ -93,13 +110,22 @@ def recipe_models(models: Sequence[str], recipes: Sequence[str]) -> dict[str, li
         raise ValueError("--recipes: give at least one recipe set")
     first, out = recipes[0], {}
     for recipe in recipes:
-        out[recipe] = [m for m in models if recipe == first
-                       or dict(resolve_recipe(m, recipe).values) != dict(resolve_recipe(m, first).values)]
+        out[recipe] = [
+            m
+            for m in models
+            if recipe == first
+            or dict(resolve_recipe(m, recipe).values) != dict(resolve_recipe(m, first).values)
+        ]
     return out
 
 
-def build_plan(models: str | Sequence[str], recipes: Sequence[str], seed: int, profile: str = "standard",
-               factor: float = 2.0) -> Any:
+def build_plan(
+    models: str | Sequence[str],
+    recipes: Sequence[str],
+    seed: int,
+    profile: str = "standard",
+    factor: float = 2.0,
+) -> Any:
     """The learning-curve plan (a ``bench3d2d.harness.sweep.Plan``): see the module docstring."""
     from bench3d2d.harness.sweep import Plan, PlanOptions, expand_plan, resolve_models
 
@@ -149,18 +175,23 @@ def run_command(args: argparse.Namespace) -> int:
         plan = only_conditions(plan, args.conditions)
     store = ResultsStore(args.out)
     steps = long_overrides(args.profile, args.factor)["max_steps"]
-    print(f"learning curves: profile {args.profile} at {steps} steps (min_steps = max_steps), "
-          f"recipe sets {', '.join(recipes)}, seed {args.seed}")
+    print(
+        f"learning curves: profile {args.profile} at {steps} steps (min_steps = max_steps), "
+        f"recipe sets {', '.join(recipes)}, seed {args.seed}"
+    )
     print_plan(plan, store, args.jobs, retry_failed=False, listing=args.dry_run)
     if args.dry_run or not plan.runs:
         return 0
     executor = make_executor(args.executor, jobs=args.jobs)
     work = select_work(plan, store)
-    progress = SweepProgress(total=len(work.runs) + len(work.pretrainings),
-                             enabled=False if args.no_progress else None)
+    progress = SweepProgress(
+        total=len(work.runs) + len(work.pretrainings), enabled=False if args.no_progress else None
+    )
     report = run_sweep(plan, store, executor=executor, progress=progress)
-    print(f"done in {report.seconds:.0f} s: {report.count('complete')} runs completed, "
-          f"{report.skipped_complete} already complete, {report.count('failed')} failed")
+    print(
+        f"done in {report.seconds:.0f} s: {report.count('complete')} runs completed, "
+        f"{report.skipped_complete} already complete, {report.count('failed')} failed"
+    )
     for o in report.failed:
         print(f"failed {o.kind} {o.id} ({o.label}): {o.error}", file=sys.stderr)
     return 1 if report.failed else 0
@@ -269,8 +300,19 @@ def _curve(kind: str, path: Path, data: Mapping[str, Any]) -> Curve:
     else:
         condition = f"SSL-{str(spec.get('modality', '?')).upper()} on {spec.get('source', '?')}"
         ident, dice, n = str(data.get("key", path.parent.name)), None, 0
-    return Curve(kind, str(spec.get("model", "?")), condition, str(spec.get("recipe", "?")),
-                 int(spec.get("seed", 0)), str(spec.get("profile", "")), steps, scores, ident, dice, n)
+    return Curve(
+        kind,
+        str(spec.get("model", "?")),
+        condition,
+        str(spec.get("recipe", "?")),
+        int(spec.get("seed", 0)),
+        str(spec.get("profile", "")),
+        steps,
+        scores,
+        ident,
+        dice,
+        n,
+    )
 
 
 def read_curves(out: Path) -> tuple[list[Curve], list[str]]:
@@ -288,8 +330,9 @@ def read_curves(out: Path) -> tuple[list[Curve], list[str]]:
             if data is None:
                 continue
             if "history" not in data:
-                warnings.append(f"{path}: no validation history (made before result.json recorded it); "
-                                "skipped")
+                warnings.append(
+                    f"{path}: no validation history (made before result.json recorded it); skipped"
+                )
                 continue
             curves.append(_curve(kind, path, data))
     curves.sort(key=_order)
@@ -310,12 +353,25 @@ def curve_rows(curves: Sequence[Curve]) -> list[dict[str, Any]]:
     rows = []
     for c in curves:
         best, at = best_of(c.steps, c.scores)
-        rows.append({"kind": c.kind, "model": c.model, "condition": c.condition, "recipe": c.recipe,
-                     "seed": c.seed, "profile": c.profile, "score_name": c.score_name,
-                     "validations": len(c.steps),
-                     "last_step": c.steps[-1] if c.steps else None, "best_score": best, "best_step": at,
-                     "plateau_step": plateau_step(c.steps, c.scores), "test_dice": c.test_dice,
-                     "test_cases": c.test_cases, "id": c.id})
+        rows.append(
+            {
+                "kind": c.kind,
+                "model": c.model,
+                "condition": c.condition,
+                "recipe": c.recipe,
+                "seed": c.seed,
+                "profile": c.profile,
+                "score_name": c.score_name,
+                "validations": len(c.steps),
+                "last_step": c.steps[-1] if c.steps else None,
+                "best_score": best,
+                "best_step": at,
+                "plateau_step": plateau_step(c.steps, c.scores),
+                "test_dice": c.test_dice,
+                "test_cases": c.test_cases,
+                "id": c.id,
+            }
+        )
     return rows
 
 
@@ -345,18 +401,35 @@ def profile_bounds(profile: str) -> tuple[int, int] | None:
     return (int(prof.min_steps), int(prof.max_steps)) if prof.converges else None
 
 
-def _panel(ax: Any, curves: Sequence[Curve], title: str, colours: Mapping[str, Any],
-           styles: Mapping[str, str]) -> None:
+def _panel(
+    ax: Any, curves: Sequence[Curve], title: str, colours: Mapping[str, Any], styles: Mapping[str, str]
+) -> None:
     """One panel: a line per curve (colour: condition, line style: recipe set), the profile's bounds."""
     for c in curves:
         label = f"{c.condition}, {c.recipe}" + (f", seed {c.seed}" if c.seed else "")
-        ax.plot(c.steps, c.scores, color=colours[c.condition], linestyle=styles[c.recipe], marker=".",
-                markersize=3, linewidth=1.4, label=label)
+        ax.plot(
+            c.steps,
+            c.scores,
+            color=colours[c.condition],
+            linestyle=styles[c.recipe],
+            marker=".",
+            markersize=3,
+            linewidth=1.4,
+            label=label,
+        )
     for bounds in {profile_bounds(c.profile) for c in curves} - {None}:
         for name, step in zip(("min_steps", "max_steps"), bounds):
             ax.axvline(step, color="0.35", linestyle="--", linewidth=1.0)
-            ax.annotate(f"{name} {step}", (step, 1.0), xytext=(3, -3), textcoords="offset points",
-                        rotation=90, va="top", fontsize=8, color="0.35")
+            ax.annotate(
+                f"{name} {step}",
+                (step, 1.0),
+                xytext=(3, -3),
+                textcoords="offset points",
+                rotation=90,
+                va="top",
+                fontsize=8,
+                color="0.35",
+            )
     ax.set_title(title, fontsize=12)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("step")
@@ -391,11 +464,13 @@ def plot(curves: Sequence[Curve], png: Path, ncols: int = 3) -> Path:
     for ax, (title, members, ylabel) in zip(axes.flat, panels):
         _panel(ax, members, title, colours, styles)
         ax.set_ylabel(ylabel)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
-    fig.suptitle("Learning curves: validation score against step (dashed: the profile's min_steps and "
-                 f"max_steps; plateau = first validation within {PLATEAU_TOL} of the curve's best)",
-                 fontsize=12)
+    fig.suptitle(
+        "Learning curves: validation score against step (dashed: the profile's min_steps and "
+        f"max_steps; plateau = first validation within {PLATEAU_TOL} of the curve's best)",
+        fontsize=12,
+    )
     fig.tight_layout()
     png = Path(png)
     png.parent.mkdir(parents=True, exist_ok=True)
@@ -407,19 +482,28 @@ def plot(curves: Sequence[Curve], png: Path, ncols: int = 3) -> Path:
 def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """The plateau table as Markdown: one row per curve, with whether the profile's ``max_steps`` is past
     the curve's plateau step."""
+
     def num(value: Any, fmt: str) -> str:
         missing = value is None or (isinstance(value, float) and math.isnan(value))
         return "–" if missing else format(value, fmt)
 
-    lines = ["| model | condition | recipe | best (step) | plateau step | max_steps past it | test Dice "
-             "(own split) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | condition | recipe | best (step) | plateau step | max_steps past it | test Dice "
+        "(own split) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         bounds = profile_bounds(str(r.get("profile", ""))) if r.get("profile") else None
-        past = "–" if bounds is None or r["plateau_step"] is None else (
-            "yes" if bounds[1] >= int(r["plateau_step"]) else "**no**")
+        past = (
+            "–"
+            if bounds is None or r["plateau_step"] is None
+            else ("yes" if bounds[1] >= int(r["plateau_step"]) else "**no**")
+        )
         best = f"{num(r['best_score'], '.3f')} {r['score_name']} ({num(r['best_step'], 'd')})"
-        lines.append(f"| {r['model']} | {r['condition']} | {r['recipe']} | {best} | "
-                     f"{num(r['plateau_step'], 'd')} | {past} | {num(r['test_dice'], '.3f')} |")
+        lines.append(
+            f"| {r['model']} | {r['condition']} | {r['recipe']} | {best} | "
+            f"{num(r['plateau_step'], 'd')} | {past} | {num(r['test_dice'], '.3f')} |"
+        )
     return "\n".join(lines)
 
 
@@ -449,31 +533,44 @@ def table_command(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line (see the module docstring)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="plan and run the long-budget runs (resumable)")
     r.add_argument("--out", required=True, help="results folder")
     r.add_argument("--factor", type=float, default=2.0, help="budget = factor x the profile's max_steps (2)")
-    r.add_argument("--recipes", default="tuned,common",
-                   help="recipe sets, the reference first; a later set only where it differs (tuned,common)")
+    r.add_argument(
+        "--recipes",
+        default="tuned,common",
+        help="recipe sets, the reference first; a later set only where it differs (tuned,common)",
+    )
     r.add_argument("--seed", type=int, default=0, help="seed (0)")
     r.add_argument("--models", default="all", help="models, comma-separated, or all (all)")
-    r.add_argument("--profile", default="standard",
-                   help="the plateau profile whose budget is multiplied (standard)")
-    r.add_argument("--executor", default="local", choices=["local", "subprocess", "slurm"],
-                   help="where runs happen (local)")
+    r.add_argument(
+        "--profile", default="standard", help="the plateau profile whose budget is multiplied (standard)"
+    )
+    r.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "subprocess", "slurm"],
+        help="where runs happen (local)",
+    )
     r.add_argument("--jobs", type=int, default=1, help="parallel workers, subprocess/slurm executors (1)")
-    r.add_argument("--conditions", default="",
-                   help="only these conditions, comma-separated: 'GA 5 %%', 'GA 100 %%', 'RPD 100 %%', "
-                        "'GA 100 %% SSL-SLO', 'GA 100 %% SSL-FAF' (default: all)")
+    r.add_argument(
+        "--conditions",
+        default="",
+        help="only these conditions, comma-separated: 'GA 5 %%', 'GA 100 %%', 'RPD 100 %%', "
+        "'GA 100 %% SSL-SLO', 'GA 100 %% SSL-FAF' (default: all)",
+    )
     r.add_argument("--dry-run", action="store_true", help="print and list the plan, run nothing")
     r.add_argument("--no-progress", action="store_true", help="plain lines instead of progress bars")
     r.set_defaults(func=run_command)
     p = sub.add_parser("plot", help="draw the curves and write the per-curve CSV")
     p.add_argument("--out", required=True, help="results folder of `run`")
-    p.add_argument("--png", default="docs/img/learning-curves.png",
-                   help="figure (docs/img/learning-curves.png)")
+    p.add_argument(
+        "--png", default="docs/img/learning-curves.png", help="figure (docs/img/learning-curves.png)"
+    )
     p.add_argument("--csv", default=None, help="per-curve table (default: OUT/curves.csv)")
     p.set_defaults(func=plot_command)
     t = sub.add_parser("table", help="print the plateau table as Markdown")

@@ -52,10 +52,16 @@ def cpu_info() -> dict:
                 break
     except OSError:
         pass
-    probe = {p: bool(getattr(torch.cpu, p, lambda: False)())
-             for p in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")}
-    return {"cpu": name, "torch": torch.__version__, **probe,
-            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    probe = {
+        p: bool(getattr(torch.cpu, p, lambda: False)())
+        for p in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    }
+    return {
+        "cpu": name,
+        "torch": torch.__version__,
+        **probe,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
 
 
 def case_inputs(name: str, args: argparse.Namespace) -> tuple[nn.Module, torch.Tensor, torch.Tensor | None]:
@@ -104,9 +110,13 @@ def compare(grads: dict, ref: dict) -> dict:
             g = grads[n]
             per[n] = float(torch.dot(g.flatten(), r.flatten()) / (g.norm() * r.norm() + 1e-300))
     worst = sorted(per, key=per.__getitem__)[:5]
-    return {"cos": cos, "min_param_cos": min(per.values()) if per else float("nan"),
-            "rel_err": float((a - b).norm() / b.norm()) if finite else float("nan"), "nonfinite": bad,
-            "worst_params": {n: per[n] for n in worst}}
+    return {
+        "cos": cos,
+        "min_param_cos": min(per.values()) if per else float("nan"),
+        "rel_err": float((a - b).norm() / b.norm()) if finite else float("nan"),
+        "nonfinite": bad,
+        "worst_params": {n: per[n] for n in worst},
+    }
 
 
 def run_case(name: str, args: argparse.Namespace) -> dict:
@@ -116,8 +126,12 @@ def run_case(name: str, args: argparse.Namespace) -> dict:
     t0 = time.time()
     ref_model = copy.deepcopy(base).double()
     ref_loss, ref = gradients(ref_model, x.double(), None if y is None else y.double(), bf16=False)
-    rec: dict = {"input_shape": list(x.shape), "float64_loss": ref_loss,
-                 "float64_seconds": round(time.time() - t0, 2), "runs": {}}
+    rec: dict = {
+        "input_shape": list(x.shape),
+        "float64_loss": ref_loss,
+        "float64_seconds": round(time.time() - t0, 2),
+        "runs": {},
+    }
     acc64 = accelerate(copy.deepcopy(base).double())
     _, grads = gradients(acc64, x.double(), None if y is None else y.double(), bf16=False)
     rec["runs"]["accelerated/float64"] = [compare(grads, ref)]  # the same function as the plain model?
@@ -135,11 +149,13 @@ def run_case(name: str, args: argparse.Namespace) -> dict:
             rec["runs"][f"{variant}/{prec}"] = rows
             cos = [r["cos"] for r in rows]
             n_bad = sum(bool(r["nonfinite"]) for r in rows)
-            print(f"{name:16s} {variant:11s} {prec:7s} cos {min(cos):.6f}..{max(cos):.6f} "
-                  f"rel-err {max(r['rel_err'] for r in rows):.3g} "
-                  f"min-param {min(r['min_param_cos'] for r in rows):.4f} non-finite {n_bad}/{len(rows)}",
-                  flush=True)
-    acc_cos = rec['runs']['accelerated/float64'][0]['cos']
+            print(
+                f"{name:16s} {variant:11s} {prec:7s} cos {min(cos):.6f}..{max(cos):.6f} "
+                f"rel-err {max(r['rel_err'] for r in rows):.3g} "
+                f"min-param {min(r['min_param_cos'] for r in rows):.4f} non-finite {n_bad}/{len(rows)}",
+                flush=True,
+            )
+    acc_cos = rec["runs"]["accelerated/float64"][0]["cos"]
     print(f"{name:16s} accelerated float64 cos {acc_cos:.12f}", flush=True)
     return rec
 
@@ -168,9 +184,10 @@ def batchnorm_layout_check(seed: int = 0) -> dict:
     out = {}
     for layout, cl in (("contiguous", False), ("channels_last_3d", True)):
         got = run(torch.float32, cl)
-        out[layout] = {k: float((a - b).norm() / b.norm())
-                       for k, a, b in zip(("output", "grad_input", "grad_weight", "grad_bias"), got, ref,
-                                          strict=True)}
+        out[layout] = {
+            k: float((a - b).norm() / b.norm())
+            for k, a, b in zip(("output", "grad_input", "grad_weight", "grad_bias"), got, ref, strict=True)
+        }
     return out
 
 
@@ -230,8 +247,14 @@ def main(argv: list[str] | None = None) -> None:
     out_path = Path(args.out)
     out = json.loads(out_path.read_text()) if out_path.exists() else {}
     out["cpu"] = cpu_info()
-    out["settings"] = {"depth": args.depth, "batch": args.batch, "crop": list(args.crop),
-                       "repeats": args.repeats, "seed": args.seed, "threads": torch.get_num_threads()}
+    out["settings"] = {
+        "depth": args.depth,
+        "batch": args.batch,
+        "crop": list(args.crop),
+        "repeats": args.repeats,
+        "seed": args.seed,
+        "threads": torch.get_num_threads(),
+    }
     print(json.dumps(out["cpu"]), flush=True)
     out["batchnorm_layout"] = batchnorm_layout_check(args.seed)
     print("float32 BatchNorm3d relative errors:", json.dumps(out["batchnorm_layout"]), flush=True)

@@ -50,8 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     seen: OrderedDict[tuple, int] = OrderedDict()
 
     def record(mod, inputs, _out):
-        key = (mod.kernel_size, mod.stride, mod.padding, mod.in_channels, mod.out_channels, mod.groups,
-               tuple(inputs[0].shape), inputs[0].requires_grad)
+        key = (
+            mod.kernel_size,
+            mod.stride,
+            mod.padding,
+            mod.in_channels,
+            mod.out_channels,
+            mod.groups,
+            tuple(inputs[0].shape),
+            inputs[0].requires_grad,
+        )
         seen[key] = seen.get(key, 0) + 1
 
     for m in model.modules():
@@ -79,20 +87,27 @@ def main(argv: list[str] | None = None) -> int:
 
             return run
 
-        best = _best_cpu({"plain": step(plain, x), "fast": step(fast, x.contiguous(memory_format=CL3D))},
-                         args.repeats)
+        best = _best_cpu(
+            {"plain": step(plain, x), "fast": step(fast, x.contiguous(memory_format=CL3D))}, args.repeats
+        )
         for key in totals:
             totals[key] += best[key] * count
-        rows.append((best["plain"] * count,
-                     f"{k!s:10} s{s!s:10} {cin:4d}->{cout:<4d} {ishape!s:24} x{count} "
-                     f"{conv_path(plain, ishape):9} "
-                     f"{gflop * count:6.2f} GFLOP  plain {best['plain'] * count * 1e3:7.1f} ms "
-                     f"({gflop / best['plain']:4.0f} GFLOP/s)  fast {best['fast'] * count * 1e3:7.1f} ms "
-                     f"({gflop / best['fast']:4.0f} GFLOP/s)"))
+        rows.append(
+            (
+                best["plain"] * count,
+                f"{k!s:10} s{s!s:10} {cin:4d}->{cout:<4d} {ishape!s:24} x{count} "
+                f"{conv_path(plain, ishape):9} "
+                f"{gflop * count:6.2f} GFLOP  plain {best['plain'] * count * 1e3:7.1f} ms "
+                f"({gflop / best['plain']:4.0f} GFLOP/s)  fast {best['fast'] * count * 1e3:7.1f} ms "
+                f"({gflop / best['fast']:4.0f} GFLOP/s)",
+            )
+        )
     for _, row in sorted(rows, reverse=True):
         print(row)
-    print(f"total: plain {totals['plain']:.3f} CPU s, fast {totals['fast']:.3f} CPU s, "
-          f"ratio {totals['plain'] / totals['fast']:.2f}x ({args.threads} thread(s))")
+    print(
+        f"total: plain {totals['plain']:.3f} CPU s, fast {totals['fast']:.3f} CPU s, "
+        f"ratio {totals['plain'] / totals['fast']:.2f}x ({args.threads} thread(s))"
+    )
     return 0
 
 

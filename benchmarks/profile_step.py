@@ -85,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
         if best is None or total < best[0]:
             best = (total, timer)
     total, timer = best
-    print(f"{args.model} {shape} {'accelerated' if args.fast else 'plain'}, {args.threads} thread(s): "
-          f"{total:.3f} CPU s per step (best of {args.repeats}); operators:")
+    print(
+        f"{args.model} {shape} {'accelerated' if args.fast else 'plain'}, {args.threads} thread(s): "
+        f"{total:.3f} CPU s per step (best of {args.repeats}); operators:"
+    )
     for name, sec in timer.seconds.most_common(args.top):
         print(f"  {name:42s} {sec:7.3f} s  {100 * sec / total:5.1f} %  ({timer.calls[name]} calls)")
     return 0

@@ -52,14 +52,14 @@ def group_tables(benchmarks: list[dict]) -> list[str]:
         impls = [i for i in ("plain", "plain-cl", "fast", "fast-bf16") if any(i in r for r in rows.values())]
         base, new = ("fast", "fast-bf16") if "fast-bf16" in impls else ("plain", "fast")
         lines += [f"#### {group}", ""]
-        head = ("| model | input | " + " | ".join(f"{i} median (min) s" for i in impls)
-                + f" | {base} / {new} |")
+        head = (
+            "| model | input | " + " | ".join(f"{i} median (min) s" for i in impls) + f" | {base} / {new} |"
+        )
         lines += [head, "|" + "---|" * (len(impls) + 3)]
         for model in sorted(rows):
             r = rows[model]
             cells = [f"{_fmt(r[i]['median'])} ({_fmt(r[i]['min'])})" if i in r else "—" for i in impls]
-            ratio = (f"{r[base]['median'] / r[new]['median']:.2f}x"
-                     if base in r and new in r else "—")
+            ratio = f"{r[base]['median'] / r[new]['median']:.2f}x" if base in r and new in r else "—"
             shape = "×".join(map(str, shapes[model])) if shapes.get(model) else ""
             lines.append(f"| {model} | {shape} | " + " | ".join(cells) + f" | {ratio} |")
         lines.append("")
@@ -71,9 +71,13 @@ def ratio_table(benchmarks: list[dict]) -> list[str]:
     rows = [b for b in benchmarks if b["group"] == "ratio"]
     if not rows:
         return []
-    lines = ["#### plain vs fast, interleaved step by step", "",
-             "| model | input | plain wall median s | fast wall median s | wall ratio (median / best) "
-             "| CPU ratio (median / best) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "#### plain vs fast, interleaved step by step",
+        "",
+        "| model | input | plain wall median s | fast wall median s | wall ratio (median / best) "
+        "| CPU ratio (median / best) |",
+        "|---|---|---|---|---|---|",
+    ]
     for b in rows:
         e = b["extra_info"]
         lines.append(
@@ -94,8 +98,12 @@ def data_table(benchmarks: list[dict]) -> list[str]:
             groups[b["group"]][kind] = b
     if not groups:
         return []
-    lines = ["#### data pipeline vs training step", "",
-             "| shape | load batch median ms | step median s | load / step |", "|---|---|---|---|"]
+    lines = [
+        "#### data pipeline vs training step",
+        "",
+        "| shape | load batch median ms | step median s | load / step |",
+        "|---|---|---|---|",
+    ]
     for _, g in sorted(groups.items()):
         if "load" in g and "step" in g:
             load, step = g["load"]["stats"]["median"], g["step"]["stats"]["median"]
@@ -107,7 +115,7 @@ def data_table(benchmarks: list[dict]) -> list[str]:
 def sweep_table(benchmarks: list[dict]) -> list[str]:
     """Wall time of the tiny end-to-end sweep."""
     rows = [b for b in benchmarks if b["group"] == "sweep"]
-    return ([f"Tiny sweep end to end: {rows[0]['stats']['median']:.1f} s.", ""] if rows else [])
+    return [f"Tiny sweep end to end: {rows[0]['stats']['median']:.1f} s.", ""] if rows else []
 
 
 def summarize(path: Path) -> str:
@@ -115,11 +123,15 @@ def summarize(path: Path) -> str:
     data = json.loads(path.read_text())
     info = data.get("machine_info", {})
     extra = info.get("bench3d2d", {})
-    head = [f"### {path.name}", "",
-            f"{data.get('datetime', '')}; {info.get('cpu', {}).get('brand_raw', info.get('processor', ''))}; "
-            f"torch {extra.get('torch')}, {extra.get('threads')} thread(s), retain_freed_memory "
-            f"{extra.get('retain_freed_memory')}, load average at start {extra.get('loadavg_at_start')}, "
-            f"commit {extra.get('commit')}.", ""]
+    head = [
+        f"### {path.name}",
+        "",
+        f"{data.get('datetime', '')}; {info.get('cpu', {}).get('brand_raw', info.get('processor', ''))}; "
+        f"torch {extra.get('torch')}, {extra.get('threads')} thread(s), retain_freed_memory "
+        f"{extra.get('retain_freed_memory')}, load average at start {extra.get('loadavg_at_start')}, "
+        f"commit {extra.get('commit')}.",
+        "",
+    ]
     bench = data["benchmarks"]
     return "\n".join(head + ratio_table(bench) + group_tables(bench) + data_table(bench) + sweep_table(bench))
 

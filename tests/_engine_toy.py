@@ -25,8 +25,9 @@ TOY_PROFILE = SMOKE.with_overrides(
 )
 
 
-def toy_cases(n: int, seed: int, prefix: str = "c", shape: tuple[int, int, int] = SHAPE,
-              with_maps: bool = False) -> ArrayCases:
+def toy_cases(
+    n: int, seed: int, prefix: str = "c", shape: tuple[int, int, int] = SHAPE, with_maps: bool = False
+) -> ArrayCases:
     """``n`` volumes with a bright band in depth under a random rectangle (the mask)."""
     rng = np.random.default_rng(seed)
     vols, masks, slo = {}, {}, {}
@@ -44,8 +45,9 @@ def toy_cases(n: int, seed: int, prefix: str = "c", shape: tuple[int, int, int] 
     return ArrayCases(vols, maps, {c: (0.1, 0.02, 0.01) for c in vols}, {c: c for c in vols})
 
 
-def toy_fit(out_dir: Path, profile=TOY_PROFILE, seed: int = 0, compute: Compute | None = None,
-            on_validation=None):
+def toy_fit(
+    out_dir: Path, profile=TOY_PROFILE, seed: int = 0, compute: Compute | None = None, on_validation=None
+):
     """Fit fpbnet on the toy problem and return (FitResult, per-case test table)."""
     torch.set_num_threads(1)
     train, val, test = toy_cases(4, 1, "t"), toy_cases(2, 2, "v"), toy_cases(2, 3, "x")
@@ -75,6 +77,14 @@ def stop_after(n_validations: int):
 
 if __name__ == "__main__":
     res, table = toy_fit(Path(sys.argv[1]))
-    print(json.dumps({"history": res.history, "dice": table["dice"].tolist(),
-                      "hd95": table["hd95_mm"].tolist(), "steps": res.steps,
-                      "resumed_from": res.resumed_from_step}))
+    print(
+        json.dumps(
+            {
+                "history": res.history,
+                "dice": table["dice"].tolist(),
+                "hd95": table["hd95_mm"].tolist(),
+                "steps": res.steps,
+                "resumed_from": res.resumed_from_step,
+            }
+        )
+    )

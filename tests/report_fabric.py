@@ -29,8 +29,15 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "x"
 
 
-def write_run(root: Path, spec: dict, rows: pd.DataFrame | None = None, *, status: str = "complete",
-              error: dict | None = None, predictions: dict | None = None) -> Path:
+def write_run(
+    root: Path,
+    spec: dict,
+    rows: pd.DataFrame | None = None,
+    *,
+    status: str = "complete",
+    error: dict | None = None,
+    predictions: dict | None = None,
+) -> Path:
     """One run folder as the harness writes it: spec.json, and cases.csv + result.json (complete),
     error.json (failed), log.txt only ("running": started, no result) or nothing more ("pending")."""
     run = root / "runs" / run_id_of(spec)
@@ -46,12 +53,23 @@ def write_run(root: Path, spec: dict, rows: pd.DataFrame | None = None, *, statu
         (run / "log.txt").write_text("started\n")
     if status == "complete":
         data = (run / "cases.csv").read_bytes()
-        (run / "result.json").write_text(json.dumps({
-            "status": "complete", "run_id": run.name, "spec": spec, "cases_file": "cases.csv",
-            "cases_rows": len(rows), "cases_sha256": hashlib.sha256(data).hexdigest(), "summary": []}))
+        (run / "result.json").write_text(
+            json.dumps(
+                {
+                    "status": "complete",
+                    "run_id": run.name,
+                    "spec": spec,
+                    "cases_file": "cases.csv",
+                    "cases_rows": len(rows),
+                    "cases_sha256": hashlib.sha256(data).hexdigest(),
+                    "summary": [],
+                }
+            )
+        )
     elif status == "failed":
-        (run / "error.json").write_text(json.dumps(error or {"type": "RuntimeError", "message": "boom",
-                                                               "traceback": "..."}))
+        (run / "error.json").write_text(
+            json.dumps(error or {"type": "RuntimeError", "message": "boom", "traceback": "..."})
+        )
     return run
 
 
@@ -66,15 +84,23 @@ def _prediction(rng: np.random.Generator, quality: float, shape=(24, 32)) -> dic
     prob = np.exp(-(((yy - cy - shift) ** 2 + ((xx - cx + shift) * h / w) ** 2) / (2 * (r * 0.9) ** 2)))
     pred = prob > 0.5
     background = 0.4 + 0.3 * np.sin(xx / 5.0) * np.cos(yy / 7.0) - 0.25 * mask + rng.normal(0, 0.03, shape)
-    return {"prob": prob.astype(np.float16), "pred": pred.astype(np.uint8), "mask": mask.astype(np.uint8),
-            "enface": background.astype(np.float32)}
+    return {
+        "prob": prob.astype(np.float16),
+        "pred": pred.astype(np.uint8),
+        "mask": mask.astype(np.uint8),
+        "enface": background.astype(np.float32),
+    }
 
 
 def fabricate(
     root: Path,
     *,
-    entries: Sequence[tuple[str, str]] = (("fpbnet", "none"), ("fpbnet", "slo"), ("fpbnet", "faf"),
-                                          ("ipn", "none")),
+    entries: Sequence[tuple[str, str]] = (
+        ("fpbnet", "none"),
+        ("fpbnet", "slo"),
+        ("fpbnet", "faf"),
+        ("ipn", "none"),
+    ),
     effects: dict[tuple[str, str], float] | None = None,
     train_dataset: str = "synth-ga",
     test_sets: Iterable[str] = ("synth-ga:test",),
@@ -100,21 +126,49 @@ def fabricate(
     for model, pretrain in entries:
         for fraction in fractions:
             for s in seeds:
-                spec = {"model": model, "train_dataset": train_dataset, "test_sets": test_sets,
-                        "fraction": float(fraction), "seed": int(s), "profile": "smoke", "pretrain": pretrain}
+                spec = {
+                    "model": model,
+                    "train_dataset": train_dataset,
+                    "test_sets": test_sets,
+                    "fraction": float(fraction),
+                    "seed": int(s),
+                    "profile": "smoke",
+                    "pretrain": pretrain,
+                }
                 rows, preds = [], {}
                 for t in test_sets:
                     for i in range(n_cases):
                         case = f"case{i:02d}"
                         gain = 0.05 * np.log10(float(fraction) / 5.0)
-                        dice = float(np.clip(difficulty[t][i] + effects[(model, pretrain)] + gain
-                                             + rng.normal(0, noise), 0, 1))
+                        dice = float(
+                            np.clip(
+                                difficulty[t][i] + effects[(model, pretrain)] + gain + rng.normal(0, noise),
+                                0,
+                                1,
+                            )
+                        )
                         area = float(abs(rng.normal(0, 0.05)) + (1 - dice) * 2.0)
                         hd95 = (1 - dice) * 3 + rng.uniform(0, 0.1) if i < n_cases - 1 else float("nan")
-                        for metric, value in (("dice", dice), ("area_diff_mm2", area), ("hd95_mm", hd95),
-                                              ("area_diff_signed_mm2", -area)):
-                            rows.append([train_dataset, t, fraction, case, f"p{i // scans_per_patient:02d}",
-                                         model, pretrain, s, metric, value])
+                        for metric, value in (
+                            ("dice", dice),
+                            ("area_diff_mm2", area),
+                            ("hd95_mm", hd95),
+                            ("area_diff_signed_mm2", -area),
+                        ):
+                            rows.append(
+                                [
+                                    train_dataset,
+                                    t,
+                                    fraction,
+                                    case,
+                                    f"p{i // scans_per_patient:02d}",
+                                    model,
+                                    pretrain,
+                                    s,
+                                    metric,
+                                    value,
+                                ]
+                            )
                         if i < predictions:
                             preds[(t, case)] = _prediction(np.random.default_rng(i), dice)
                 write_run(root, spec, pd.DataFrame(rows, columns=CASE_COLUMNS), predictions=preds)

@@ -81,7 +81,10 @@ def test_ipnv2_block_counts(ipnv2_128):
 def test_lachinov_block_counts():
     """docs/models.md §3.1-3.2: bottleneck 25c²/64 + 5c/2; stage table; the unused 4th stage is not built."""
     assert [n_params(Bottleneck(c, (1, 3, 3), (0, 1, 1))) for c in (32, 64, 128, 256)] == [
-        480, 1_760, 6_720, 26_240
+        480,
+        1_760,
+        6_720,
+        26_240,
     ]
     m = LachinovNet()
     assert n_params(m.stem) == 864
@@ -133,12 +136,15 @@ def test_resensnet_count_grows_with_depth(depth, expected):
     assert count_parameters(bench3d2d.create_model("resensnet", depth=depth)) == expected
 
 
-@pytest.mark.parametrize(("name", "cin", "k", "depth", "expected"), [
-    ("ipn", 2, 3, 64, 1_552_705 + 1_728 + 2 * 1_729),
-    ("lachinov", 3, 2, 128, 1_513_697 + 2 * 288 + 289),
-    ("ipnv2", 2, 2, 160, 2_245_890),  # the official setting and count (docs/models.md §5.5)
-    ("resensnet", 2, 2, 128, 4_718_737 + 160 + 17),
-])
+@pytest.mark.parametrize(
+    ("name", "cin", "k", "depth", "expected"),
+    [
+        ("ipn", 2, 3, 64, 1_552_705 + 1_728 + 2 * 1_729),
+        ("lachinov", 3, 2, 128, 1_513_697 + 2 * 288 + 289),
+        ("ipnv2", 2, 2, 160, 2_245_890),  # the official setting and count (docs/models.md §5.5)
+        ("resensnet", 2, 2, 128, 4_718_737 + 160 + 17),
+    ],
+)
 def test_parameter_formulas_for_other_channels(name, cin, k, depth, expected):
     """docs/models.md §6 formulas for other C_in, K and D."""
     m = bench3d2d.create_model(name, in_channels=cin, out_channels=k, depth=depth)
@@ -148,13 +154,16 @@ def test_parameter_formulas_for_other_channels(name, cin, k, depth, expected):
 # --- IPN's pool rule ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("depth", "five", "three"), [
-    (32, (2, 2, 2, 2, 2), (4, 4, 2)),
-    (64, (4, 2, 2, 2, 2), (4, 4, 4)),
-    (100, (3, 3, 3, 2, 2), (5, 5, 4)),
-    (128, (4, 4, 2, 2, 2), (8, 4, 4)),
-    (160, (5, 4, 2, 2, 2), (8, 5, 4)),
-])
+@pytest.mark.parametrize(
+    ("depth", "five", "three"),
+    [
+        (32, (2, 2, 2, 2, 2), (4, 4, 2)),
+        (64, (4, 2, 2, 2, 2), (4, 4, 4)),
+        (100, (3, 3, 3, 2, 2), (5, 5, 4)),
+        (128, (4, 4, 2, 2, 2), (8, 4, 4)),
+        (160, (5, 4, 2, 2, 2), (8, 5, 4)),
+    ],
+)
 def test_pool_rule_table(depth, five, three):
     """docs/models.md §4.2 table (5 PLMs for IPN, 3 for IPNv2), largest factor first."""
     assert pool_sizes(depth, 5) == five

@@ -111,8 +111,9 @@ def test_fit_is_deterministic_and_checkpoints_load_weights_only(tmp_path):
     r2, cases2 = toy_fit(tmp_path / "b")
     assert r1.history == r2.history
     assert r1.k == 2 and len(r1.history) == 3 and r1.steps == 6
-    np.testing.assert_array_equal(cases1.drop(columns="case_id").to_numpy(),
-                                  cases2.drop(columns="case_id").to_numpy())
+    np.testing.assert_array_equal(
+        cases1.drop(columns="case_id").to_numpy(), cases2.drop(columns="case_id").to_numpy()
+    )
     files = sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir())
     assert files == sorted([c.path.name for c in r1.checkpoints] + ["last.pt"])
     for c in r1.checkpoints:
@@ -175,7 +176,7 @@ def test_predict_averages_probabilities_and_resizes_back(tmp_path):
         ckpt_io.save_weights(m, paths[-1])
     src = toy_cases(1, 5, shape=(20, 36, 64))  # evaluation grid 16 x 32
     models = load_ensemble(paths)
-    (prob, pred), = predict(models, src, amp=False).values()  # float32: the exact average
+    ((prob, pred),) = predict(models, src, amp=False).values()  # float32: the exact average
     x = torch.from_numpy(to_eval_grid(src.volume("c0")))[None, None]
     with torch.no_grad():
         ps = [torch.sigmoid(m(x))[0, 0].numpy() for m in models]
@@ -189,8 +190,14 @@ def test_fit_rejects_cases_without_targets(tmp_path):
     src = toy_cases(2, 0)
     del src.maps["mask"]["c1"]
     with pytest.raises(ValueError, match="case 'c1' has no 'mask' target"):
-        fit(build_model("fpbnet", 64), segmentation(), src, toy_cases(1, 1), FitOptions(TOY_PROFILE, 0),
-            out_dir=tmp_path)
+        fit(
+            build_model("fpbnet", 64),
+            segmentation(),
+            src,
+            toy_cases(1, 1),
+            FitOptions(TOY_PROFILE, 0),
+            out_dir=tmp_path,
+        )
 
 
 def test_toy_shape_is_valid_for_fpbnet():

@@ -10,15 +10,41 @@ import pytest
 from bench3d2d.cli import main
 from bench3d2d.engine import CASE_COLUMNS
 
-SHRINK = ["--profile", "smoke", "--hparam", "rounds=1", "--hparam", "steps_per_round=2",
-          "--hparam", "top_k=1", "--threads", "1"]
+SHRINK = [
+    "--profile",
+    "smoke",
+    "--hparam",
+    "rounds=1",
+    "--hparam",
+    "steps_per_round=2",
+    "--hparam",
+    "top_k=1",
+    "--threads",
+    "1",
+]
 
 
 @pytest.mark.slow
 def test_train_cli_writes_the_run_folder_and_prints_the_summary(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", "--model", "fpbnet", "--dataset", "synthetic-rpd", "--fraction", "20", "--seed", "1",
-            "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--quiet", *SHRINK]
+    args = [
+        "train",
+        "--model",
+        "fpbnet",
+        "--dataset",
+        "synthetic-rpd",
+        "--fraction",
+        "20",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--no-progress",
+        "--quiet",
+        *SHRINK,
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "synthetic-rpd" in printed and "dice" in printed and "hd95_mm" in printed
@@ -37,11 +63,37 @@ def test_train_cli_writes_the_run_folder_and_prints_the_summary(tmp_path, capsys
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
-    code = main(["train", "--model", "no-such-net", "--dataset", "synthetic-rpd", "--out", str(tmp_path),
-                 "--cache-dir", str(tmp_path / "c"), "--quiet"])
+    code = main(
+        [
+            "train",
+            "--model",
+            "no-such-net",
+            "--dataset",
+            "synthetic-rpd",
+            "--out",
+            str(tmp_path),
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--quiet",
+        ]
+    )
     assert code == 2
     assert "unknown model 'no-such-net'" in capsys.readouterr().err
-    code = main(["train", "--model", "fpbnet", "--dataset", "synthetic-rpd", "--out", str(tmp_path),
-                 "--cache-dir", str(tmp_path / "c"), "--quiet", "--hparam", "learning_rate=1"])
+    code = main(
+        [
+            "train",
+            "--model",
+            "fpbnet",
+            "--dataset",
+            "synthetic-rpd",
+            "--out",
+            str(tmp_path),
+            "--cache-dir",
+            str(tmp_path / "c"),
+            "--quiet",
+            "--hparam",
+            "learning_rate=1",
+        ]
+    )
     assert code == 2
     assert "unknown hyper-parameter" in capsys.readouterr().err

@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 
 
-@pytest.mark.parametrize(("bf16", "dtype", "scaler"),
-                         [(True, torch.bfloat16, False), (False, torch.float16, True)])
+@pytest.mark.parametrize(
+    ("bf16", "dtype", "scaler"), [(True, torch.bfloat16, False), (False, torch.float16, True)]
+)
 def test_cuda_dtype_follows_native_bf16_support(monkeypatch, bf16, dtype, scaler):
     asked = []
 
@@ -36,8 +37,12 @@ def test_cuda_dtype_follows_native_bf16_support(monkeypatch, bf16, dtype, scaler
     assert asked and not any(asked)  # emulated bf16 (V100, T4) does not count
     assert prec.amp_dtype(CUDA, False) is None and not prec.needs_grad_scaler(CUDA, False)
     record = prec.Precision.of(CUDA, True, accelerated=False).to_dict()
-    assert record == {"dtype": str(dtype).removeprefix("torch."), "device": "cuda", "grad_scaler": scaler,
-                      "accelerated": False}
+    assert record == {
+        "dtype": str(dtype).removeprefix("torch."),
+        "device": "cuda",
+        "grad_scaler": scaler,
+        "accelerated": False,
+    }
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -68,8 +73,9 @@ def test_fit_records_precision_and_applies_acceleration_as_configured(tmp_path, 
     real = _fit.make_optimizer
     monkeypatch.setattr(_fit, "make_optimizer", lambda model, p: built.append(model) or real(model, p))
     # float32: the plain model under CPU bf16 autocast gives intermittent non-finite gradients here
-    off, _ = toy_fit(tmp_path / "off", profile=short.with_overrides({"amp": False}),
-                     compute=Compute(accelerate=False))
+    off, _ = toy_fit(
+        tmp_path / "off", profile=short.with_overrides({"amp": False}), compute=Compute(accelerate=False)
+    )
     assert off.precision["accelerated"] is False and not is_accelerated(built[-1])
 
 
@@ -81,8 +87,11 @@ def test_grad_scaler_path_trains_saves_and_resumes(tmp_path, monkeypatch):
     assert cases["dice"].notna().all()
     # the scaler state is part of the resumable state while the run is in progress
     with pytest.raises(RuntimeError, match="stop"):
-        toy_fit(tmp_path / "b", profile=TOY_PROFILE.with_overrides({"amp": False}),
-                on_validation=lambda step, score: (_ for _ in ()).throw(RuntimeError("stop")))
+        toy_fit(
+            tmp_path / "b",
+            profile=TOY_PROFILE.with_overrides({"amp": False}),
+            on_validation=lambda step, score: (_ for _ in ()).throw(RuntimeError("stop")),
+        )
     state = ckpt_io.read(tmp_path / "b" / "checkpoints" / "last.pt")
     assert "scaler" in state and state["scaler"]["scale"] > 0
     resumed, _ = toy_fit(tmp_path / "b", profile=TOY_PROFILE.with_overrides({"amp": False}))
@@ -92,8 +101,12 @@ def test_grad_scaler_path_trains_saves_and_resumes(tmp_path, monkeypatch):
 def test_check_cuda_script_stops_with_a_clear_message_without_cuda():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA; the script would run its checks")
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "check_cuda.py")], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "check_cuda.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2
     assert "CUDA is not available" in out.stderr and "NVIDIA GPU" in out.stderr
     assert out.stdout == ""

@@ -12,10 +12,9 @@ from bench3d2d.engine import checkpoints as ckpt_io
 from bench3d2d.engine._fit import plateau_update
 
 #: The toy profile with a plateau stop: validate every 2 steps, patience 2, at least 4 steps, at most 20.
-PLATEAU = TOY_PROFILE.with_overrides({"steps_per_round": None, "validate_every": 2, "patience": 2,
-                                      "min_steps": 4, "max_steps": 20, "lr": 0.02})
-
-
+PLATEAU = TOY_PROFILE.with_overrides(
+    {"steps_per_round": None, "validate_every": 2, "patience": 2, "min_steps": 4, "max_steps": 20, "lr": 0.02}
+)
 
 
 def test_plateau_update_counts_validations_without_a_large_enough_gain():
@@ -87,7 +86,8 @@ def test_interrupted_plateau_fit_resumes_with_its_patience_state(tmp_path):
     assert resumed.resumed_from_step == state["step"] > 0
     assert resumed.history == straight.history and resumed.stop == straight.stop
     assert [(c.path.name, c.score) for c in resumed.checkpoints] == [
-        (c.path.name, c.score) for c in straight.checkpoints]
+        (c.path.name, c.score) for c in straight.checkpoints
+    ]
     assert resumed_cases["dice"].tolist() == cases["dice"].tolist()
 
 

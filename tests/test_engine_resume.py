@@ -55,8 +55,6 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_metrics(tmp_path):
     assert resumed["hd95"] == straight["hd95"]
 
 
-
-
 def _truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
@@ -77,7 +75,7 @@ def test_truncated_last_pt_falls_back_to_the_newest_topk_state_and_completes(tmp
     with pytest.raises(ckpt_io.CheckpointError):
         ckpt_io.read(ckpt / "last.pt")
     healed, cases = toy_fit(tmp_path / "run")
-    newest = max(int(p.name[len("top_step"):-3]) for p in topk)
+    newest = max(int(p.name[len("top_step") : -3]) for p in topk)
     assert healed.resumed_from_step == newest > 0
     assert healed.history == straight.history
     assert cases["dice"].tolist() == straight_cases["dice"].tolist()

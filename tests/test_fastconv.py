@@ -43,6 +43,7 @@ def _fast_copy(conv: nn.Conv3d, channels_last: bool = True) -> nn.Conv3d:
 
 def _random_config(path: str, rng: random.Random) -> dict:
     """Conv3d arguments that take ``path``: the passive axes fixed, the others random."""
+
     def active() -> tuple[int, int, int, int]:
         k = rng.choice([1, 2, 3, 4])
         s = rng.choice([1, 1, 2, 3])
@@ -70,8 +71,16 @@ def _random_config(path: str, rng: random.Random) -> dict:
         axes = [active(), active(), active()]
     cout = groups * rng.choice([1, 2, 3])
     k, s, p, d = (tuple(a[i] for a in axes) for i in range(4))
-    return dict(in_channels=cin, out_channels=cout, kernel_size=k, stride=s, padding=p, dilation=d,
-                groups=groups, bias=rng.random() < 0.5)
+    return dict(
+        in_channels=cin,
+        out_channels=cout,
+        kernel_size=k,
+        stride=s,
+        padding=p,
+        dilation=d,
+        groups=groups,
+        bias=rng.random() < 0.5,
+    )
 
 
 PATHS = [acc.POINTWISE, acc.UNFOLD, acc.FOLD_H, acc.MERGE_WD, acc.SQUEEZE_D, acc.CONV3D]

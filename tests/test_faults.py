@@ -78,8 +78,9 @@ def test_changed_preset_or_manifest_is_refused_and_rerun_changed_redoes_exactly_
     args = ["run", "--models", "fpbnet", "--fractions", "100", "--pretrain", "none", "--no-progress",
             "--seeds", "0",
             "--datasets", f"rpd,{manifest}", "--out", str(out)]  # fmt: skip
-    plan = expand_plan(models="fpbnet", fractions="100", pretrain="none", datasets=f"rpd,{manifest}",
-                       seeds="0")
+    plan = expand_plan(
+        models="fpbnet", fractions="100", pretrain="none", datasets=f"rpd,{manifest}", seeds="0"
+    )
     rpd, own = (s.run_id for s in plan.runs)
     assert main(args) == 0
     result = json.loads((out / "runs" / own / "result.json").read_text())

@@ -56,8 +56,13 @@ def test_spec_sizes_run(model, hwd):
 
 @pytest.mark.parametrize(
     ("hwd", "message"),
-    [((2, 16, 64), "H = 2"), ((6, 16, 64), "H = 6"), ((4, 24, 64), "W = 24"), ((4, 16, 60), "D = 60"),
-     ((4, 16, 63), "D = 63")],
+    [
+        ((2, 16, 64), "H = 2"),
+        ((6, 16, 64), "H = 6"),
+        ((4, 24, 64), "W = 24"),
+        ((4, 16, 60), "D = 60"),
+        ((4, 16, 63), "D = 63"),
+    ],
 )
 def test_spec_violations_are_rejected(model, hwd, message):
     with pytest.raises(bench3d2d.InputShapeError, match=message):

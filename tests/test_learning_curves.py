@@ -66,8 +66,11 @@ def test_the_plan_doubles_the_budget_and_plans_common_only_where_it_differs(lc, 
     runs = {(s.model, s.recipe, s.benchmark, s.fraction, s.pretrain) for s in plan.runs}
     expected = set()
     for model, recipe in (("fpbnet", "tuned"), ("ipn", "tuned"), ("ipn", "common")):
-        expected |= {(model, recipe, "ga", 5.0, "none"), (model, recipe, "ga", 100.0, "none"),
-                     (model, recipe, "rpd", 100.0, "none")}
+        expected |= {
+            (model, recipe, "ga", 5.0, "none"),
+            (model, recipe, "ga", 100.0, "none"),
+            (model, recipe, "rpd", 100.0, "none"),
+        }
     expected |= {("fpbnet", "tuned", "ga", 100.0, "slo"), ("fpbnet", "tuned", "ga", 100.0, "faf")}
     assert runs == expected and len(plan.runs) == len(expected)
     for spec in plan.runs:
@@ -118,18 +121,30 @@ def _history(scores, every=10):
 def _run(root: Path, run_id: str, spec: dict, scores, own_dice=None) -> None:
     folder = root / "runs" / run_id
     folder.mkdir(parents=True)
-    spec = {"train_dataset": "synthetic-ga-s-1", "seed": 0, "profile": "standard", "recipe": "tuned",
-            "pretrain": "none", **spec}
-    result = {"status": "complete", "run_id": run_id, "spec": spec, "history": _history(scores),
-              "stop": {"reason": "max_steps", "step": 10 * len(scores)}}
+    spec = {
+        "train_dataset": "synthetic-ga-s-1",
+        "seed": 0,
+        "profile": "standard",
+        "recipe": "tuned",
+        "pretrain": "none",
+        **spec,
+    }
+    result = {
+        "status": "complete",
+        "run_id": run_id,
+        "spec": spec,
+        "history": _history(scores),
+        "stop": {"reason": "max_steps", "step": 10 * len(scores)},
+    }
     (folder / "result.json").write_text(json.dumps(result))
     rows = []
     for i, value in enumerate(own_dice or []):
         rows.append({"test_set": spec["train_dataset"], "case_id": f"c{i}", "metric": "dice", "value": value})
         rows.append({"test_set": "synthetic-ga-s-2", "case_id": f"c{i}", "metric": "dice", "value": 0.0})
         rows.append({"test_set": spec["train_dataset"], "case_id": f"c{i}", "metric": "hd95_mm", "value": 9})
-    pd.DataFrame(rows, columns=["test_set", "case_id", "metric", "value"]).to_csv(folder / "cases.csv",
-                                                                                  index=False)
+    pd.DataFrame(rows, columns=["test_set", "case_id", "metric", "value"]).to_csv(
+        folder / "cases.csv", index=False
+    )
 
 
 @pytest.fixture
@@ -138,18 +153,55 @@ def fabricated(tmp_path):
     rising = [0.0, 0.2, 0.5, 0.8, 0.85, 0.9, 0.895, 0.9]
     _run(root, "r1", {"model": "fpbnet", "benchmark": "ga", "fraction": 100.0}, rising, [0.8, 0.9])
     _run(root, "r2", {"model": "fpbnet", "benchmark": "ga", "fraction": 5.0}, [0.1, 0.3, 0.3, 0.305])
-    _run(root, "r3", {"model": "fpbnet", "benchmark": "ga", "fraction": 100.0, "pretrain": "faf",
-                      "pretrain_source": "synthetic-ga-m"}, [0.5, 0.9, 0.92])
-    _run(root, "r4", {"model": "ipn", "benchmark": "rpd", "fraction": 100.0, "recipe": "common",
-                      "train_dataset": "synthetic-rpd"}, [0.0] * 30 + [0.745, 0.75])  # plateau past 200
-    _run(root, "r5", {"model": "ipn", "benchmark": "rpd", "fraction": 100.0,
-                      "train_dataset": "synthetic-rpd"}, [0.2, math.nan, 0.6])
+    _run(
+        root,
+        "r3",
+        {
+            "model": "fpbnet",
+            "benchmark": "ga",
+            "fraction": 100.0,
+            "pretrain": "faf",
+            "pretrain_source": "synthetic-ga-m",
+        },
+        [0.5, 0.9, 0.92],
+    )
+    _run(
+        root,
+        "r4",
+        {
+            "model": "ipn",
+            "benchmark": "rpd",
+            "fraction": 100.0,
+            "recipe": "common",
+            "train_dataset": "synthetic-rpd",
+        },
+        [0.0] * 30 + [0.745, 0.75],
+    )  # plateau past 200
+    _run(
+        root,
+        "r5",
+        {"model": "ipn", "benchmark": "rpd", "fraction": 100.0, "train_dataset": "synthetic-rpd"},
+        [0.2, math.nan, 0.6],
+    )
     pre = root / "pretrain" / "k1"
     pre.mkdir(parents=True)
-    (pre / "result.json").write_text(json.dumps({
-        "status": "complete", "key": "k1", "history": _history([0.3, 0.5, 0.55]),
-        "spec": {"model": "fpbnet", "source": "synthetic-ga-m", "modality": "faf", "profile": "standard",
-                 "seed": 0, "recipe": "tuned"}}))
+    (pre / "result.json").write_text(
+        json.dumps(
+            {
+                "status": "complete",
+                "key": "k1",
+                "history": _history([0.3, 0.5, 0.55]),
+                "spec": {
+                    "model": "fpbnet",
+                    "source": "synthetic-ga-m",
+                    "modality": "faf",
+                    "profile": "standard",
+                    "seed": 0,
+                    "recipe": "tuned",
+                },
+            }
+        )
+    )
     old = root / "runs" / "old"  # complete, but made before result.json recorded a history
     old.mkdir()
     (old / "result.json").write_text(json.dumps({"status": "complete", "run_id": "old", "spec": {}}))
@@ -173,9 +225,14 @@ def test_plot_draws_the_figure_and_writes_one_csv_row_per_curve(lc, fabricated, 
     with Image.open(png) as image:
         assert image.size[0] == 1600 and image.size[1] >= 400
     rows = _csv(table)
-    assert set(rows) == {("fpbnet", "GA 100 %", "tuned"), ("fpbnet", "GA 5 %", "tuned"),
-                         ("fpbnet", "GA 100 % SSL-FAF", "tuned"), ("ipn", "RPD 100 %", "common"),
-                         ("ipn", "RPD 100 %", "tuned"), ("fpbnet", "SSL-FAF on synthetic-ga-m", "tuned")}
+    assert set(rows) == {
+        ("fpbnet", "GA 100 %", "tuned"),
+        ("fpbnet", "GA 5 %", "tuned"),
+        ("fpbnet", "GA 100 % SSL-FAF", "tuned"),
+        ("ipn", "RPD 100 %", "common"),
+        ("ipn", "RPD 100 %", "tuned"),
+        ("fpbnet", "SSL-FAF on synthetic-ga-m", "tuned"),
+    }
     full = rows[("fpbnet", "GA 100 %", "tuned")]
     assert (full["best_score"], full["best_step"], full["plateau_step"]) == ("0.9", "60", "60")
     assert float(full["test_dice"]) == pytest.approx(0.85) and full["test_cases"] == "2"  # own split only
@@ -184,8 +241,12 @@ def test_plot_draws_the_figure_and_writes_one_csv_row_per_curve(lc, fabricated, 
     assert rows[("fpbnet", "GA 5 %", "tuned")]["test_dice"] == ""  # no own-split rows in its cases.csv
     assert rows[("ipn", "RPD 100 %", "tuned")]["plateau_step"] == "30"  # NaN validation skipped
     ssl = rows[("fpbnet", "SSL-FAF on synthetic-ga-m", "tuned")]
-    assert (ssl["kind"], ssl["score_name"], ssl["plateau_step"], ssl["test_dice"]) == ("pretrain", "ssim",
-                                                                                       "30", "")
+    assert (ssl["kind"], ssl["score_name"], ssl["plateau_step"], ssl["test_dice"]) == (
+        "pretrain",
+        "ssim",
+        "30",
+        "",
+    )
 
 
 def test_plot_writes_the_csv_into_the_results_folder_by_default(lc, fabricated, tmp_path):
@@ -232,8 +293,15 @@ def test_result_json_records_the_validation_history_up_to_the_stop(tmp_path, mon
     try:
         store = ResultsStore(tmp_path / "results")
         plateau = {"validate_every": 1, "patience": 2, "max_steps": 4}
-        plan = expand_plan(_sweep_tiny.MODEL, "100", "ga", "slo", seeds="0", profile="tiny",
-                           options=PlanOptions(hparams_for=lambda *_: plateau))
+        plan = expand_plan(
+            _sweep_tiny.MODEL,
+            "100",
+            "ga",
+            "slo",
+            seeds="0",
+            profile="tiny",
+            options=PlanOptions(hparams_for=lambda *_: plateau),
+        )
         report = run_sweep(plan, store, progress=SweepProgress(1, enabled=False))
         assert not report.failed, report.failed
         result = store.result(plan.runs[0].run_id)

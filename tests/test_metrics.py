@@ -110,9 +110,11 @@ def _brute_distances(a, m):
         p = np.pad(x, 1)
         inner = p[1:-1, 1:-1] & p[:-2, 1:-1] & p[2:, 1:-1] & p[1:-1, :-2] & p[1:-1, 2:]
         return x & ~inner
+
     ba, bm = np.argwhere(border(a)), np.argwhere(border(m))
-    return ([min(np.hypot(*(p - q)) for q in bm) for p in ba]
-            + [min(np.hypot(*(p - q)) for q in ba) for p in bm])
+    return [min(np.hypot(*(p - q)) for q in bm) for p in ba] + [
+        min(np.hypot(*(p - q)) for q in ba) for p in bm
+    ]
 
 
 def test_hd95_agrees_with_medpy():

@@ -8,8 +8,16 @@ from bench3d2d.engine.profiles import PAPER, PLATEAU_FIELDS, SMOKE, STANDARD, Pr
 
 
 def _plateau(**kw) -> Profile:
-    base = {"name": "p", "depth": 64, "crop": (8, 32), "batch_size": {"segmentation": 4}, "rounds": 1,
-            "validate_every": 10, "patience": 3, "max_steps": 95}
+    base = {
+        "name": "p",
+        "depth": 64,
+        "crop": (8, 32),
+        "batch_size": {"segmentation": 4},
+        "rounds": 1,
+        "validate_every": 10,
+        "patience": 3,
+        "max_steps": 95,
+    }
     return Profile(**{**base, **kw})
 
 
@@ -30,15 +38,18 @@ def test_plateau_profile_derives_its_rounds_and_round_length():
     assert longer.rounds == 8 and longer.min_delta == 0.01 and longer.steps_in_round(52, 4) == 25
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"patience": None}, "validate_every, patience and max_steps"),
-    ({"max_steps": None}, "validate_every, patience and max_steps"),
-    ({"steps_per_round": 5}, "round-based"),
-    ({"repeats": 4}, "round-based"),
-    ({"patience": 0}, "must be >= 1"),
-    ({"min_delta": -0.1}, "min_delta >= 0"),
-    ({"min_steps": 100}, "min_steps <= max_steps"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"patience": None}, "validate_every, patience and max_steps"),
+        ({"max_steps": None}, "validate_every, patience and max_steps"),
+        ({"steps_per_round": 5}, "round-based"),
+        ({"repeats": 4}, "round-based"),
+        ({"patience": 0}, "must be >= 1"),
+        ({"min_delta": -0.1}, "min_delta >= 0"),
+        ({"min_steps": 100}, "min_steps <= max_steps"),
+    ],
+)
 def test_plateau_settings_are_checked(bad, message):
     with pytest.raises(ValueError, match=message):
         _plateau(**bad)

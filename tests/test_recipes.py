@@ -28,9 +28,19 @@ from bench3d2d.models import _registry, register_model
 def toy_official_model():
     """A model registered with official settings only for the test (removed afterwards)."""
 
-    @register_model(name="recipe_toy_net", depth={"min": 1},
-                    defaults={"official": {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.05,
-                                           "batch_size": 7, "iterations": 999}})
+    @register_model(
+        name="recipe_toy_net",
+        depth={"min": 1},
+        defaults={
+            "official": {
+                "optimizer": "adamw",
+                "lr": 3e-3,
+                "weight_decay": 0.05,
+                "batch_size": 7,
+                "iterations": 999,
+            }
+        },
+    )
     def recipe_toy_net(in_channels=1, out_channels=1, depth=None, **kwargs):
         """Mean over depth, then a 1x1 conv."""
         return _MeanConv(in_channels, out_channels)
@@ -71,8 +81,12 @@ def test_official_carries_the_published_optimisers():
 
 def test_official_of_a_registered_model_is_read_from_its_defaults(toy_official_model):
     recipe = resolve_recipe(toy_official_model, "official")
-    assert dict(recipe.values) == {"optimizer": "adamw", "lr": 3e-3, "betas": (0.9, 0.999),
-                                   "weight_decay": 0.05}
+    assert dict(recipe.values) == {
+        "optimizer": "adamw",
+        "lr": 3e-3,
+        "betas": (0.9, 0.999),
+        "weight_decay": 0.05,
+    }
     assert recipe.not_applied == {"batch_size": 7, "iterations": 999}
 
 
@@ -140,8 +154,15 @@ def test_a_fit_under_official_trains_ipn_with_adam(tmp_path):
     prof = run_profile(TOY_PROFILE, "ipn", "official")
     model = build_model("ipn", SHAPE[2])
     with pytest.raises(Stop):
-        fit(model, segmentation(), toy_cases(2, 1), toy_cases(1, 2), FitOptions(prof, 0), out_dir=tmp_path,
-            on_validation=stop)
+        fit(
+            model,
+            segmentation(),
+            toy_cases(2, 1),
+            toy_cases(1, 2),
+            FitOptions(prof, 0),
+            out_dir=tmp_path,
+            on_validation=stop,
+        )
     optimizer = ckpt_io.read(tmp_path / "checkpoints" / "last.pt")["optimizer"]
     group = optimizer["param_groups"][0]
     assert group["lr"] == 1e-4 and tuple(group["betas"]) == (0.9, 0.999) and group["weight_decay"] == 0.0
@@ -153,10 +174,11 @@ def test_train_and_evaluate_applies_the_recipe_set_and_records_it(tmp_path):
     from bench3d2d.engine import Compute, RunPaths, RunSettings, RunTarget, train_and_evaluate
 
     tiny = SMOKE.with_overrides({"rounds": 1, "steps_per_round": 1, "top_k": 1})
-    res = train_and_evaluate(RunTarget("ipn", "synthetic-ga-s-1", fraction=5),
-                             RunSettings(profile=tiny, recipe="official", hparams={"lr": 5e-4},
-                                         compute=Compute(threads=1)),
-                             RunPaths(tmp_path / "run", tmp_path / "cache"))
+    res = train_and_evaluate(
+        RunTarget("ipn", "synthetic-ga-s-1", fraction=5),
+        RunSettings(profile=tiny, recipe="official", hparams={"lr": 5e-4}, compute=Compute(threads=1)),
+        RunPaths(tmp_path / "run", tmp_path / "cache"),
+    )
     assert res.extra["recipe"]["set"] == "official" and res.extra["recipe"]["values"]["lr"] == 1e-4
     assert res.extra["recipe"]["not_applied"]["batch_size"] == 3
     prof = res.extra["profile"]

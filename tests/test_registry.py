@@ -146,7 +146,8 @@ def test_broken_plugin_warns_and_names_itself(tmp_path, monkeypatch, scratch_reg
     (dist / "entry_points.txt").write_text("[bench3d2d.models]\nbroken_net = broken_plugin\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(registry, "_ENTRY_POINTS_LOADED", False)
-    with pytest.warns(RuntimeWarning, match="broken_net"), pytest.raises(
-        UnknownModelError, match="missing dependency xyz"
+    with (
+        pytest.warns(RuntimeWarning, match="broken_net"),
+        pytest.raises(UnknownModelError, match="missing dependency xyz"),
     ):
         bench3d2d.create_model("broken_net")

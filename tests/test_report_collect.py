@@ -16,8 +16,9 @@ ENTRIES = (("fpbnet", "none"), ("ipn", "none"))
 
 @pytest.fixture
 def results(tmp_path):
-    return fabricate(tmp_path / "results", entries=ENTRIES, fractions=(100,), seeds=(0,), n_cases=6,
-                     predictions=1)
+    return fabricate(
+        tmp_path / "results", entries=ENTRIES, fractions=(100,), seeds=(0,), n_cases=6, predictions=1
+    )
 
 
 def _run_dirs(root):
@@ -37,10 +38,19 @@ def test_clean_folder_reads_every_row(results):
 
 
 def test_failed_and_incomplete_runs_are_listed_not_dropped(results):
-    spec = {"model": "lachinov", "train_dataset": "synth-ga", "fraction": 100.0, "seed": 0,
-            "pretrain": "none"}
-    write_run(results, spec, status="failed",
-              error={"type": "RuntimeError", "message": "CUDA out of memory", "traceback": "..."})
+    spec = {
+        "model": "lachinov",
+        "train_dataset": "synth-ga",
+        "fraction": 100.0,
+        "seed": 0,
+        "pretrain": "none",
+    }
+    write_run(
+        results,
+        spec,
+        status="failed",
+        error={"type": "RuntimeError", "message": "CUDA out of memory", "traceback": "..."},
+    )
     write_run(results, {**spec, "model": "ipnv2"}, status="running")  # spec.json and log.txt
     write_run(results, {**spec, "model": "resensnet"}, status="pending")  # spec.json only
     coll = collect(results)
@@ -143,8 +153,9 @@ def test_per_case_parquet_table(tmp_path, results):
     coll.cases.drop(columns="run_id").to_parquet(tmp_path / "cases.parquet")
     from_parquet = collect(tmp_path / "cases.parquet")
     assert from_parquet.warnings == [] and from_parquet.cases["value"].isna().sum() == 2  # NaN kept
-    pd.testing.assert_frame_equal(from_parquet.cases.drop(columns="run_id"),
-                                  coll.cases.drop(columns="run_id"))
+    pd.testing.assert_frame_equal(
+        from_parquet.cases.drop(columns="run_id"), coll.cases.drop(columns="run_id")
+    )
 
 
 def test_read_prediction_checks_the_file(results, tmp_path):

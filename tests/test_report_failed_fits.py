@@ -37,15 +37,27 @@ def _rows(model: str, pretrain: str, seed: int) -> pd.DataFrame:
     for i in range(N_CASES):
         ref = 2.0 + 0.1 * i
         if i in empty_cases:
-            values = {"dice": 0.0, "area_pred_mm2": 0.0, "area_ref_mm2": ref, "area_diff_mm2": ref,
-                      "hd95_mm": 8.1}
+            values = {
+                "dice": 0.0,
+                "area_pred_mm2": 0.0,
+                "area_ref_mm2": ref,
+                "area_diff_mm2": ref,
+                "hd95_mm": 8.1,
+            }
         else:
             d = float(np.clip(dice + 0.01 * i + rng.normal(0, 0.005), 0, 1))
             pred = ref * (1.2 - 0.2 * d)
-            values = {"dice": d, "area_pred_mm2": pred, "area_ref_mm2": ref, "area_diff_mm2": abs(pred - ref),
-                      "hd95_mm": 3 * (1 - d)}
-        rows += [[TRAIN, TEST, FRACTION, f"case{i:02d}", f"p{i:02d}", model, pretrain, seed, m, v]
-                 for m, v in values.items()]
+            values = {
+                "dice": d,
+                "area_pred_mm2": pred,
+                "area_ref_mm2": ref,
+                "area_diff_mm2": abs(pred - ref),
+                "hd95_mm": 3 * (1 - d),
+            }
+        rows += [
+            [TRAIN, TEST, FRACTION, f"case{i:02d}", f"p{i:02d}", model, pretrain, seed, m, v]
+            for m, v in values.items()
+        ]
     return pd.DataFrame(rows, columns=CASE_COLUMNS)
 
 
@@ -53,8 +65,15 @@ def fabricate_failed(root):
     """One complete run per entry and seed; "dead" predicts nothing anywhere, "half" in seed 0."""
     for model, pretrain in PLAN:
         for seed in SEEDS:
-            spec = {"model": model, "train_dataset": TRAIN, "test_sets": [TEST], "fraction": FRACTION,
-                    "seed": seed, "profile": "quick", "pretrain": pretrain}
+            spec = {
+                "model": model,
+                "train_dataset": TRAIN,
+                "test_sets": [TEST],
+                "fraction": FRACTION,
+                "seed": seed,
+                "profile": "quick",
+                "pretrain": pretrain,
+            }
             write_run(root, spec, _rows(model, pretrain, seed))
     return root
 
@@ -64,15 +83,16 @@ def board(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("failed")
     root = fabricate_failed(tmp / "results")
     out = tmp / "board"
-    report = build_report(root, out, ReportOptions(bootstrap_resamples=200, rank_resamples=20,
-                                                   overlay_cases=0))
+    report = build_report(
+        root, out, ReportOptions(bootstrap_resamples=200, rank_resamples=20, overlay_cases=0)
+    )
     return report, out
 
 
 def _section_rows(md: str) -> dict[str, str]:
     """Board rows of the one section, by model name."""
-    section = md[md.index(f"### {TEST} · 20 %"):]
-    section = section[:section.index("Friedman (")]
+    section = md[md.index(f"### {TEST} · 20 %") :]
+    section = section[: section.index("Friedman (")]
     lines = [line for line in section.splitlines() if line.startswith("| ")][2:]
     return {line.split(" | ")[1].split(" ")[0]: line for line in lines}
 
@@ -138,7 +158,7 @@ def test_markdown_flags_failed_fits(board):
     assert "dead (scratch): 2 of 2 seeds (seeds 0, 1)" in listing
     assert "half (scratch): 1 of 2 seeds (seed 0)" in listing
     assert "patchy" not in listing and "good" not in listing
-    overview = md[md.index("## Overview"):md.index("## Trained on")]
+    overview = md[md.index("## Overview") : md.index("## Trained on")]
     ov = {line.split(" | ")[0][2:]: line for line in overview.splitlines() if line.startswith("| ")}
     assert ov["dead"].endswith("| failed fit |") and ov["half"].endswith(" ✗ |") and "**" not in ov["half"]
 
@@ -146,10 +166,13 @@ def test_markdown_flags_failed_fits(board):
 def test_html_flags_failed_fits(board):
     _, out = board
     html = (out / "index.html").read_text()
-    table = html[html.index('<table class="sortable board">'):]
-    table = table[:table.index("</table>")]
-    rows = {re.search(r'<td class="name">([a-z]+)', r).group(1): r
-            for r in re.findall(r"<tr[^>]*>.*?</tr>", table, flags=re.S) if '<td class="name">' in r}
+    table = html[html.index('<table class="sortable board">') :]
+    table = table[: table.index("</table>")]
+    rows = {
+        re.search(r'<td class="name">([a-z]+)', r).group(1): r
+        for r in re.findall(r"<tr[^>]*>.*?</tr>", table, flags=re.S)
+        if '<td class="name">' in r
+    }
     for name, text in (("dead", "✗ failed fit (2/2 seeds)"), ("half", "✗ failed fit (1/2 seeds)")):
         assert rows[name].startswith('<tr class="failed-fit-row">')
         assert '<span class="failed-fit"' in rows[name] and text in rows[name]
@@ -157,8 +180,8 @@ def test_html_flags_failed_fits(board):
     assert re.search(r'<td data-sort="[^"]*">failed fit', rows["dead"]) and "0.000 ±" not in rows["dead"]
     assert rows["good"].startswith('<tr class="best">') and "<strong>" in rows["good"]
     assert "failed-fit" not in rows["patchy"]
-    listing = html[html.index('<p class="failed-fits">'):]
-    listing = listing[:listing.index("</p>")]
+    listing = html[html.index('<p class="failed-fits">') :]
+    listing = listing[: listing.index("</p>")]
     assert "dead (scratch): 2 of 2 seeds (seeds 0, 1)" in listing and "half (scratch)" in listing
     assert "patchy" not in listing
 
@@ -168,25 +191,39 @@ def test_csv_and_json_carry_the_failed_seeds(board):
     summary = pd.read_csv(out / "summary.csv")
     dice = summary[summary["metric"] == "dice"].set_index("model")
     assert dice["failed_seeds"].to_dict() == {"good": 0, "fair": 0, "patchy": 0, "half": 1, "dead": 2}
-    assert dice["failed_fit"].to_dict() == {"good": False, "fair": False, "patchy": False, "half": True,
-                                            "dead": True}
+    assert dice["failed_fit"].to_dict() == {
+        "good": False,
+        "fair": False,
+        "patchy": False,
+        "half": True,
+        "dead": True,
+    }
     assert not dice.loc[dice["failed_fit"], "is_best"].any()
     fits = pd.read_csv(out / "fits.csv")
     assert len(fits) == len(PLAN) * len(SEEDS)
     assert sorted(map(tuple, fits.loc[fits["failed_fit"], ["model", "seed"]].to_numpy())) == [
-        ("dead", 0), ("dead", 1), ("half", 0)]
+        ("dead", 0),
+        ("dead", 1),
+        ("half", 0),
+    ]
     doc = json.loads((out / "report.json").read_text())
     assert doc["tables"]["fits"] == "fits.csv"
-    assert sorted((f["model"], f["seed"]) for f in doc["failed_fits"]) == [("dead", 0), ("dead", 1),
-                                                                           ("half", 0)]
+    assert sorted((f["model"], f["seed"]) for f in doc["failed_fits"]) == [
+        ("dead", 0),
+        ("dead", 1),
+        ("half", 0),
+    ]
     tex = (out / "leaderboard.tex").read_text()
     dead = next(line for line in tex.splitlines() if line.startswith(" & dead") or "dead" in line)
     assert r"\textit{$\times$ failed fit (2/2 seeds)}" in dead and r"\textbf" not in dead
 
 
 def test_a_board_where_every_entry_failed_has_no_best():
-    cases = pd.concat([_rows("dead", "none", s) for s in SEEDS]
-                      + [_rows("dead", "none", s).assign(pretrain="slo") for s in SEEDS], ignore_index=True)
+    cases = pd.concat(
+        [_rows("dead", "none", s) for s in SEEDS]
+        + [_rows("dead", "none", s).assign(pretrain="slo") for s in SEEDS],
+        ignore_index=True,
+    )
     lb = build_leaderboard(cases, n_resamples=99, rank_resamples=10)
     fam = lb.family(TRAIN, TEST, FRACTION, "dice")
     assert not fam["is_best"].any() and fam["position"].isna().all()
@@ -196,12 +233,15 @@ def test_a_board_where_every_entry_failed_has_no_best():
 CHROMIUM = find_chromium()
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Chromium not found (install Debian's `chromium` or set "
-                                             "BENCH3D2D_CHROMIUM)")
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Chromium not found (install Debian's `chromium` or set BENCH3D2D_CHROMIUM)"
+)
 def test_failed_fit_rows_stay_last_when_the_page_is_sorted(board):
     _, out = board
-    models = "Array.from(document.querySelectorAll('table.board tbody tr td:nth-child(2)'))" \
-             ".map(td => td.firstChild.textContent.trim())"
+    models = (
+        "Array.from(document.querySelectorAll('table.board tbody tr td:nth-child(2)'))"
+        ".map(td => td.firstChild.textContent.trim())"
+    )
     with Page(CHROMIUM) as page:
         page.open(out / "index.html")
         assert page.errors() == []

@@ -27,12 +27,19 @@ def swept(tmp_path_factory):
     mp.setenv("BENCH3D2D_THREADS", "1")
     root = tmp_path_factory.mktemp("harness") / "results"
     try:
-        plan = expand_plan(models=[_sweep_tiny.MODEL, "test_tiny_b"], fractions="100", datasets="ga",
-                           pretrain="none", profile="tiny", seeds="0")
+        plan = expand_plan(
+            models=[_sweep_tiny.MODEL, "test_tiny_b"],
+            fractions="100",
+            datasets="ga",
+            pretrain="none",
+            profile="tiny",
+            seeds="0",
+        )
         run_sweep(plan, ResultsStore(root), progress=SweepProgress(1, enabled=False))
         out = root.parent / "board"
-        report = build_report(root, out, ReportOptions(bootstrap_resamples=199, rank_resamples=100,
-                                                       overlay_cases=1))
+        report = build_report(
+            root, out, ReportOptions(bootstrap_resamples=199, rank_resamples=100, overlay_cases=1)
+        )
     finally:
         _sweep_tiny.uninstall()
         registry._REGISTRY.pop("test_tiny_b", None)

@@ -25,28 +25,68 @@ EFFECTS = {("fpbnet", "none"): 0.12, ("fpbnet", "slo"): 0.0, (EVIL_MODEL, "none"
 def built(tmp_path_factory):
     """A results folder with a failed run, an incomplete run and a truncated case file; its report."""
     tmp = tmp_path_factory.mktemp("report")
-    root = fabricate(tmp / "results", entries=ENTRIES, effects=EFFECTS,
-                     test_sets=("synth-ga:test", EVIL_TEST), fractions=(20, 100), seeds=(0,), n_cases=8,
-                     predictions=2)
+    root = fabricate(
+        tmp / "results",
+        entries=ENTRIES,
+        effects=EFFECTS,
+        test_sets=("synth-ga:test", EVIL_TEST),
+        fractions=(20, 100),
+        seeds=(0,),
+        n_cases=8,
+        predictions=2,
+    )
     spec = {"model": "ipn", "train_dataset": "synth-ga", "fraction": 20.0, "seed": 0, "pretrain": "none"}
-    failed = write_run(root, spec, status="failed",
-                       error={"type": "MemoryError", "message": "<out of memory>", "traceback": "..."})
+    failed = write_run(
+        root,
+        spec,
+        status="failed",
+        error={"type": "MemoryError", "message": "<out of memory>", "traceback": "..."},
+    )
     pending = write_run(root, {**spec, "fraction": 100.0}, status="running")
     victim = next(p for p in sorted((root / "runs").iterdir()) if p not in (failed, pending))
     text = (victim / "cases.csv").read_text()
     (victim / "cases.csv").write_text(text[: len(text) - 25])  # truncated in the last row
     out = tmp / "board"
-    code = main(["report", str(root), "--out", str(out), "--bootstrap", "300", "--overlay-cases", "2",
-                 "--allow-damaged"])  # the truncated cases.csv: report it with a warning
-    return {"root": root, "out": out, "code": code, "failed": failed.name, "pending": pending.name,
-            "victim": victim.name}
+    code = main(
+        [
+            "report",
+            str(root),
+            "--out",
+            str(out),
+            "--bootstrap",
+            "300",
+            "--overlay-cases",
+            "2",
+            "--allow-damaged",
+        ]
+    )  # the truncated cases.csv: report it with a warning
+    return {
+        "root": root,
+        "out": out,
+        "code": code,
+        "failed": failed.name,
+        "pending": pending.name,
+        "victim": victim.name,
+    }
 
 
 def test_cli_writes_every_output(built):
     out = built["out"]
     assert built["code"] == 0
-    for name in ("README.md", "index.html", "leaderboard.tex", "cases.csv", "summary.csv", "pairwise.csv",
-                 "friedman.csv", "ranks.csv", "claims.csv", "cost.csv", "runs.csv", "report.json"):
+    for name in (
+        "README.md",
+        "index.html",
+        "leaderboard.tex",
+        "cases.csv",
+        "summary.csv",
+        "pairwise.csv",
+        "friedman.csv",
+        "ranks.csv",
+        "claims.csv",
+        "cost.csv",
+        "runs.csv",
+        "report.json",
+    ):
         assert (out / name).is_file(), name
     # the per-case data once, in one format
     assert not (out / "cases.parquet").exists() and not (out / "case_means.csv").exists()
@@ -63,8 +103,17 @@ def test_cli_writes_every_output(built):
 def test_case_table_keeps_names_and_every_value_and_reads_back(built):
     out = built["out"]
     cases = pd.read_csv(out / "cases.csv", keep_default_na=False, na_values=[""])
-    assert list(cases.columns)[:9] == ["train_dataset", "test_set", "fraction", "model", "pretrain", "seed",
-                                       "case_id", "patient_id", "run_id"]
+    assert list(cases.columns)[:9] == [
+        "train_dataset",
+        "test_set",
+        "fraction",
+        "model",
+        "pretrain",
+        "seed",
+        "case_id",
+        "patient_id",
+        "run_id",
+    ]
     assert {"dice", "area_diff_mm2", "hd95_mm", "area_diff_signed_mm2"} <= set(cases.columns)
     assert EVIL_MODEL in set(cases["model"]) and EVIL_TEST in set(cases["test_set"])
     # 6 complete runs x 2 test sets x 8 cases, one row each; the truncated last row lost one value
@@ -92,8 +141,10 @@ def test_failed_runs_and_bad_files_are_reported(built, capsys):
     runs = pd.read_csv(out / "runs.csv").set_index("run_id")
     assert runs.loc[built["failed"], "status"] == "failed"
     assert runs.loc[built["pending"], "status"] == "incomplete"
-    doc = json.loads((out / "report.json").read_text(),
-                     parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    doc = json.loads(
+        (out / "report.json").read_text(),
+        parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"),
+    )
     assert any(f"runs/{built['victim']}/cases.csv" in w for w in doc["warnings"])
     assert doc["settings"]["scipy"]
 
@@ -102,7 +153,7 @@ def test_markdown_board_order_marker_and_escaping(built):
     md = (built["out"] / "README.md").read_text()
     assert "<img" not in md and "<script" not in md and "</script" not in md
     assert "&lt;img src=x" in md
-    section = md[md.index("### synth-ga:test · 20 %"):]
+    section = md[md.index("### synth-ga:test · 20 %") :]
     rows = [line for line in section.splitlines() if line.startswith("| ")][2:5]
     assert rows[0].startswith("| 1 | fpbnet | scratch |") and "**" in rows[0]
     assert all("†" in r for r in rows[1:])
@@ -128,8 +179,19 @@ def test_latex_escapes_names(built):
 
 
 def test_strict_mode_and_reproducible_tables(built, tmp_path):
-    args = ["report", str(built["root"]), "--out", str(tmp_path / "a"), "--bootstrap", "300", "--no-figures",
-            "--formats", "md", "csv", "--allow-damaged"]
+    args = [
+        "report",
+        str(built["root"]),
+        "--out",
+        str(tmp_path / "a"),
+        "--bootstrap",
+        "300",
+        "--no-figures",
+        "--formats",
+        "md",
+        "csv",
+        "--allow-damaged",
+    ]
     assert main([*args, "--strict"]) == 1
     assert main(args) == 0
     assert (tmp_path / "a" / "summary.csv").read_bytes() == (built["out"] / "summary.csv").read_bytes()
@@ -159,9 +221,11 @@ def test_html_page_in_headless_chromium(built):
         n_tables = page.evaluate("document.querySelectorAll('table.board').length")
         assert n_tables == 4  # 2 test sets x 2 fractions
         assert page.evaluate("document.documentElement.getAttribute('data-sortable-ready')") == str(
-            page.evaluate("document.querySelectorAll('table.sortable').length"))
-        images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth, "
-                               "i.src.slice(0, 22)])")
+            page.evaluate("document.querySelectorAll('table.sortable').length")
+        )
+        images = page.evaluate(
+            "Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.src.slice(0, 22)])"
+        )
         assert len(images) == 1 + 8 + 4 + 4  # curves, CD diagrams, overlays, ranking stability
         assert all(ok and width > 0 and src == "data:image/png;base64," for ok, width, src in images)
         # names are text, never markup
@@ -182,8 +246,10 @@ def test_html_page_in_headless_chromium(built):
 @needs_chromium
 def test_chromium_check_catches_broken_pages(tmp_path):
     bad = tmp_path / "bad.html"
-    bad.write_text("<!DOCTYPE html><html><body><img src='missing.png'>"
-                   "<script>console.error('boom'); notAFunction();</script></body></html>")
+    bad.write_text(
+        "<!DOCTYPE html><html><body><img src='missing.png'>"
+        "<script>console.error('boom'); notAFunction();</script></body></html>"
+    )
     with Page(CHROMIUM) as page:
         page.open(bad)
         errors = page.errors()
@@ -200,8 +266,12 @@ def test_no_nan_text_in_boards(built):
 
 def test_a_folder_where_every_run_failed_still_gives_a_report(tmp_path):
     spec = {"model": "ipn", "train_dataset": "synth-ga", "fraction": 5.0, "seed": 0, "pretrain": "none"}
-    failed = write_run(tmp_path / "results", spec, status="failed",
-                       error={"type": "ValueError", "message": "bad volume", "traceback": "..."})
+    failed = write_run(
+        tmp_path / "results",
+        spec,
+        status="failed",
+        error={"type": "ValueError", "message": "bad volume", "traceback": "..."},
+    )
     out = tmp_path / "board"
     assert main(["report", str(tmp_path / "results"), "--out", str(out), "--bootstrap", "100"]) == 0
     md = (out / "README.md").read_text()
@@ -213,8 +283,8 @@ def test_a_folder_where_every_run_failed_still_gives_a_report(tmp_path):
 
 def test_markdown_overview_lists_every_entry_at_every_fraction(built):
     md = (built["out"] / "README.md").read_text()
-    overview = md[md.index("## Overview"):md.index("## Trained on")]
-    block = overview[overview.index("tested on synth-ga:test"):]
+    overview = md[md.index("## Overview") : md.index("## Trained on")]
+    block = overview[overview.index("tested on synth-ga:test") :]
     lines = [line for line in block.splitlines() if line.startswith("| ")]
     assert lines[0] == "| Model | Pre-training | 20 % | 100 % |"
     rows = {tuple(c.strip() for c in line.split(" | ")[:2]): line for line in lines[2:5]}
@@ -222,7 +292,7 @@ def test_markdown_overview_lists_every_entry_at_every_fraction(built):
     assert scratch.count("**") == 4 and "†" not in scratch  # best at both fractions
     assert slo.count("†") == 2 and "**" not in slo
     # the overview's number is the full table's mean
-    section = md[md.index("### synth-ga:test · 20 %"):]
+    section = md[md.index("### synth-ga:test · 20 %") :]
     full = next(line for line in section.splitlines() if line.startswith("| 1 | fpbnet | scratch |"))
     mean = full.split(" | ")[6].strip("* ").split(" ± ")[0]
     assert scratch.split(" | ")[2] == f"**{mean}**"

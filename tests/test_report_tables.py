@@ -15,14 +15,26 @@ from bench3d2d.results import CASE_COLUMNS
 
 ENTRIES = (("ipn", "none"), ("fpbnet", "slo"), ("fpbnet", "none"), ("lachinov", "faf"))
 # "fpbnet (scratch)" is better than every other entry on every case: +0.15 Dice, noise 0.01.
-EFFECTS = {("fpbnet", "none"): 0.15, ("fpbnet", "slo"): 0.0, ("ipn", "none"): -0.02,
-           ("lachinov", "faf"): 0.01}
+EFFECTS = {
+    ("fpbnet", "none"): 0.15,
+    ("fpbnet", "slo"): 0.0,
+    ("ipn", "none"): -0.02,
+    ("lachinov", "faf"): 0.01,
+}
 
 
 @pytest.fixture(scope="module")
 def dominant(tmp_path_factory):
-    root = fabricate(tmp_path_factory.mktemp("dominant") / "results", entries=ENTRIES, effects=EFFECTS,
-                     fractions=(20,), seeds=(0, 1, 2), n_cases=14, noise=0.01, predictions=0)
+    root = fabricate(
+        tmp_path_factory.mktemp("dominant") / "results",
+        entries=ENTRIES,
+        effects=EFFECTS,
+        fractions=(20,),
+        seeds=(0, 1, 2),
+        n_cases=14,
+        noise=0.01,
+        predictions=0,
+    )
     coll = collect(root)
     assert coll.warnings == []
     return coll.cases, build_leaderboard(coll.cases, n_resamples=500)
@@ -98,8 +110,9 @@ def test_cases_are_paired_by_id_not_row_order(dominant):
     shuffled = cases.sample(frac=1.0, random_state=3).reset_index(drop=True)
     again = build_leaderboard(shuffled, n_resamples=500)
     cols = ["model", "pretrain", "mean", "p_vs_best", "p_holm_vs_best", "mean_rank", "ci_low", "ci_high"]
-    pd.testing.assert_frame_equal(lb.summary[cols].reset_index(drop=True),
-                                  again.summary[cols].reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        lb.summary[cols].reset_index(drop=True), again.summary[cols].reset_index(drop=True)
+    )
     # a case missing for one entry is left out of that entry's pairs only
     fewer = cases[~((cases["model"] == "ipn") & (cases["case_id"] == "case03"))]
     lb2 = build_leaderboard(fewer, n_resamples=200)
@@ -125,13 +138,15 @@ def _mixed_board():
 def test_no_dagger_contradicts_the_pairwise_table():
     lb = build_leaderboard(_mixed_board(), n_resamples=199, rank_resamples=50)
     n_marks = 0
-    for (train, test, frac, metric), fam in lb.summary.groupby(["train_dataset", "test_set", "fraction",
-                                                                 "metric"]):
+    for (train, test, frac, metric), fam in lb.summary.groupby(
+        ["train_dataset", "test_set", "fraction", "metric"]
+    ):
         pairs = lb.pairs(train, test, frac, metric)
         best = fam[fam["is_best"]]
         for _, row in fam[~fam["is_best"]].iterrows():
-            sel = (((pairs["entry_a"] == best["entry"].iloc[0]) & (pairs["entry_b"] == row["entry"]))
-                   | ((pairs["entry_b"] == best["entry"].iloc[0]) & (pairs["entry_a"] == row["entry"])))
+            sel = ((pairs["entry_a"] == best["entry"].iloc[0]) & (pairs["entry_b"] == row["entry"])) | (
+                (pairs["entry_b"] == best["entry"].iloc[0]) & (pairs["entry_a"] == row["entry"])
+            )
             pair = pairs[sel].iloc[0]
             assert row["p_holm_vs_best"] == pair["p_holm"]  # the same adjusted p, one family
             worse = row["mean"] < best["mean"].iloc[0]
@@ -177,10 +192,28 @@ def test_claims_are_checked_on_the_boards_data():
 
     rng = np.random.default_rng(9)
     rows = []
-    plan = {"syn-ga": (12, {("fpbnet", "slo"): 0.15, ("fpbnet", "none"): 0.002, ("ipn", "none"): 0.0,
-                            ("lachinov", "none"): -0.05, ("lachinov", "slo"): -0.08}),
-            "syn-rpd": (12, {("fpbnet", "slo"): 0.02, ("fpbnet", "none"): 0.0, ("ipn", "none"): 0.0,
-                             ("lachinov", "none"): -0.05, ("lachinov", "slo"): -0.05})}
+    plan = {
+        "syn-ga": (
+            12,
+            {
+                ("fpbnet", "slo"): 0.15,
+                ("fpbnet", "none"): 0.002,
+                ("ipn", "none"): 0.0,
+                ("lachinov", "none"): -0.05,
+                ("lachinov", "slo"): -0.08,
+            },
+        ),
+        "syn-rpd": (
+            12,
+            {
+                ("fpbnet", "slo"): 0.02,
+                ("fpbnet", "none"): 0.0,
+                ("ipn", "none"): 0.0,
+                ("lachinov", "none"): -0.05,
+                ("lachinov", "slo"): -0.05,
+            },
+        ),
+    }
     for train, (n_pat, effects) in plan.items():
         base = rng.uniform(0.4, 0.6, n_pat)
         for (model, pre), eff in effects.items():

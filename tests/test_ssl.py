@@ -36,8 +36,14 @@ def test_one_ssl_step_then_transfer_for_every_model(name, tmp_path):
     frozen = ONE_STEP.with_overrides({"lr": 0.0, "weight_decay": 0.0, "optimizer": "sgd", "momentum": 0.0})
     torch.manual_seed(1)
     model = build_model(name, depth)
-    fit(model, segmentation(), train, val, FitOptions(frozen, 0, init_weights=weights),
-        out_dir=tmp_path / "ft")
+    fit(
+        model,
+        segmentation(),
+        train,
+        val,
+        FitOptions(frozen, 0, init_weights=weights),
+        out_dir=tmp_path / "ft",
+    )
     loaded = ckpt_io.read(weights)["state_dict"]
     params = dict(model.named_parameters())
     assert params, f"{name} has no parameters"
@@ -58,8 +64,12 @@ def test_pretrain_on_synthetic_source_is_cached_and_excludes_test_patients(tmp_p
     from bench3d2d.data import load_dataset
 
     opts = {"n_patients": 12}
-    kw = dict(profile=ONE_STEP.with_overrides({"crop": [8, 32]}), compute=Compute(threads=1),
-              root=tmp_path / "pre", cache_dir=tmp_path / "cache")
+    kw = dict(
+        profile=ONE_STEP.with_overrides({"crop": [8, 32]}),
+        compute=Compute(threads=1),
+        root=tmp_path / "pre",
+        cache_dir=tmp_path / "cache",
+    )
     first = pretrain(PretrainTarget("fpbnet", "synthetic-ga-m", "faf", data_options=opts), **kw)
     assert not first.cached and first.weights.exists()
     excluded = set(load_dataset("synthetic-ga-m-s", size="quick", seed=0, **opts).patient_ids())
@@ -83,10 +93,12 @@ def test_train_and_evaluate_with_faf_pretraining_shares_the_weights(tmp_path):
     runs = {}
     for fraction in (5, 20):
         runs[fraction] = train_and_evaluate(
-            RunTarget("fpbnet", "synthetic-ga-s-1", ["synthetic-ga-s-2"], fraction=fraction, seed=0,
-                      pretrain="faf"),
+            RunTarget(
+                "fpbnet", "synthetic-ga-s-1", ["synthetic-ga-s-2"], fraction=fraction, seed=0, pretrain="faf"
+            ),
             RunSettings(profile=tiny, compute=Compute(threads=1)),
-            RunPaths(tmp_path / f"run{fraction}", tmp_path / "cache"))
+            RunPaths(tmp_path / f"run{fraction}", tmp_path / "cache"),
+        )
     assert not runs[5].pretrain["cached"] and runs[20].pretrain["cached"]
     assert runs[5].pretrain["weights"] == runs[20].pretrain["weights"]
     assert "initialised from" in (tmp_path / "run20" / "log.txt").read_text()

@@ -118,8 +118,9 @@ def test_holm_ignores_nan():
 
 def test_friedman_matches_scipy():
     rng = np.random.default_rng(7)
-    wide = pd.DataFrame(rng.normal(0, 1, (15, 4)) + np.array([0, 0.3, 0.6, 0.9]),
-                        columns=["a", "b", "c", "d"])
+    wide = pd.DataFrame(
+        rng.normal(0, 1, (15, 4)) + np.array([0, 0.3, 0.6, 0.9]), columns=["a", "b", "c", "d"]
+    )
     wide.iloc[3, 1] = np.nan  # case 3 is not complete -> left out
     res = stats.friedman(wide)
     full = wide.dropna()
@@ -151,8 +152,9 @@ def test_mean_ranks_respect_direction():
 
 
 def test_best_entry_respects_direction_and_ties_have_no_best():
-    summary = pd.DataFrame({"mean": [0.5, 0.7, 0.6, np.nan], "median": [0.5, 0.6, 0.65, 0.9]},
-                           index=["a", "b", "c", "d"])
+    summary = pd.DataFrame(
+        {"mean": [0.5, 0.7, 0.6, np.nan], "median": [0.5, 0.6, 0.65, 0.9]}, index=["a", "b", "c", "d"]
+    )
     assert stats.best_entry(summary, "higher") == "b"
     assert stats.best_entry(summary, "lower") == "a"
     tied = pd.DataFrame({"mean": [0.0, 0.0, 0.0], "median": [0.0, 0.0, 0.0]}, index=["x", "y", "z"])
@@ -238,8 +240,20 @@ def _clustered(seed=11):
             case = f"P{p}-s{s}"
             for model, shift in (("a", 0.0), ("b", -0.04)):
                 for seed_ in (0, 1):
-                    rows.append(["tr", "te", 5.0, case, f"P{p}", model, "none", seed_, "dice",
-                                 level + shift + rng.normal(0, 0.03)])
+                    rows.append(
+                        [
+                            "tr",
+                            "te",
+                            5.0,
+                            case,
+                            f"P{p}",
+                            model,
+                            "none",
+                            seed_,
+                            "dice",
+                            level + shift + rng.normal(0, 0.03),
+                        ]
+                    )
     return pd.DataFrame(rows, columns=list(stats.CASE_COLUMNS))
 
 
@@ -257,9 +271,15 @@ def test_patient_level_wilcoxon_and_cluster_bootstrap_match_scipy_on_independent
     assert pair["n"] == 7 and pair["p"] == pytest.approx(float(ref.pvalue), rel=1e-12)
     # cluster bootstrap: resample patients, mean over their scans
     a = per_case[per_case["model"] == "a"].groupby("patient_id")["value"].agg(["sum", "count"])
-    boot = scipy.stats.bootstrap((a["sum"].to_numpy(), a["count"].to_numpy().astype(float)),
-                                 lambda s, c, axis=-1: s.sum(axis=axis) / c.sum(axis=axis), paired=True,
-                                 vectorized=True, n_resamples=999, method="BCa", rng=np.random.default_rng(3))
+    boot = scipy.stats.bootstrap(
+        (a["sum"].to_numpy(), a["count"].to_numpy().astype(float)),
+        lambda s, c, axis=-1: s.sum(axis=axis) / c.sum(axis=axis),
+        paired=True,
+        vectorized=True,
+        n_resamples=999,
+        method="BCa",
+        rng=np.random.default_rng(3),
+    )
     row = lb.family("tr", "te", 5.0, "dice").set_index("model").loc["a"]
     assert row["ci_low"] == pytest.approx(boot.confidence_interval.low, rel=1e-12)
     assert row["ci_high"] == pytest.approx(boot.confidence_interval.high, rel=1e-12)

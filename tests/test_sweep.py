@@ -82,8 +82,15 @@ def test_run_id_is_stable_and_canonical():
     ipn = RunSpec("ipn", "synthetic-ga-s-1", (), 100)
     assert ipn.run_id != RunSpec("ipn", "synthetic-ga-s-1", (), 100, recipe="official").run_id
     assert ipn.pretrain_spec() is None
-    ssl = RunSpec("fpbnet", "synthetic-ga-s-1", (), 5, pretrain="faf", pretrain_source="synthetic-ga-m",
-                  recipe="official")
+    ssl = RunSpec(
+        "fpbnet",
+        "synthetic-ga-s-1",
+        (),
+        5,
+        pretrain="faf",
+        pretrain_source="synthetic-ga-m",
+        recipe="official",
+    )
     assert ssl.pretrain_spec().recipe == "official"
     # Editing a profile's settings gives new ids: results of the old settings are never reused.
     assert SPEC.run_id != RunSpec(**{**SPEC.__dict__, "profile_hash": "0" * 8}).run_id
@@ -142,8 +149,9 @@ def test_plan_options():
 
 
 def test_plan_with_a_registered_dataset():
-    plan = expand_plan(models="fpbnet", fractions="20", datasets="synthetic-rpd", pretrain="none,slo",
-                       seeds="0")
+    plan = expand_plan(
+        models="fpbnet", fractions="20", datasets="synthetic-rpd", pretrain="none,slo", seeds="0"
+    )
     assert [(s.train_dataset, s.test_sets, s.pretrain) for s in plan.runs] == [
         ("synthetic-rpd", ("synthetic-rpd:test",), "none")
     ]
@@ -289,8 +297,9 @@ def raising_model():
 
 def test_a_model_that_raises_is_a_failed_run_and_the_sweep_goes_on(tmp_path, fake_env, raising_model):
     store = ResultsStore(tmp_path / "results")
-    plan = expand_plan(models=["fpbnet", raising_model], fractions="5,100", datasets="ga", pretrain="none",
-                       seeds="0")
+    plan = expand_plan(
+        models=["fpbnet", raising_model], fractions="5,100", datasets="ga", pretrain="none", seeds="0"
+    )
     assert len(plan.runs) == 4
     report = run_sweep(plan, store)
     assert report.count("complete") == 2 and report.count("failed") == 2
@@ -341,8 +350,18 @@ def test_a_failed_pretraining_fails_its_runs_once(tmp_path, fake_env, monkeypatc
 
 def test_dry_run_and_status(tmp_path, fake_env, capsys):
     out = tmp_path / "results"
-    args = ["--models", "fpbnet", "--fractions", "5,20", "--datasets", "ga,rpd", "--seeds", "0",
-            "--out", str(out)]
+    args = [
+        "--models",
+        "fpbnet",
+        "--fractions",
+        "5,20",
+        "--datasets",
+        "ga,rpd",
+        "--seeds",
+        "0",
+        "--out",
+        str(out),
+    ]
     assert main(["run", *args, "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert "plan: 9 runs (ga: 6, rpd: 3), 1 models, 2 SSL pre-trainings" in text

@@ -124,9 +124,18 @@ def test_the_recipe_set_reaches_training_and_result_json(tmp_path, tiny):
         from bench3d2d.harness.sweep import PlanOptions
 
         store = ResultsStore(tmp_path / "results")
-        plans = {r: expand_plan(models=["test_tiny_adam"], fractions="100", datasets="ga", pretrain="none",
-                                seeds="0", profile="tiny", options=PlanOptions(recipe=r))
-                 for r in ("common", "official")}
+        plans = {
+            r: expand_plan(
+                models=["test_tiny_adam"],
+                fractions="100",
+                datasets="ga",
+                pretrain="none",
+                seeds="0",
+                profile="tiny",
+                options=PlanOptions(recipe=r),
+            )
+            for r in ("common", "official")
+        }
         assert plans["common"].runs[0].run_id != plans["official"].runs[0].run_id
         run_sweep(plans["official"], store, progress=SweepProgress(1, enabled=False))
         spec = plans["official"].runs[0]

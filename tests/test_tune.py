@@ -72,8 +72,11 @@ def test_suggest_every_kind():
 def test_tune_reports_validation_prunes_and_feeds_run_params_tuned(tmp_path, fake_env, capsys):
     out = tmp_path / "results"
     # smoke: a round-based profile (min_steps 0), so the fake's validations at steps 1-3 can be pruned
-    study = tune(TuneSettings("fpbnet", "ga", 100, trials=14, seed=3, profile="smoke"), results=out,
-                 backend=_sweep_fake)
+    study = tune(
+        TuneSettings("fpbnet", "ga", 100, trials=14, seed=3, profile="smoke"),
+        results=out,
+        backend=_sweep_fake,
+    )
     trials = study.get_trials()
     assert len(trials) == 14 and sorted(t.number for t in trials) == list(range(14))
     states = {t.state for t in trials}
@@ -260,8 +263,10 @@ def test_tune_models_one_study_each_and_write_the_recipe_table(tmp_path, fake_en
         assert info["best_trial"] == study.best_trial.number
         assert info["best_validation_dice"] == study.best_value
         assert sum(info["states"].values()) == 3 and info["command"] == command
-        space = {"optimizer": ["categorical", ["sgd", "adam"]],
-                 "lr": ["log", {"given": "optimizer", "sgd": [1e-3, 0.3], "adam": [1e-5, 1e-2]}]}
+        space = {
+            "optimizer": ["categorical", ["sgd", "adam"]],
+            "lr": ["log", {"given": "optimizer", "sgd": [1e-3, 0.3], "adam": [1e-5, 1e-2]}],
+        }
         assert info["search_space"] == space
 
 
@@ -348,8 +353,19 @@ def test_max_steps_caps_every_trial_and_is_recorded(tmp_path, fake_env, capsys, 
 
     monkeypatch.setattr(_sweep_fake, "execute_run", spy)
     table = tmp_path / "tuned.json"
-    argv = ["tune", "--models", "fpbnet", "--trials", "2", "--max-steps", "30", "--out", str(tmp_path / "r"),
-            "--write-recipes", str(table)]
+    argv = [
+        "tune",
+        "--models",
+        "fpbnet",
+        "--trials",
+        "2",
+        "--max-steps",
+        "30",
+        "--out",
+        str(tmp_path / "r"),
+        "--write-recipes",
+        str(table),
+    ]
     assert main(argv) == 0
     assert seen and all(h["max_steps"] == 30 and h["min_steps"] == 30 for h in seen)  # min_steps capped
     data = json.loads(table.read_text())

@@ -15,9 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("name", help="registered dataset name, manifest (.csv/.json), .vol file or folder")
-        sp.add_argument(
-            "--size", default="quick", help="size preset of synthetic data: quick or paper"
-        )
+        sp.add_argument("--size", default="quick", help="size preset of synthetic data: quick or paper")
         sp.add_argument("--seed", type=int, default=0, help="cohort seed of synthetic data")
 
     sp = actions.add_parser("list", help="registered datasets")

@@ -11,8 +11,14 @@ from bench3d2d.commands._options import add_list_option
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``models`` sub-command."""
     p = subparsers.add_parser("models", help="list the registered models")
-    add_list_option(p, "pattern", default=["*"], allow_empty=True, metavar="PATTERN,...",
-                    help="fnmatch patterns of model names, comma-separated")
+    add_list_option(
+        p,
+        "pattern",
+        default=["*"],
+        allow_empty=True,
+        metavar="PATTERN,...",
+        help="fnmatch patterns of model names, comma-separated",
+    )
     p.add_argument("--depth", type=int, default=128, help="input depth used to count parameters")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=run)

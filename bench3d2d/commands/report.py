@@ -13,31 +13,56 @@ from bench3d2d.evaluation.statistics import HEADLINE_METRICS
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``report`` sub-command."""
     p = subparsers.add_parser(
-        "report", help="write the leaderboard of a results folder (Markdown, HTML, CSV/JSON, LaTeX, figures)",
+        "report",
+        help="write the leaderboard of a results folder (Markdown, HTML, CSV/JSON, LaTeX, figures)",
         description="Read a results folder of `bench3d2d run` (or one per-case CSV/Parquet table) and write "
-                    "README.md, index.html, leaderboard.tex, CSV/JSON tables and figures into --out.",
+        "README.md, index.html, leaderboard.tex, CSV/JSON tables and figures into --out.",
     )
     p.add_argument("results", help="results folder (with runs/), or a per-case .csv/.parquet table")
     p.add_argument("--out", required=True, help="output folder (created; existing report files are replaced)")
     p.add_argument("--title", default=None, help="report title (default: the results folder's name)")
-    add_list_option(p, "--metrics", default=HEADLINE_METRICS, metavar="METRIC,...",
-                    help="metrics of the main tables and figures, comma-separated")
+    add_list_option(
+        p,
+        "--metrics",
+        default=HEADLINE_METRICS,
+        metavar="METRIC,...",
+        help="metrics of the main tables and figures, comma-separated",
+    )
     p.add_argument("--alpha", type=float, default=0.05, help="significance level after Holm")
     p.add_argument("--bootstrap", type=int, default=9999, help="bootstrap resamples for the CIs")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--unit", choices=("patient", "case"), default="patient",
-                   help="unit of analysis of tests and intervals: patient (scans of a patient averaged, "
-                        "cluster bootstrap) or case (every scan independent)")
-    p.add_argument("--overlay-cases", type=int, default=3,
-                   help="example cases per test set and fraction in the overlay figures (0: none)")
-    add_list_option(p, "--formats", default=None, metavar="FORMAT,...",
-                    help="comma-separated subset of md,html,csv,json,latex (default: all)")
+    p.add_argument(
+        "--unit",
+        choices=("patient", "case"),
+        default="patient",
+        help="unit of analysis of tests and intervals: patient (scans of a patient averaged, "
+        "cluster bootstrap) or case (every scan independent)",
+    )
+    p.add_argument(
+        "--overlay-cases",
+        type=int,
+        default=3,
+        help="example cases per test set and fraction in the overlay figures (0: none)",
+    )
+    add_list_option(
+        p,
+        "--formats",
+        default=None,
+        metavar="FORMAT,...",
+        help="comma-separated subset of md,html,csv,json,latex (default: all)",
+    )
     p.add_argument("--no-figures", action="store_true", help="tables only")
-    p.add_argument("--allow-damaged", action="store_true",
-                   help="report runs whose files differ from their checksums, with a warning "
-                        "(default: refuse and name them; `bench3d2d status --repair` fixes them)")
-    p.add_argument("--strict", action="store_true",
-                   help="exit with status 1 when the results had warnings, failed or incomplete runs")
+    p.add_argument(
+        "--allow-damaged",
+        action="store_true",
+        help="report runs whose files differ from their checksums, with a warning "
+        "(default: refuse and name them; `bench3d2d status --repair` fixes them)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with status 1 when the results had warnings, failed or incomplete runs",
+    )
     p.set_defaults(func=run)
 
 
@@ -48,9 +73,13 @@ def reproduce_command(args: argparse.Namespace) -> str:
         parts += ["--title", args.title]
     if list(args.metrics) != list(HEADLINE_METRICS):
         parts += ["--metrics", ",".join(args.metrics)]
-    for flag, value, default in (("--alpha", args.alpha, 0.05), ("--bootstrap", args.bootstrap, 9999),
-                                 ("--seed", args.seed, 0), ("--overlay-cases", args.overlay_cases, 3),
-                                 ("--unit", args.unit, "patient")):
+    for flag, value, default in (
+        ("--alpha", args.alpha, 0.05),
+        ("--bootstrap", args.bootstrap, 9999),
+        ("--seed", args.seed, 0),
+        ("--overlay-cases", args.overlay_cases, 3),
+        ("--unit", args.unit, "patient"),
+    ):
         if value != default:
             parts += [flag, str(value)]
     if args.formats:
@@ -66,9 +95,16 @@ def run(args: argparse.Namespace) -> int:
     from bench3d2d.report.model import FORMATS, ReportOptions
 
     options = ReportOptions(
-        title=args.title, metrics=tuple(args.metrics), alpha=args.alpha, bootstrap_resamples=args.bootstrap,
-        seed=args.seed, unit=args.unit, overlay_cases=args.overlay_cases, figures=not args.no_figures,
-        formats=tuple(args.formats) if args.formats else FORMATS, command=reproduce_command(args),
+        title=args.title,
+        metrics=tuple(args.metrics),
+        alpha=args.alpha,
+        bootstrap_resamples=args.bootstrap,
+        seed=args.seed,
+        unit=args.unit,
+        overlay_cases=args.overlay_cases,
+        figures=not args.no_figures,
+        formats=tuple(args.formats) if args.formats else FORMATS,
+        command=reproduce_command(args),
     )
     from bench3d2d._io import remove_stale_temps
     from bench3d2d.report.collect import refuse_damaged
@@ -82,7 +118,9 @@ def run(args: argparse.Namespace) -> int:
     for run_ in coll.runs_with("failed"):
         print(f"failed run {run_.run_id}: {run_.to_row()['error']}", file=sys.stderr)
     n_bad = len(coll.runs) - len(coll.runs_with("complete"))
-    print(f"report of {len(coll.runs_with('complete'))} complete run(s), {len(report.sections)} board(s), "
-          f"{len(report.files)} file(s) in {args.out}"
-          + (f"; {n_bad} run(s) not complete, {len(report.warnings)} warning(s)" if report.warnings else ""))
+    print(
+        f"report of {len(coll.runs_with('complete'))} complete run(s), {len(report.sections)} board(s), "
+        f"{len(report.files)} file(s) in {args.out}"
+        + (f"; {n_bad} run(s) not complete, {len(report.warnings)} warning(s)" if report.warnings else "")
+    )
     return 1 if args.strict and (report.warnings or n_bad) else 0

@@ -20,28 +20,63 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Plan (models x pre-training x fractions x benchmarks x seeds) and run every run that "
         "is not complete yet. Default: the paper's protocol on the synthetic datasets.",
     )
-    add_list_option(p, "--models", default=["all"], metavar="MODEL,...",
-                    help="model names, wildcards ('ipn*') or all, comma-separated")
-    add_list_option(p, "--fractions", default=["5", "10", "20", "100"], metavar="PERCENT,...",
-                    help="label fractions in percent, comma-separated")
-    add_list_option(p, "--datasets", default=["ga", "rpd"], metavar="DATASET,...",
-                    help="benchmark groups (ga, rpd), registered dataset names or manifest paths, "
-                    "comma-separated")
-    add_list_option(p, "--pretrain", default=["none", "slo", "faf"], metavar="VARIANT,...",
-                    help="pre-training variants among none, slo, faf, comma-separated")
+    add_list_option(
+        p,
+        "--models",
+        default=["all"],
+        metavar="MODEL,...",
+        help="model names, wildcards ('ipn*') or all, comma-separated",
+    )
+    add_list_option(
+        p,
+        "--fractions",
+        default=["5", "10", "20", "100"],
+        metavar="PERCENT,...",
+        help="label fractions in percent, comma-separated",
+    )
+    add_list_option(
+        p,
+        "--datasets",
+        default=["ga", "rpd"],
+        metavar="DATASET,...",
+        help="benchmark groups (ga, rpd), registered dataset names or manifest paths, comma-separated",
+    )
+    add_list_option(
+        p,
+        "--pretrain",
+        default=["none", "slo", "faf"],
+        metavar="VARIANT,...",
+        help="pre-training variants among none, slo, faf, comma-separated",
+    )
     # The harness's DEFAULT_SEEDS (tests/test_cli.py checks that they agree).
-    add_list_option(p, "--seeds", default=["0", "1", "2"], metavar="SEED,...",
-                    help="seeds, comma-separated, or a range such as 0-4")
-    p.add_argument("--profile", default="standard",
-                   help="training profile: standard (trains until the validation score stops improving), "
-                        "smoke (a pipeline check in minutes, not a benchmark) or paper (the published "
-                        "protocol)")
-    p.add_argument("--recipe", default="tuned", choices=["common", "official", "tuned"],
-                   help="recipe set (each model's optimiser settings): common (the paper's SGD for "
-                        "every model), official (each baseline's published optimiser) or tuned")
+    add_list_option(
+        p,
+        "--seeds",
+        default=["0", "1", "2"],
+        metavar="SEED,...",
+        help="seeds, comma-separated, or a range such as 0-4",
+    )
+    p.add_argument(
+        "--profile",
+        default="standard",
+        help="training profile: standard (trains until the validation score stops improving), "
+        "smoke (a pipeline check in minutes, not a benchmark) or paper (the published "
+        "protocol)",
+    )
+    p.add_argument(
+        "--recipe",
+        default="tuned",
+        choices=["common", "official", "tuned"],
+        help="recipe set (each model's optimiser settings): common (the paper's SGD for "
+        "every model), official (each baseline's published optimiser) or tuned",
+    )
     p.add_argument("--out", default="results", help="results folder")
-    p.add_argument("--executor", default="local", choices=["local", "subprocess", "slurm"],
-                   help="where runs happen: in this process, one subprocess each, or submitit (SLURM)")
+    p.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "subprocess", "slurm"],
+        help="where runs happen: in this process, one subprocess each, or submitit (SLURM)",
+    )
     p.add_argument("--jobs", type=int, default=1, help="parallel workers (subprocess and slurm executors)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, what is done and a time estimate")
     p.add_argument("--list", action="store_true", help="with --dry-run: list every run")
@@ -75,11 +110,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--slurm-time", type=int, default=24 * 60, help="minutes per job")
     g.add_argument("--slurm-gpus", type=int, default=1, help="GPUs per job")
     g.add_argument("--slurm-cpus", type=int, default=4, help="CPUs per job")
-    g.add_argument("--slurm-mem", type=float, default=None,
-                   help="GB of memory per job (default: the cluster's)")
-    g.add_argument("--slurm-cluster", default=None,
-                   help="submitit backend: slurm, local or debug "
-                   "(default: slurm where available, else local)")
+    g.add_argument(
+        "--slurm-mem", type=float, default=None, help="GB of memory per job (default: the cluster's)"
+    )
+    g.add_argument(
+        "--slurm-cluster",
+        default=None,
+        help="submitit backend: slurm, local or debug (default: slurm where available, else local)",
+    )
     g.add_argument("--detach", action="store_true", help="submit and return (follow with `bench3d2d status`)")
     p.set_defaults(func=run)
 
@@ -106,9 +144,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="check complete runs' cases, predictions and checkpoints against the checksums in their "
         "result.json; list what is damaged and exit 1 if anything is (default: off)",
     )
-    s.add_argument(
-        "--repair", action="store_true", help="run exactly the damaged runs again (default: off)"
-    )
+    s.add_argument("--repair", action="store_true", help="run exactly the damaged runs again (default: off)")
     s.set_defaults(func=status_command)
 
 

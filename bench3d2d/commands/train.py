@@ -27,18 +27,29 @@ def _hparam(text: str) -> tuple[str, Any]:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="standard",
-                   help="training profile: standard (trains until the validation score stops improving), "
-                        "smoke (a pipeline check in minutes, not a benchmark) or paper (the published "
-                        "protocol)")
-    p.add_argument("--recipe", default="tuned", choices=["common", "official", "tuned"],
-                   help="recipe set (the model's optimiser settings): common, official or tuned")
+    p.add_argument(
+        "--profile",
+        default="standard",
+        help="training profile: standard (trains until the validation score stops improving), "
+        "smoke (a pipeline check in minutes, not a benchmark) or paper (the published "
+        "protocol)",
+    )
+    p.add_argument(
+        "--recipe",
+        default="tuned",
+        choices=["common", "official", "tuned"],
+        help="recipe set (the model's optimiser settings): common, official or tuned",
+    )
     p.add_argument("--seed", type=int, default=0, help="run seed")
     p.add_argument("--cache-dir", default=DEFAULT_CACHE, help="prepared-data cache")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
-    p.add_argument("--accelerate", default="auto", choices=["auto", "on", "off"],
-                   help="CPU convolution speed-ups (accelerate): auto = on CPU only (default auto)")
+    p.add_argument(
+        "--accelerate",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="CPU convolution speed-ups (accelerate): auto = on CPU only (default auto)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--quiet", action="store_true", help="no log lines on the terminal")
 
@@ -55,16 +66,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="registered model name (see `bench3d2d models`)")
     p.add_argument("--dataset", required=True, help="registered dataset name or manifest path")
     p.add_argument("--fraction", default="100", help="label fraction in percent")
-    p.add_argument("--pretrain", default="none", choices=["none", "slo", "faf"],
-                   help="start from SSL weights reconstructing this modality")
-    p.add_argument("--pretrain-source", default=None,
-                   help="dataset for SSL pre-training (default: the dataset's registry metadata)")
-    p.add_argument("--pretrain-dir", default=None,
-                   help="where SSL weights are cached (default: CACHE/pretrain)")
-    add_list_option(p, "--test-sets", default=[], allow_empty=True, metavar="DATASET,...",
-                    help="further datasets to test on, used whole, comma-separated")
-    p.add_argument("--hparam", action="append", type=_hparam, default=[], metavar="KEY=VALUE",
-                   help="override a profile setting (lr, weight_decay, optimizer, batch_size, rounds, ...)")
+    p.add_argument(
+        "--pretrain",
+        default="none",
+        choices=["none", "slo", "faf"],
+        help="start from SSL weights reconstructing this modality",
+    )
+    p.add_argument(
+        "--pretrain-source",
+        default=None,
+        help="dataset for SSL pre-training (default: the dataset's registry metadata)",
+    )
+    p.add_argument(
+        "--pretrain-dir", default=None, help="where SSL weights are cached (default: CACHE/pretrain)"
+    )
+    add_list_option(
+        p,
+        "--test-sets",
+        default=[],
+        allow_empty=True,
+        metavar="DATASET,...",
+        help="further datasets to test on, used whole, comma-separated",
+    )
+    p.add_argument(
+        "--hparam",
+        action="append",
+        type=_hparam,
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a profile setting (lr, weight_decay, optimizer, batch_size, rounds, ...)",
+    )
     p.add_argument("--out", required=True, help="run folder (checkpoints, log.txt, cases.csv, split.json)")
     _common(p)
     p.set_defaults(func=run_train)
@@ -79,9 +110,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--model", required=True, help="registered model name")
     q.add_argument("--source", required=True, help="dataset with SLO/FAF images (e.g. synthetic-ga-m)")
     q.add_argument("--modality", required=True, choices=["slo", "faf"], help="reconstruction target")
-    add_list_option(q, "--exclude", default=None, allow_empty=True, metavar="DATASET,...",
-                    help="datasets whose patients stay out, comma-separated "
-                    "(default: the source's test views)")
+    add_list_option(
+        q,
+        "--exclude",
+        default=None,
+        allow_empty=True,
+        metavar="DATASET,...",
+        help="datasets whose patients stay out, comma-separated (default: the source's test views)",
+    )
     q.add_argument("--out", default=None, help="pre-training root folder (default: CACHE/pretrain)")
     _common(q)
     q.set_defaults(func=run_pretrain)
@@ -92,8 +128,9 @@ def _compute(args: argparse.Namespace):
     from bench3d2d.engine import Compute
 
     accelerate = {"auto": None, "on": True, "off": False}[args.accelerate]
-    return Compute(device=args.device, threads=args.threads, accelerate=accelerate,
-                   progress=not args.no_progress)
+    return Compute(
+        device=args.device, threads=args.threads, accelerate=accelerate, progress=not args.no_progress
+    )
 
 
 def _fmt(v: float) -> str:
@@ -110,10 +147,21 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         with removed_on_failure(Path(args.out)):  # a failed run leaves no empty folder behind
             result = train_and_evaluate(
-                RunTarget(args.model, args.dataset, args.test_sets, fraction=args.fraction, seed=args.seed,
-                          pretrain=args.pretrain, pretrain_source=args.pretrain_source),
-                RunSettings(profile=args.profile, recipe=args.recipe, hparams=dict(args.hparam),
-                            compute=_compute(args)),
+                RunTarget(
+                    args.model,
+                    args.dataset,
+                    args.test_sets,
+                    fraction=args.fraction,
+                    seed=args.seed,
+                    pretrain=args.pretrain,
+                    pretrain_source=args.pretrain_source,
+                ),
+                RunSettings(
+                    profile=args.profile,
+                    recipe=args.recipe,
+                    hparams=dict(args.hparam),
+                    compute=_compute(args),
+                ),
                 RunPaths(Path(args.out), Path(args.cache_dir), args.pretrain_dir),
             )
     except NonFiniteLossError as exc:
@@ -123,17 +171,29 @@ def run_train(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{args.model} ({args.pretrain}) on {args.dataset}, {args.fraction} % labels, "
-                  f"seed {args.seed}, top-{result.extra['k']} ensemble")
+    table = Table(
+        title=f"{args.model} ({args.pretrain}) on {args.dataset}, {args.fraction} % labels, "
+        f"seed {args.seed}, top-{result.extra['k']} ensemble"
+    )
     for col in ("test set", "metric", "n", "NaN", "mean", "std", "median"):
         table.add_column(col, justify="left" if col in ("test set", "metric") else "right")
     for row in summary.itertuples(index=False):
-        table.add_row(row.test_set, row.metric, str(row.n), str(row.n_nan), _fmt(row.mean), _fmt(row.std),
-                      _fmt(row.median))
+        table.add_row(
+            row.test_set,
+            row.metric,
+            str(row.n),
+            str(row.n_nan),
+            _fmt(row.mean),
+            _fmt(row.std),
+            _fmt(row.median),
+        )
     Console(width=120).print(table)
     t = result.timings
-    print(f"time: {t['total_s']:.1f} s (fit {t['fit_s']:.1f} s, evaluation {t['evaluate_s']:.1f} s"
-          + (f", pre-training {t['pretrain_s']:.1f} s" if "pretrain_s" in t else "") + ")")
+    print(
+        f"time: {t['total_s']:.1f} s (fit {t['fit_s']:.1f} s, evaluation {t['evaluate_s']:.1f} s"
+        + (f", pre-training {t['pretrain_s']:.1f} s" if "pretrain_s" in t else "")
+        + ")"
+    )
     print(f"per-case metrics: {Path(args.out) / 'cases.csv'}")
     return 0
 
@@ -144,16 +204,20 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
     log_to_terminal(args.quiet)
     root = Path(args.out) if args.out else Path(args.cache_dir) / "pretrain"
-    what = PretrainTarget(args.model, args.source, args.modality, seed=args.seed, exclude=args.exclude,
-                          recipe=args.recipe)
+    what = PretrainTarget(
+        args.model, args.source, args.modality, seed=args.seed, exclude=args.exclude, recipe=args.recipe
+    )
     try:
-        res = ssl.pretrain(what, profile=args.profile, compute=_compute(args), root=root,
-                           cache_dir=Path(args.cache_dir))
+        res = ssl.pretrain(
+            what, profile=args.profile, compute=_compute(args), root=root, cache_dir=Path(args.cache_dir)
+        )
     except NonFiniteLossError as exc:
         print(f"bench3d2d: error: {exc}", file=sys.stderr)
         return 1
     state = "reused (cached)" if res.cached else f"trained in {res.seconds:.1f} s"
-    print(f"pre-trained {args.model} on {args.source} -> {args.modality}: validation SSIM {res.score:.4f}, "
-          f"{state}")
+    print(
+        f"pre-trained {args.model} on {args.source} -> {args.modality}: validation SSIM {res.score:.4f}, "
+        f"{state}"
+    )
     print(f"weights: {res.weights}")
     return 0

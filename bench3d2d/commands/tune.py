@@ -20,33 +20,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "profile, data and seed (an equal budget). --write-recipes writes the tuned recipe table. Start "
         "the same command on several machines with one --storage to tune in parallel.",
     )
-    models = add_list_option(p, "--models", default=None, metavar="MODEL,...",
-                             help="model names, wildcards ('ipn*') or all, comma-separated")
+    models = add_list_option(
+        p,
+        "--models",
+        default=None,
+        metavar="MODEL,...",
+        help="model names, wildcards ('ipn*') or all, comma-separated",
+    )
     models.required = True
     p.add_argument("--dataset", default="ga", help="benchmark group (ga, rpd), dataset name or manifest path")
     p.add_argument("--fraction", default="100", help="label fraction in percent")
-    p.add_argument("--trials", type=int, required=True,
-                   help="trials of each model's study (its total, over all workers)")
+    p.add_argument(
+        "--trials", type=int, required=True, help="trials of each model's study (its total, over all workers)"
+    )
     p.add_argument(
         "--storage",
         default=None,
         help="sqlite:///FILE, journal:FILE or postgresql://USER@HOST/DB (default: RESULTS/tuning.db)",
     )
-    p.add_argument("--profile", default="standard",
-                   help="training profile of every trial (its step budget), the same for every model")
-    p.add_argument("--max-steps", type=int, default=None,
-                   help="the most steps a trial trains, the same for every model (default: the profile's "
-                        "max_steps)")
+    p.add_argument(
+        "--profile",
+        default="standard",
+        help="training profile of every trial (its step budget), the same for every model",
+    )
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="the most steps a trial trains, the same for every model (default: the profile's max_steps)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the runs and of the TPE sampler")
-    p.add_argument("--pretrain", default="none", choices=["none", "slo", "faf"],
-                   help="fine-tune from SSL weights reconstructing this modality")
+    p.add_argument(
+        "--pretrain",
+        default="none",
+        choices=["none", "slo", "faf"],
+        help="fine-tune from SSL weights reconstructing this modality",
+    )
     p.add_argument("--out", default="results", help="results folder")
-    p.add_argument("--write-recipes", default=None, metavar="FILE",
-                   help="after the studies, write the tuned recipe table (format bench3d2d-tuned-recipes/1) "
-                   "to FILE: each model's best trial, with its study summary (default: no table)")
+    p.add_argument(
+        "--write-recipes",
+        default=None,
+        metavar="FILE",
+        help="after the studies, write the tuned recipe table (format bench3d2d-tuned-recipes/1) "
+        "to FILE: each model's best trial, with its study summary (default: no table)",
+    )
     p.add_argument("--keep-checkpoints", action="store_true", help="keep each trial's checkpoints")
-    p.add_argument("--json", action="store_true",
-                   help="print the summary as JSON (default: one line per model)")
+    p.add_argument(
+        "--json", action="store_true", help="print the summary as JSON (default: one line per model)"
+    )
     p.set_defaults(func=run)
 
 

@@ -278,15 +278,20 @@ def read_manifest(path: str | Path, name: str | None = None, confine_paths: bool
     _check_confined(path, specs, confine_paths)
     key = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
     info = {"manifest_sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-    return Dataset(name or path.parent.name or path.stem, items, namespace=f"manifest_{path.stem}_{key}",
-                   info=info)
+    return Dataset(
+        name or path.parent.name or path.stem, items, namespace=f"manifest_{path.stem}_{key}", info=info
+    )
 
 
 def _check_confined(path: Path, specs: list[dict], confine: bool) -> None:
     """Warn (or, with ``confine``, raise) when a row's file lies outside the manifest's folder."""
     base = path.parent.resolve()
-    outside = [(s["row"], key, p) for s in specs for key, p in sorted(s["paths"].items())
-               if not p.resolve().is_relative_to(base)]
+    outside = [
+        (s["row"], key, p)
+        for s in specs
+        for key, p in sorted(s["paths"].items())
+        if not p.resolve().is_relative_to(base)
+    ]
     if not outside:
         return
     shown = "; ".join(f"row {row} {key} {p}" for row, key, p in outside[:3])

@@ -28,8 +28,9 @@ log = logging.getLogger("bench3d2d.engine")
 THRESHOLD = 0.5
 
 
-def load_ensemble(paths: Iterable[Path], device: str | torch.device | None = None,
-                  accelerated: bool | None = None) -> list[nn.Module]:
+def load_ensemble(
+    paths: Iterable[Path], device: str | torch.device | None = None, accelerated: bool | None = None
+) -> list[nn.Module]:
     """The models of the given checkpoint files, weights loaded, in evaluation mode.
 
     ``accelerated``: apply ``accelerate`` (``None``: on CPU only).
@@ -46,13 +47,18 @@ def predict_proba(models: Sequence[nn.Module], volume: np.ndarray, amp: bool = T
     from bench3d2d.engine._sources import ArrayCases
 
     volume = np.asarray(volume)
-    (_, prob), = ensemble_probs(models, ArrayCases({"case": volume}), amp=amp)
+    ((_, prob),) = ensemble_probs(models, ArrayCases({"case": volume}), amp=amp)
     return resize_map(prob, volume.shape[:2])
 
 
-def predict(models: Sequence[nn.Module], source: CaseSource, case_ids: Iterable[str] | None = None,
-            amp: bool = True, batch: int = 1,
-            channels_last: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def predict(
+    models: Sequence[nn.Module],
+    source: CaseSource,
+    case_ids: Iterable[str] | None = None,
+    amp: bool = True,
+    batch: int = 1,
+    channels_last: bool = False,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{case_id: (probability float32 (H, W), prediction uint8 (H, W))}`` on each original grid.
 
     The probability is the mean of the models' sigmoid maps on the §4 grid, resized linearly
@@ -75,8 +81,9 @@ def rater_keys(source: CaseSource, case_id: str, key: str = "mask") -> list[str]
     return [key] if source.target(case_id, key) is not None else []
 
 
-def evaluate_case(prob: np.ndarray, refs: dict[str, np.ndarray], spacing: Sequence[float],
-                  key: str = "mask") -> dict[str, float]:
+def evaluate_case(
+    prob: np.ndarray, refs: dict[str, np.ndarray], spacing: Sequence[float], key: str = "mask"
+) -> dict[str, float]:
     """Metrics of one case against one or more raters.
 
     With one reference, the metric names of :data:`METRICS`. With several, ``<metric>:<rater>``
@@ -100,9 +107,15 @@ def evaluate_case(prob: np.ndarray, refs: dict[str, np.ndarray], spacing: Sequen
     return out
 
 
-def evaluate(models: Sequence[nn.Module], source: CaseSource, key: str = "mask", amp: bool = True,
-             keep_maps: int = 0, batch: int = 1,
-             channels_last: bool = False) -> tuple[pd.DataFrame, dict[str, dict[str, np.ndarray]]]:
+def evaluate(
+    models: Sequence[nn.Module],
+    source: CaseSource,
+    key: str = "mask",
+    amp: bool = True,
+    keep_maps: int = 0,
+    batch: int = 1,
+    channels_last: bool = False,
+) -> tuple[pd.DataFrame, dict[str, dict[str, np.ndarray]]]:
     """Per-case metrics (wide: one row per case) and up to ``keep_maps`` prediction maps.
 
     Cases without any reference mask are an error (they cannot be scored).

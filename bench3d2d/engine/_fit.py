@@ -109,8 +109,9 @@ class FitResult:
 # Models and devices
 
 
-def build_model(name: str, depth: int, in_channels: int = 1, out_channels: int = 1,
-                **kwargs: Any) -> nn.Module:
+def build_model(
+    name: str, depth: int, in_channels: int = 1, out_channels: int = 1, **kwargs: Any
+) -> nn.Module:
     """``create_model`` plus the record (``build_info``) that checkpoints store to rebuild it.
 
     The model is plain; :func:`fit` and :func:`model_from_checkpoint` apply
@@ -127,8 +128,9 @@ def build_model(name: str, depth: int, in_channels: int = 1, out_channels: int =
     return model
 
 
-def model_from_checkpoint(path: Path, device: torch.device | str = "cpu",
-                          accelerated: bool | None = None) -> nn.Module:
+def model_from_checkpoint(
+    path: Path, device: torch.device | str = "cpu", accelerated: bool | None = None
+) -> nn.Module:
     """Rebuild the model recorded in a checkpoint and load its weights (evaluation mode).
 
     ``accelerated``: apply :func:`~bench3d2d.engine.acceleration.accelerate` (``None``: on CPU only).
@@ -136,8 +138,13 @@ def model_from_checkpoint(path: Path, device: torch.device | str = "cpu",
     meta = ckpt_io.read(path).get("meta", {})
     if "model" not in meta or "depth" not in meta:
         raise ckpt_io.CheckpointError(f"checkpoint {path} does not record which model it holds")
-    model = build_model(meta["model"], meta["depth"], meta.get("in_channels", 1),
-                        meta.get("out_channels", 1), **dict(meta.get("kwargs", {})))
+    model = build_model(
+        meta["model"],
+        meta["depth"],
+        meta.get("in_channels", 1),
+        meta.get("out_channels", 1),
+        **dict(meta.get("kwargs", {})),
+    )
     dev = torch.device(device)
     if wants_acceleration(dev, accelerated):
         accelerate(model)
@@ -175,13 +182,15 @@ def make_optimizer(model: nn.Module, profile: Profile) -> torch.optim.Optimizer:
     name = profile.optimizer.lower()
     params = model.parameters()
     if name == "sgd":
-        return torch.optim.SGD(params, lr=profile.lr, momentum=profile.momentum,
-                               weight_decay=profile.weight_decay)
+        return torch.optim.SGD(
+            params, lr=profile.lr, momentum=profile.momentum, weight_decay=profile.weight_decay
+        )
     if name == "adam":
         return torch.optim.Adam(params, lr=profile.lr, betas=profile.betas, weight_decay=profile.weight_decay)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=profile.lr, betas=profile.betas,
-                                 weight_decay=profile.weight_decay)
+        return torch.optim.AdamW(
+            params, lr=profile.lr, betas=profile.betas, weight_decay=profile.weight_decay
+        )
     raise ValueError(f"unknown optimizer {profile.optimizer!r}; choose sgd, adam or adamw")
 
 
@@ -217,8 +226,9 @@ class _Progress:
 # Validation and top-k
 
 
-def validate(model: nn.Module, task: Task, source: CaseSource, amp: bool, batch: int = 1,
-             channels_last: bool = False) -> float:
+def validate(
+    model: nn.Module, task: Task, source: CaseSource, amp: bool, batch: int = 1, channels_last: bool = False
+) -> float:
     """Mean per-case validation score (Dice or SSIM) on the evaluation grid, model in eval mode."""
     scores = []
     for cid, prob in ensemble_probs([model], source, batch=batch, amp=amp, channels_last=channels_last):
@@ -227,8 +237,9 @@ def validate(model: nn.Module, task: Task, source: CaseSource, amp: bool, batch:
     return float(np.mean(scores))
 
 
-def update_topk(kept: list[Checkpoint], score: float, step: int, k: int,
-                path: Path) -> tuple[list[Checkpoint], Checkpoint | None, bool]:
+def update_topk(
+    kept: list[Checkpoint], score: float, step: int, k: int, path: Path
+) -> tuple[list[Checkpoint], Checkpoint | None, bool]:
     """Top-k rule of §7: returns (new list best-first, evicted checkpoint or None, entered?).
 
     A newcomer enters when fewer than k are kept, or when strictly better than the worst kept;
@@ -269,8 +280,13 @@ def _restore_rng(state: Mapping[str, Any], np_rng: np.random.Generator, device: 
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def _save_last(path: Path, model: nn.Module, resume: Mapping[str, Any], progress: dict[str, Any],
-               config: Mapping[str, Any]) -> None:
+def _save_last(
+    path: Path,
+    model: nn.Module,
+    resume: Mapping[str, Any],
+    progress: dict[str, Any],
+    config: Mapping[str, Any],
+) -> None:
     """Write the resumable state; once finished, only the record (the top-k files hold the weights).
 
     ``resume``: the optimiser, RNG (and gradient scaler) states of :meth:`_FitRun.resume_state`.
@@ -280,10 +296,14 @@ def _save_last(path: Path, model: nn.Module, resume: Mapping[str, Any], progress
         {
             "format": ckpt_io.FORMAT,
             "kind": "last",
-            "meta": {**ckpt_io.architecture(model), "config": dict(config),
-                     "config_fingerprint": _config_fingerprint(config)},
-            "state_dict": {} if finished else {k: v.detach().cpu().clone()
-                                                for k, v in model.state_dict().items()},
+            "meta": {
+                **ckpt_io.architecture(model),
+                "config": dict(config),
+                "config_fingerprint": _config_fingerprint(config),
+            },
+            "state_dict": {}
+            if finished
+            else {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
             **({} if finished else dict(resume)),
             "progress": progress,
         },
@@ -291,9 +311,16 @@ def _save_last(path: Path, model: nn.Module, resume: Mapping[str, Any], progress
     )
 
 
-def _progress_record(step: int, round_done: int, kept: list[Checkpoint], history: list[dict],
-                     finished: bool, seconds: float, plateau: Mapping[str, Any] | None = None,
-                     stop: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def _progress_record(
+    step: int,
+    round_done: int,
+    kept: list[Checkpoint],
+    history: list[dict],
+    finished: bool,
+    seconds: float,
+    plateau: Mapping[str, Any] | None = None,
+    stop: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     out = {
         "step": step,
         "round": round_done,
@@ -362,8 +389,16 @@ def _remove_strays(ckpt_dir: Path, kept: list[Checkpoint]) -> None:
 # fit
 
 
-def fit(model: nn.Module, task: Task, train: CaseSource, val: CaseSource, options: FitOptions | None = None,
-        *, out_dir: Path | str, on_validation: Callable[[int, float], None] | None = None) -> FitResult:
+def fit(
+    model: nn.Module,
+    task: Task,
+    train: CaseSource,
+    val: CaseSource,
+    options: FitOptions | None = None,
+    *,
+    out_dir: Path | str,
+    on_validation: Callable[[int, float], None] | None = None,
+) -> FitResult:
     """Train ``model`` on ``task``; keep the top-k checkpoints under ``out_dir/checkpoints``.
 
     ``options`` (:class:`~bench3d2d.engine.config.FitOptions`): profile, seed, initial weights
@@ -384,8 +419,15 @@ def fit(model: nn.Module, task: Task, train: CaseSource, val: CaseSource, option
 class _FitRun:
     """One call of :func:`fit`: set-up, resume (or start, or heal), the rounds, the result."""
 
-    def __init__(self, model: nn.Module, task: Task, train: CaseSource, val: CaseSource,
-                 options: FitOptions, out_dir: Path) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        task: Task,
+        train: CaseSource,
+        val: CaseSource,
+        options: FitOptions,
+        out_dir: Path,
+    ) -> None:
         self.model, self.task, self.train_src, self.val = model, task, train, val
         self.options = options
         self.profile = profile = get_profile(options.profile)
@@ -404,8 +446,9 @@ class _FitRun:
         self.batch = profile.batch_for(task.name)
         self.crop = training_crop(model, profile)
         self.steps_per_round = profile.steps_in_round(len(self.train_ids), self.batch)
-        self.total_steps = (int(profile.max_steps) if profile.converges
-                            else self.steps_per_round * profile.rounds)
+        self.total_steps = (
+            int(profile.max_steps) if profile.converges else self.steps_per_round * profile.rounds
+        )
         init = options.init_weights
         self.config = {
             "profile": profile.to_dict(),
@@ -448,8 +491,16 @@ class _FitRun:
 
     def _result(self, seconds: float, resumed_from: int) -> FitResult:
         stop = self.stop or {"reason": "rounds", "step": self.step, "validations": len(self.history)}
-        return FitResult(self.kept, self.history, self.step, seconds, resumed_from, self.config,
-                         self.precision.to_dict(), dict(stop))
+        return FitResult(
+            self.kept,
+            self.history,
+            self.step,
+            seconds,
+            resumed_from,
+            self.config,
+            self.precision.to_dict(),
+            dict(stop),
+        )
 
     # -- resume ---------------------------------------------------------------------------
 
@@ -480,11 +531,16 @@ class _FitRun:
             state = _resumable_topk(path, fingerprint)
             if state is not None:
                 ckpt_io.check_architecture(self.model, state["meta"], path)
-                log.warning("%s; falling back to the top-k checkpoint %s (step %d)", reason, path.name,
-                            int(state["progress"]["step"]))
+                log.warning(
+                    "%s; falling back to the top-k checkpoint %s (step %d)",
+                    reason,
+                    path.name,
+                    int(state["progress"]["step"]),
+                )
                 return state, path
-        log.warning("%s; no top-k checkpoint holds a resumable state, so the run restarts from scratch",
-                    reason)
+        log.warning(
+            "%s; no top-k checkpoint holds a resumable state, so the run restarts from scratch", reason
+        )
         self.last_path.unlink(missing_ok=True)
         return None
 
@@ -500,8 +556,9 @@ class _FitRun:
         self.start_round, self.step = int(prog["round"]), int(prog["step"])
         self.elapsed_before = float(prog["seconds"])
         self.history = list(prog["history"])
-        self.kept = [Checkpoint(self.ckpt_dir / c["file"], float(c["score"]), int(c["step"]))
-                     for c in prog["topk"]]
+        self.kept = [
+            Checkpoint(self.ckpt_dir / c["file"], float(c["score"]), int(c["step"])) for c in prog["topk"]
+        ]
         if self.plateau is not None:
             self.plateau = dict(prog["plateau"])
         self.stop = dict(prog["stop"]) if prog.get("stop") else None
@@ -528,15 +585,29 @@ class _FitRun:
             log.info("initialised from %s (%s)", init, ckpt_io.describe(meta))
         torch.manual_seed(self.seed)
         p = self.profile
-        length = (f"validation every {p.validate_every} steps, stop after {p.patience} without an "
-                  f"improvement > {p.min_delta} once {p.min_steps} steps are done, at most {p.max_steps}"
-                  if p.converges else f"{p.rounds} rounds x {self.steps_per_round} steps")
-        log.info("fit %s: task %s, %d training / %d validation cases, %s, batch %d, "
-                 "crop %s, profile %s, optimizer %s lr %g, device %s, precision %s%s",
-                 getattr(self.model, "registry_name", type(self.model).__name__),
-                 self.task.name, len(self.train_ids), len(self.val.case_ids), length,
-                 self.batch, self.crop, p.name, p.optimizer, p.lr, self.dev, self.precision.describe(),
-                 ", accelerated" if self.precision.accelerated else "")
+        length = (
+            f"validation every {p.validate_every} steps, stop after {p.patience} without an "
+            f"improvement > {p.min_delta} once {p.min_steps} steps are done, at most {p.max_steps}"
+            if p.converges
+            else f"{p.rounds} rounds x {self.steps_per_round} steps"
+        )
+        log.info(
+            "fit %s: task %s, %d training / %d validation cases, %s, batch %d, "
+            "crop %s, profile %s, optimizer %s lr %g, device %s, precision %s%s",
+            getattr(self.model, "registry_name", type(self.model).__name__),
+            self.task.name,
+            len(self.train_ids),
+            len(self.val.case_ids),
+            length,
+            self.batch,
+            self.crop,
+            p.name,
+            p.optimizer,
+            p.lr,
+            self.dev,
+            self.precision.describe(),
+            ", accelerated" if self.precision.accelerated else "",
+        )
 
     # -- training -------------------------------------------------------------------------
 
@@ -544,16 +615,23 @@ class _FitRun:
         """The remaining rounds, each followed by a validation, top-k update and ``last.pt``."""
         resumed_from = self.step
         t0 = time.perf_counter()
-        bar = _Progress(self.options.compute.progress, self.total_steps, self.options.description,
-                        done=self.step)
+        bar = _Progress(
+            self.options.compute.progress, self.total_steps, self.options.description, done=self.step
+        )
         try:
             self.model.train()
             for rnd in range(self.start_round, self.profile.rounds):
                 if self.stop is not None:
                     break
                 losses = self._round(rnd, bar)
-                score = validate(self.model, self.task, self.val, self.profile.amp, self.profile.eval_batch,
-                                 self.profile.channels_last)
+                score = validate(
+                    self.model,
+                    self.task,
+                    self.val,
+                    self.profile.amp,
+                    self.profile.eval_batch,
+                    self.profile.channels_last,
+                )
                 elapsed = self.elapsed_before + time.perf_counter() - t0
                 self._record(rnd, float(np.mean(losses)), score, elapsed)
                 bar.update(0, score=f"{score:.4f}")
@@ -566,9 +644,16 @@ class _FitRun:
             raise RuntimeError("no checkpoint was kept (every validation score was NaN)")
         for c in self.kept:  # the resumable states are not needed once finished
             ckpt_io.drop_resume(c.path)
-        log.info("fit done (%s): %d steps in %.1f s; kept %d checkpoints, best %s %.4f at step %d",
-                 (self.stop or {}).get("reason", "rounds"), self.step, seconds, len(self.kept),
-                 self.task.score_name, self.kept[0].score, self.kept[0].step)
+        log.info(
+            "fit done (%s): %d steps in %.1f s; kept %d checkpoints, best %s %.4f at step %d",
+            (self.stop or {}).get("reason", "rounds"),
+            self.step,
+            seconds,
+            len(self.kept),
+            self.task.score_name,
+            self.kept[0].score,
+            self.kept[0].step,
+        )
         ckpt_io.load_weights(self.model, self.kept[0].path)
         return self._result(seconds, resumed_from)
 
@@ -581,8 +666,14 @@ class _FitRun:
         schedule = round_schedule(len(self.train_ids), steps, self.batch, p.repeats, self.np_rng)
         losses = []
         for idx in schedule:
-            x, y = make_batch(self.train_src, [self.train_ids[i] for i in idx], task.target, self.crop,
-                              task.binary_target, self.np_rng)
+            x, y = make_batch(
+                self.train_src,
+                [self.train_ids[i] for i in idx],
+                task.target,
+                self.crop,
+                task.binary_target,
+                self.np_rng,
+            )
             x, y = x.to(self.dev, non_blocking=True), y.to(self.dev, non_blocking=True)
             if p.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last_3d)
@@ -622,21 +713,41 @@ class _FitRun:
         self.kept, evicted, entered = update_topk(self.kept, score, step, p.top_k, new_path)
         self.stop = self._stop_after(rnd, score)
         finished = self.stop is not None
-        record = _progress_record(step, rnd + 1, self.kept, self.history, finished, elapsed, self.plateau,
-                                  self.stop)
+        record = _progress_record(
+            step, rnd + 1, self.kept, self.history, finished, elapsed, self.plateau, self.stop
+        )
         resume = self.resume_state()
         if entered:
-            extra = None if finished else {**resume, "progress": record,
-                                           "config_fingerprint": _config_fingerprint(self.config)}
+            extra = (
+                None
+                if finished
+                else {**resume, "progress": record, "config_fingerprint": _config_fingerprint(self.config)}
+            )
             task = self.task
-            ckpt_io.save_weights(self.model, new_path, resume=extra, score=score, step=step, task=task.name,
-                                 target=task.target, score_name=task.score_name)
+            ckpt_io.save_weights(
+                self.model,
+                new_path,
+                resume=extra,
+                score=score,
+                step=step,
+                task=task.name,
+                target=task.target,
+                score_name=task.score_name,
+            )
         _save_last(self.last_path, self.model, resume, record, self.config)
         if evicted is not None:
             evicted.path.unlink(missing_ok=True)
-        log.info("round %d/%d step %d: loss %.4f, validation %s %.4f%s%s", rnd + 1, p.rounds, step,
-                 mean_loss, self.task.score_name, score, " (kept)" if entered else "",
-                 f"; stopped ({self.stop['reason']})" if self.stop else "")
+        log.info(
+            "round %d/%d step %d: loss %.4f, validation %s %.4f%s%s",
+            rnd + 1,
+            p.rounds,
+            step,
+            mean_loss,
+            self.task.score_name,
+            score,
+            " (kept)" if entered else "",
+            f"; stopped ({self.stop['reason']})" if self.stop else "",
+        )
 
     def _stop_after(self, rnd: int, score: float) -> dict[str, Any] | None:
         """Whether the fit stops after this validation, and why (None: it goes on)."""
@@ -651,5 +762,10 @@ class _FitRun:
             reason = "max_steps"
         if reason is None:
             return None
-        return {"reason": reason, "step": step, "validations": n_val, "best_score": self.plateau["best"],
-                "stale": self.plateau["stale"]}
+        return {
+            "reason": reason,
+            "step": step,
+            "validations": n_val,
+            "best_score": self.plateau["best"],
+            "stale": self.plateau["stale"],
+        }

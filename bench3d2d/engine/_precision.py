@@ -66,8 +66,12 @@ class Precision:
     def of(cls, device: torch.device, amp: bool, accelerated: bool) -> Precision:
         """The precision a run with ``amp`` on ``device`` uses."""
         dtype = amp_dtype(device, amp)
-        return cls(str(dtype).removeprefix("torch.") if dtype is not None else "float32", device.type,
-                   needs_grad_scaler(device, amp), bool(accelerated))
+        return cls(
+            str(dtype).removeprefix("torch.") if dtype is not None else "float32",
+            device.type,
+            needs_grad_scaler(device, amp),
+            bool(accelerated),
+        )
 
     def describe(self) -> str:
         """``"bf16 autocast"``, ``"float16 autocast + grad scaler"`` or ``"float32"`` (the log's words)."""
@@ -97,8 +101,9 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     return model
 
 
-def _batches(source: CaseSource, case_ids: Iterable[str],
-             batch: int) -> Iterator[list[tuple[str, np.ndarray]]]:
+def _batches(
+    source: CaseSource, case_ids: Iterable[str], batch: int
+) -> Iterator[list[tuple[str, np.ndarray]]]:
     """Groups of at most ``batch`` consecutive cases whose evaluation grids have the same shape."""
     group: list[tuple[str, np.ndarray]] = []
     for cid in case_ids:
@@ -112,9 +117,14 @@ def _batches(source: CaseSource, case_ids: Iterable[str],
 
 
 @torch.no_grad()
-def ensemble_probs(models: Sequence[nn.Module], source: CaseSource, case_ids: Iterable[str] | None = None,
-                   batch: int = 1, amp: bool = True,
-                   channels_last: bool = False) -> Iterator[tuple[str, np.ndarray]]:
+def ensemble_probs(
+    models: Sequence[nn.Module],
+    source: CaseSource,
+    case_ids: Iterable[str] | None = None,
+    batch: int = 1,
+    amp: bool = True,
+    channels_last: bool = False,
+) -> Iterator[tuple[str, np.ndarray]]:
     """``(case_id, mean sigmoid map on the evaluation grid)`` for each case, models in eval mode.
 
     Cases are batched (``batch`` at a time, same grid shape); in evaluation mode batch-norm uses

@@ -33,7 +33,6 @@ from bench3d2d.results import CASE_COLUMNS, CASE_ID_KEY, TEST_SET_KEY
 log = logging.getLogger("bench3d2d.engine")
 
 
-
 @dataclass
 class RunResult:
     """Outcome of one run: long per-case metrics, the fit, the split record and timings (s)."""
@@ -46,8 +45,9 @@ class RunResult:
     out_dir: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def summary(self, metrics: Sequence[str] = ("dice", "area_diff_mm2", "precision", "recall",
-                                                "hd95_mm")) -> pd.DataFrame:
+    def summary(
+        self, metrics: Sequence[str] = ("dice", "area_diff_mm2", "precision", "recall", "hd95_mm")
+    ) -> pd.DataFrame:
         """Mean, std, median and NaN count per test set and metric."""
         from bench3d2d.evaluation.metrics import summarise
 
@@ -63,8 +63,16 @@ def _save_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
 
 
-def long_table(wide: pd.DataFrame, *, train_dataset: str, test_set: str, fraction: float, model: str,
-               pretrain: str, seed: int) -> pd.DataFrame:
+def long_table(
+    wide: pd.DataFrame,
+    *,
+    train_dataset: str,
+    test_set: str,
+    fraction: float,
+    model: str,
+    pretrain: str,
+    seed: int,
+) -> pd.DataFrame:
     """Wide per-case metrics (``case_id`` + one column per metric) -> the long ``cases.csv`` form."""
     ids = [c for c in ("case_id", "patient_id") if c in wide.columns]
     long = wide.melt(id_vars=ids, var_name="metric", value_name="value")
@@ -86,8 +94,13 @@ def _fraction_number(fraction: float | int | str) -> float:
     return int(value) if value.is_integer() else value
 
 
-def train_and_evaluate(target: RunTarget, settings: RunSettings | None = None, paths: RunPaths | None = None,
-                       *, on_validation: Callable[[int, float], None] | None = None) -> RunResult:
+def train_and_evaluate(
+    target: RunTarget,
+    settings: RunSettings | None = None,
+    paths: RunPaths | None = None,
+    *,
+    on_validation: Callable[[int, float], None] | None = None,
+) -> RunResult:
     """One benchmark run: train ``target.model`` on a label fraction (percent) of ``target.dataset``.
 
     Test sets: the training dataset's own test split (named like the dataset) plus every entry
@@ -117,10 +130,20 @@ def train_and_evaluate(target: RunTarget, settings: RunSettings | None = None, p
     t_start, cpu_start = time.perf_counter(), time.process_time()
 
     with run_log(out_dir / "log.txt"):
-        log.info("run: model %s, dataset %s, fraction %s %%, seed %d, profile %s, recipe %s (%s: %s), "
-                 "pretrain %s, hparams %s", target.model, target.dataset, frac, target.seed, prof.name,
-                 recipe.recipe_set, recipe.source, dict(recipe.values), pre_label,
-                 dict(settings.hparams or {}))
+        log.info(
+            "run: model %s, dataset %s, fraction %s %%, seed %d, profile %s, recipe %s (%s: %s), "
+            "pretrain %s, hparams %s",
+            target.model,
+            target.dataset,
+            frac,
+            target.seed,
+            prof.name,
+            recipe.recipe_set,
+            recipe.source,
+            dict(recipe.values),
+            pre_label,
+            dict(settings.hparams or {}),
+        )
         if recipe.note:
             log.info("recipe: %s", recipe.note)
         t0 = time.perf_counter()
@@ -137,27 +160,48 @@ def train_and_evaluate(target: RunTarget, settings: RunSettings | None = None, p
         t0 = time.perf_counter()
         torch.manual_seed(int(target.seed))
         model = build_model(target.model, prof.depth, 1, 1, **dict(target.model_kwargs or {}))
-        options = FitOptions(prof, target.seed, init, settings.compute,
-                             f"{target.model} {pre_label} {frac}%")
-        fit_result = fit(model, segmentation(), train, val, options, out_dir=out_dir,
-                         on_validation=on_validation)
+        options = FitOptions(prof, target.seed, init, settings.compute, f"{target.model} {pre_label} {frac}%")
+        fit_result = fit(
+            model, segmentation(), train, val, options, out_dir=out_dir, on_validation=on_validation
+        )
         timings["fit_s"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        models = load_ensemble([c.path for c in fit_result.checkpoints], settings.compute.device,
-                               settings.compute.accelerate)
-        labels = {"train_dataset": target.dataset, "fraction": frac, "model": target.model,
-                  "pretrain": pre_label, "seed": target.seed}
+        models = load_ensemble(
+            [c.path for c in fit_result.checkpoints], settings.compute.device, settings.compute.accelerate
+        )
+        labels = {
+            "train_dataset": target.dataset,
+            "fraction": frac,
+            "model": target.model,
+            "pretrain": pre_label,
+            "seed": target.seed,
+        }
         cases = _test(models, sources, prof, settings.n_prediction_maps, out_dir, labels)
         timings["evaluate_s"] = time.perf_counter() - t0
         timings["total_s"] = time.perf_counter() - t_start
         timings["cpu_s"] = time.process_time() - cpu_start
-        log.info("run done in %.1f s (%s)", timings["total_s"],
-                 ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
-    return RunResult(cases, fit_result, split_record, timings, pre_info, out_dir,
-                     {"k": len(models), "profile": prof.to_dict(), "precision": dict(fit_result.precision),
-                      "recipe": recipe.to_dict(), "stop": dict(fit_result.stop),
-                      "parameters": count_parameters(model)})
+        log.info(
+            "run done in %.1f s (%s)",
+            timings["total_s"],
+            ", ".join(f"{k} {v:.1f}" for k, v in timings.items()),
+        )
+    return RunResult(
+        cases,
+        fit_result,
+        split_record,
+        timings,
+        pre_info,
+        out_dir,
+        {
+            "k": len(models),
+            "profile": prof.to_dict(),
+            "precision": dict(fit_result.precision),
+            "recipe": recipe.to_dict(),
+            "stop": dict(fit_result.stop),
+            "parameters": count_parameters(model),
+        },
+    )
 
 
 def _named_test_sets(target: RunTarget) -> list[tuple[str, str | CaseSource]]:
@@ -165,8 +209,9 @@ def _named_test_sets(target: RunTarget) -> list[tuple[str, str | CaseSource]]:
     return list(tests.items()) if isinstance(tests, Mapping) else [(n, n) for n in (tests or [])]
 
 
-def _prepare_data(target: RunTarget, prof: Profile, cache_dir: Path,
-                  frac: float) -> tuple[CaseSource, CaseSource, dict[str, CaseSource], dict[str, Any]]:
+def _prepare_data(
+    target: RunTarget, prof: Profile, cache_dir: Path, frac: float
+) -> tuple[CaseSource, CaseSource, dict[str, CaseSource], dict[str, Any]]:
     """Training, validation and test sources (test patients seen in training removed) and the split record."""
     from bench3d2d.data import label_subset, load_dataset, make_split, prepare
 
@@ -187,16 +232,20 @@ def _prepare_data(target: RunTarget, prof: Profile, cache_dir: Path,
         if name == train_dataset:
             continue
         if isinstance(src, str):
-            src = prepare(load_dataset(src, size=prof.data_size, seed=target.data_seed, **opts), prof.depth,
-                          cache_dir)
+            src = prepare(
+                load_dataset(src, size=prof.data_size, seed=target.data_seed, **opts), prof.depth, cache_dir
+            )
         patient_of = getattr(src, "patient", None)
         if patient_of is not None:
             overlap = [c for c in src.case_ids if patient_of(c) in seen]
             if overlap:
                 removed[name] = overlap
                 src = src.subset([c for c in src.case_ids if c not in set(overlap)])
-                log.warning("test set %s: removed %d cases of patients used for training/validation",
-                            name, len(overlap))
+                log.warning(
+                    "test set %s: removed %d cases of patients used for training/validation",
+                    name,
+                    len(overlap),
+                )
         sources[name] = src
     split_record = {
         **split.to_dict(),
@@ -213,32 +262,69 @@ def _prepare_data(target: RunTarget, prof: Profile, cache_dir: Path,
     return train, val, sources, split_record
 
 
-def _pretrained_weights(target: RunTarget, base_profile: Profile, settings: RunSettings,
-                        paths: RunPaths) -> tuple[Path, dict[str, Any]]:
+def _pretrained_weights(
+    target: RunTarget, base_profile: Profile, settings: RunSettings, paths: RunPaths
+) -> tuple[Path, dict[str, Any]]:
     """The SSL weights of the run (pre-trained now or found in the cache, under the run's recipe set)
     and their record."""
     from bench3d2d.engine import ssl
 
     source = target.pretrain_source or ssl.default_source(target.dataset)
-    what = PretrainTarget(target.model, source, str(target.pretrain_modality), target.seed,
-                          target.pretrain_exclude, target.data_seed, target.split_seed,
-                          dict(target.data_options or {}), dict(target.model_kwargs or {}), settings.recipe)
-    res = ssl.pretrain(what, profile=base_profile, compute=settings.compute, root=paths.pretrain_root,
-                       cache_dir=Path(paths.cache_dir))
-    info = {"key": res.key, "weights": str(res.weights), "score": res.score, "cached": res.cached,
-            "seconds": res.seconds, "source": source}
-    log.info("pre-trained weights %s (SSIM %.4f, %s)", res.weights, res.score,
-             "cached" if res.cached else f"{res.seconds:.1f} s")
+    what = PretrainTarget(
+        target.model,
+        source,
+        str(target.pretrain_modality),
+        target.seed,
+        target.pretrain_exclude,
+        target.data_seed,
+        target.split_seed,
+        dict(target.data_options or {}),
+        dict(target.model_kwargs or {}),
+        settings.recipe,
+    )
+    res = ssl.pretrain(
+        what,
+        profile=base_profile,
+        compute=settings.compute,
+        root=paths.pretrain_root,
+        cache_dir=Path(paths.cache_dir),
+    )
+    info = {
+        "key": res.key,
+        "weights": str(res.weights),
+        "score": res.score,
+        "cached": res.cached,
+        "seconds": res.seconds,
+        "source": source,
+    }
+    log.info(
+        "pre-trained weights %s (SSIM %.4f, %s)",
+        res.weights,
+        res.score,
+        "cached" if res.cached else f"{res.seconds:.1f} s",
+    )
     return res.weights, info
 
 
-def _test(models: list, sources: Mapping[str, CaseSource], prof: Profile, n_prediction_maps: int,
-          out_dir: Path, labels: Mapping[str, Any]) -> pd.DataFrame:
+def _test(
+    models: list,
+    sources: Mapping[str, CaseSource],
+    prof: Profile,
+    n_prediction_maps: int,
+    out_dir: Path,
+    labels: Mapping[str, Any],
+) -> pd.DataFrame:
     """Ensemble-evaluate every test set; write a few prediction maps and ``cases.csv``."""
     tables = []
     for name, src in sources.items():
-        wide, maps = evaluate(models, src, amp=prof.amp, keep_maps=n_prediction_maps,
-                              batch=prof.eval_batch, channels_last=prof.channels_last)
+        wide, maps = evaluate(
+            models,
+            src,
+            amp=prof.amp,
+            keep_maps=n_prediction_maps,
+            batch=prof.eval_batch,
+            channels_last=prof.channels_last,
+        )
         wide.insert(1, "patient_id", [getattr(src, "patient", lambda _: "")(c) for c in wide["case_id"]])
         tables.append(long_table(wide, test_set=name, **labels))
         for cid, arrays in maps.items():
@@ -246,8 +332,14 @@ def _test(models: list, sources: Mapping[str, CaseSource], prof: Profile, n_pred
             ids = {CASE_ID_KEY: np.array(str(cid)), TEST_SET_KEY: np.array(str(name))}
             _save_npz_atomic(pred_dir / f"{safe_name(cid)}.npz", {**arrays, **ids})
         dice = wide["dice"]
-        log.info("test %s: %d cases, Dice mean %.4f (median %.4f), k = %d checkpoints", name, len(wide),
-                 dice.mean(), dice.median(), len(models))
+        log.info(
+            "test %s: %d cases, Dice mean %.4f (median %.4f), k = %d checkpoints",
+            name,
+            len(wide),
+            dice.mean(),
+            dice.median(),
+            len(models),
+        )
     if not tables:
         log.info("no test set: validation only (no test case predicted or scored)")
     cases = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=list(CASE_COLUMNS))

@@ -102,8 +102,9 @@ def require_targets(source: CaseSource, key: str, what: str) -> None:
             raise ValueError(f"{what}: case {cid!r} has no {key!r} target")
 
 
-def round_schedule(n_cases: int, steps: int, batch: int, repeats: int | None,
-                   rng: np.random.Generator) -> np.ndarray:
+def round_schedule(
+    n_cases: int, steps: int, batch: int, repeats: int | None, rng: np.random.Generator
+) -> np.ndarray:
     """Case indices of one round, shape (steps, batch): every case ``repeats`` times, shuffled.
 
     ``repeats`` None means "as many as the steps need". The incomplete last batch is dropped.
@@ -115,8 +116,9 @@ def round_schedule(n_cases: int, steps: int, batch: int, repeats: int | None,
     return order[: steps * batch].reshape(steps, batch)
 
 
-def augment(volume: np.ndarray, target: np.ndarray, crop: tuple[int, int], binary: bool,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def augment(
+    volume: np.ndarray, target: np.ndarray, crop: tuple[int, int], binary: bool, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """One training sample as docs/protocol.md §3: crop, resize if short, rotate 180°, flips, intensity.
 
     The random numbers are drawn in a fixed order whatever the input, so a seed fixes the stream.
@@ -145,8 +147,14 @@ def augment(volume: np.ndarray, target: np.ndarray, crop: tuple[int, int], binar
     return np.ascontiguousarray(v), np.ascontiguousarray(t, dtype=np.float32)
 
 
-def make_batch(source: CaseSource, case_ids: Sequence[str], target_key: str, crop: tuple[int, int],
-               binary: bool, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def make_batch(
+    source: CaseSource,
+    case_ids: Sequence[str],
+    target_key: str,
+    crop: tuple[int, int],
+    binary: bool,
+    rng: np.random.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Augmented batch: volumes (B, 1, h, w, D) and targets (B, 1, h, w)."""
     vols, tgts = [], []
     for cid in case_ids:

@@ -180,8 +180,9 @@ def _same(y: torch.Tensor) -> torch.Tensor:
     return y
 
 
-def _unfold_conv(x: torch.Tensor, w: torch.Tensor, stride: tuple, padding: tuple, dilation: tuple
-                 ) -> torch.Tensor:
+def _unfold_conv(
+    x: torch.Tensor, w: torch.Tensor, stride: tuple, padding: tuple, dilation: tuple
+) -> torch.Tensor:
     """The kernel taps of a one-channel input stacked last (im2col), for one matrix product.
 
     oneDNN's weight gradient for a single input channel is slow; gathering the T = kh*kw*kd taps
@@ -189,14 +190,21 @@ def _unfold_conv(x: torch.Tensor, w: torch.Tensor, stride: tuple, padding: tuple
     """
     B, _, H, W, D = x.shape
     (kh, kw, kd), (sh, sw, sd), (ph, pw, pd), (dh, dw, dd) = w.shape[2:], stride, padding, dilation
-    out = [(n + 2 * p - d * (k - 1) - 1) // s + 1 for n, k, s, p, d in
-           zip((H, W, D), (kh, kw, kd), (sh, sw, sd), (ph, pw, pd), (dh, dw, dd))]
+    out = [
+        (n + 2 * p - d * (k - 1) - 1) // s + 1
+        for n, k, s, p, d in zip((H, W, D), (kh, kw, kd), (sh, sw, sd), (ph, pw, pd), (dh, dw, dd))
+    ]
     xp = F.pad(x.reshape(B, H, W, D), (pd, pd, pw, pw, ph, ph))
     taps = [
-        xp[:, i * dh : i * dh + sh * (out[0] - 1) + 1 : sh,
-           j * dw : j * dw + sw * (out[1] - 1) + 1 : sw,
-           k * dd : k * dd + sd * (out[2] - 1) + 1 : sd]
-        for i in range(kh) for j in range(kw) for k in range(kd)
+        xp[
+            :,
+            i * dh : i * dh + sh * (out[0] - 1) + 1 : sh,
+            j * dw : j * dw + sw * (out[1] - 1) + 1 : sw,
+            k * dd : k * dd + sd * (out[2] - 1) + 1 : sd,
+        ]
+        for i in range(kh)
+        for j in range(kw)
+        for k in range(kd)
     ]
     return torch.stack(taps, dim=-1)
 

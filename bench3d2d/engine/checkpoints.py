@@ -73,15 +73,20 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
 
 
-def save_weights(model: nn.Module, path: Path, *, resume: Mapping[str, Any] | None = None,
-                 **meta: Any) -> None:
+def save_weights(
+    model: nn.Module, path: Path, *, resume: Mapping[str, Any] | None = None, **meta: Any
+) -> None:
     """Write a weights checkpoint (parameters and buffers) with metadata ``meta``.
 
     ``resume``: the resumable training state of this step (optimiser, RNG, progress), kept by
     ``fit`` in top-k files while a run is in progress so that it can heal an unreadable ``last.pt``.
     """
-    obj = {"format": FORMAT, "kind": "weights", "meta": {**architecture(model), **meta},
-           "state_dict": _cpu_state(model)}
+    obj = {
+        "format": FORMAT,
+        "kind": "weights",
+        "meta": {**architecture(model), **meta},
+        "state_dict": _cpu_state(model),
+    }
     if resume is not None:
         obj["resume"] = dict(resume)
     atomic_torch_save(obj, path)

@@ -63,8 +63,9 @@ def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> torch
 def ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """SSIM map of images in [0, 1], (N, C, H, W) -> (N, C, H, W); zero padding keeps the size."""
     if x.shape != y.shape or x.dim() != 4:
-        raise ValueError(f"ssim_map: expected two equal (N, C, H, W) tensors, got {tuple(x.shape)}, "
-                         f"{tuple(y.shape)}")
+        raise ValueError(
+            f"ssim_map: expected two equal (N, C, H, W) tensors, got {tuple(x.shape)}, {tuple(y.shape)}"
+        )
     x = x.float()
     y = y.float()
     c = x.shape[1]

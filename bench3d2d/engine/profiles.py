@@ -73,24 +73,34 @@ class Profile:
     @property
     def converges(self) -> bool:
         """Whether the fit stops on a validation plateau (``patience`` set) instead of after ``rounds``."""
-        return (self.patience is not None or self.validate_every is not None or self.max_steps is not None
-                or bool(self.min_steps) or bool(self.min_delta))
+        return (
+            self.patience is not None
+            or self.validate_every is not None
+            or self.max_steps is not None
+            or bool(self.min_steps)
+            or bool(self.min_delta)
+        )
 
     def _check_plateau(self) -> None:
         """Plateau mode: validate every ``validate_every`` steps, at most ``max_steps``; ``rounds`` is
         derived (the most validations, ⌈max_steps / validate_every⌉)."""
         name = self.name
         if self.validate_every is None or self.patience is None or self.max_steps is None:
-            raise ValueError(f"profile {name!r}: a plateau stop needs validate_every, patience and max_steps "
-                             "(all three)")
+            raise ValueError(
+                f"profile {name!r}: a plateau stop needs validate_every, patience and max_steps (all three)"
+            )
         if self.repeats is not None or self.steps_per_round is not None:
-            raise ValueError(f"profile {name!r}: repeats/steps_per_round are for round-based profiles; "
-                             "a plateau profile validates every validate_every steps")
+            raise ValueError(
+                f"profile {name!r}: repeats/steps_per_round are for round-based profiles; "
+                "a plateau profile validates every validate_every steps"
+            )
         if int(self.validate_every) < 1 or int(self.patience) < 1 or float(self.min_delta) < 0:
             raise ValueError(f"profile {name!r}: validate_every and patience must be >= 1, min_delta >= 0")
         if not 0 <= int(self.min_steps) <= int(self.max_steps) or int(self.max_steps) < 1:
-            raise ValueError(f"profile {name!r}: need 0 <= min_steps <= max_steps and max_steps >= 1 "
-                             f"(got min_steps {self.min_steps}, max_steps {self.max_steps})")
+            raise ValueError(
+                f"profile {name!r}: need 0 <= min_steps <= max_steps and max_steps >= 1 "
+                f"(got min_steps {self.min_steps}, max_steps {self.max_steps})"
+            )
         object.__setattr__(self, "rounds", -(-int(self.max_steps) // int(self.validate_every)))
 
     def batch_for(self, task_name: str) -> int:
@@ -172,9 +182,25 @@ class Profile:
 PLATEAU_FIELDS = ("validate_every", "patience", "min_delta", "min_steps", "max_steps")
 
 #: Keys :meth:`Profile.with_overrides` accepts.
-OVERRIDABLE = ("lr", "weight_decay", "optimizer", "momentum", "betas", "batch_size", "rounds",
-               "steps_per_round", "repeats", "min_steps_per_round", "max_steps_per_round", "top_k", "crop",
-               "amp", "channels_last", "eval_batch", *PLATEAU_FIELDS)
+OVERRIDABLE = (
+    "lr",
+    "weight_decay",
+    "optimizer",
+    "momentum",
+    "betas",
+    "batch_size",
+    "rounds",
+    "steps_per_round",
+    "repeats",
+    "min_steps_per_round",
+    "max_steps_per_round",
+    "top_k",
+    "crop",
+    "amp",
+    "channels_last",
+    "eval_batch",
+    *PLATEAU_FIELDS,
+)
 
 
 PAPER = Profile(

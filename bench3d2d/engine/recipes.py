@@ -83,8 +83,14 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (written into ``result.json`` as ``recipe``)."""
         values = {k: list(v) if isinstance(v, tuple) else v for k, v in self.values.items()}
-        return {"set": self.recipe_set, "source": self.source, "model": self.model, "values": values,
-                "note": self.note, "not_applied": dict(self.not_applied)}
+        return {
+            "set": self.recipe_set,
+            "source": self.source,
+            "model": self.model,
+            "values": values,
+            "note": self.note,
+            "not_applied": dict(self.not_applied),
+        }
 
 
 def _clean(values: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -125,24 +131,32 @@ def load_tuned(path: Path | str | None = None) -> dict[str, dict[str, Any]]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise RecipeError(f"tuned recipe table {where} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != TUNED_FORMAT or not isinstance(
-            data.get("recipes", {}), dict):
-        raise RecipeError(f"tuned recipe table {where}: expected an object with format {TUNED_FORMAT!r} "
-                          "and a 'recipes' object {model: {setting: value}}")
+    if (
+        not isinstance(data, dict)
+        or data.get("format") != TUNED_FORMAT
+        or not isinstance(data.get("recipes", {}), dict)
+    ):
+        raise RecipeError(
+            f"tuned recipe table {where}: expected an object with format {TUNED_FORMAT!r} "
+            "and a 'recipes' object {model: {setting: value}}"
+        )
     table: dict[str, dict[str, Any]] = {}
     for model, entry in data.get("recipes", {}).items():
         if not isinstance(entry, dict):
             raise RecipeError(f"tuned recipe table {where}: entry {model!r} is not an object")
         unknown = set(entry) - set(RECIPE_KEYS) - {"_study"}
         if unknown:
-            raise RecipeError(f"tuned recipe table {where}: entry {model!r} has unknown setting(s) "
-                              f"{sorted(unknown)}; allowed: {', '.join(RECIPE_KEYS)}")
+            raise RecipeError(
+                f"tuned recipe table {where}: entry {model!r} has unknown setting(s) "
+                f"{sorted(unknown)}; allowed: {', '.join(RECIPE_KEYS)}"
+            )
         table[str(model)] = _clean(entry, RECIPE_KEYS)
     return table
 
 
-def resolve_recipe(model: str, recipe_set: str = "common", *,
-                   tuned: Mapping[str, Mapping[str, Any]] | None = None) -> Recipe:
+def resolve_recipe(
+    model: str, recipe_set: str = "common", *, tuned: Mapping[str, Mapping[str, Any]] | None = None
+) -> Recipe:
     """The recipe of ``model`` under ``recipe_set`` (``common``, ``official`` or ``tuned``), with its
     provenance. ``tuned`` replaces the shipped table (tests, a table being made). An unknown model
     raises the registry's error; an unknown set raises :class:`RecipeError`."""
@@ -161,8 +175,14 @@ def resolve_recipe(model: str, recipe_set: str = "common", *,
         values, left_out = _official(model)
         if values:
             return Recipe(model, "official", "official", _complete(values), "", left_out)
-        return Recipe(model, "official", "common", dict(COMMON),
-                      f"{model} registers no official optimiser; the common recipe is used", left_out)
+        return Recipe(
+            model,
+            "official",
+            "common",
+            dict(COMMON),
+            f"{model} registers no official optimiser; the common recipe is used",
+            left_out,
+        )
     return Recipe(model, "common", "common", dict(COMMON))
 
 
@@ -184,7 +204,8 @@ def apply_recipe(profile: Profile, recipe: Recipe | Mapping[str, Any]) -> Profil
     return profile.with_overrides(values)
 
 
-def run_profile(profile: Profile | str, model: str, recipe_set: str = "common",
-                hparams: Mapping[str, Any] | None = None) -> Profile:
+def run_profile(
+    profile: Profile | str, model: str, recipe_set: str = "common", hparams: Mapping[str, Any] | None = None
+) -> Profile:
     """The profile one run trains with: ``profile`` < the model's recipe of ``recipe_set`` < ``hparams``."""
     return apply_recipe(get_profile(profile), resolve_recipe(model, recipe_set)).with_overrides(hparams)

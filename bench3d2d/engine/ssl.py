@@ -54,8 +54,16 @@ class PretrainResult:
     info: Mapping[str, Any]
 
 
-def pretrain_on(model: str, train: CaseSource, val: CaseSource, modality: str, options: FitOptions, *,
-                out_dir: Path, model_kwargs: Mapping[str, Any] | None = None) -> tuple[Path, FitResult]:
+def pretrain_on(
+    model: str,
+    train: CaseSource,
+    val: CaseSource,
+    modality: str,
+    options: FitOptions,
+    *,
+    out_dir: Path,
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> tuple[Path, FitResult]:
     """Reconstruction training of ``model`` on given cases; writes and returns ``out_dir/weights.pt``.
 
     The weights are those of the best validation SSIM (§8.2). Resumes (and heals) like ``fit``.
@@ -68,17 +76,31 @@ def pretrain_on(model: str, train: CaseSource, val: CaseSource, modality: str, o
     result = fit(net, task, train, val, options, out_dir=out_dir)
     best = result.best  # fit leaves the best checkpoint's weights in ``net``
     weights = Path(out_dir) / WEIGHTS
-    ckpt_io.save_weights(net, weights, task="reconstruction", target=modality, score=best.score,
-                         step=best.step, score_name="ssim", selected="best validation SSIM")
+    ckpt_io.save_weights(
+        net,
+        weights,
+        task="reconstruction",
+        target=modality,
+        score=best.score,
+        step=best.step,
+        score_name="ssim",
+        selected="best validation SSIM",
+    )
     return weights, result
 
 
 def pretrain_key(what: PretrainTarget, profile: Profile, excluded: Sequence[str]) -> str:
     """Readable, unique cache key: ``<model>-<modality>-<source>-<profile>-s<seed>-<hash>``."""
     payload = {
-        "model": what.model, "source": what.source, "modality": what.modality, "profile": profile.to_dict(),
-        "seed": int(what.seed), "data_seed": int(what.data_seed), "split_seed": int(what.split_seed),
-        "excluded": sorted(excluded), "model_kwargs": dict(what.model_kwargs or {}),
+        "model": what.model,
+        "source": what.source,
+        "modality": what.modality,
+        "profile": profile.to_dict(),
+        "seed": int(what.seed),
+        "data_seed": int(what.data_seed),
+        "split_seed": int(what.split_seed),
+        "excluded": sorted(excluded),
+        "model_kwargs": dict(what.model_kwargs or {}),
         "data_options": dict(what.data_options or {}),
     }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
@@ -126,8 +148,13 @@ def default_exclusions(source: str, size: str = "quick", seed: int = 0) -> list[
         value = extra["pretrain_exclude"]
         return [value] if isinstance(value, str) else list(value)
     namespace = load_dataset(source, size=size, seed=seed).namespace
-    return [n for n in list_datasets() if n != source and "test" in dataset_info(n).tags
-            and load_dataset(n, size=size, seed=seed).namespace == namespace]
+    return [
+        n
+        for n in list_datasets()
+        if n != source
+        and "test" in dataset_info(n).tags
+        and load_dataset(n, size=size, seed=seed).namespace == namespace
+    ]
 
 
 @contextlib.contextmanager
@@ -137,8 +164,14 @@ def _lock(path: Path):
         yield
 
 
-def pretrain(what: PretrainTarget, *, profile: Profile | str = "smoke", compute: Compute | None = None,
-             root: Path, cache_dir: Path) -> PretrainResult:
+def pretrain(
+    what: PretrainTarget,
+    *,
+    profile: Profile | str = "smoke",
+    compute: Compute | None = None,
+    root: Path,
+    cache_dir: Path,
+) -> PretrainResult:
     """Pre-train ``what.model`` on dataset ``what.source`` (OCT -> ``what.modality``), or reuse the cache.
 
     Data: the source's patient-wise split (``what.split_seed``), train and val parts, minus the
@@ -152,8 +185,11 @@ def pretrain(what: PretrainTarget, *, profile: Profile | str = "smoke", compute:
     """
     recipe = resolve_recipe(what.model, what.recipe)
     prof = apply_recipe(get_profile(profile), recipe)
-    excluded_sets = (default_exclusions(what.source, prof.data_size, what.data_seed) if what.exclude is None
-                     else list(what.exclude))
+    excluded_sets = (
+        default_exclusions(what.source, prof.data_size, what.data_seed)
+        if what.exclude is None
+        else list(what.exclude)
+    )
     key = pretrain_key(what, prof, excluded_sets)
     run_dir = Path(root) / key
     with _lock(Path(root) / f".{key}.lock"):
@@ -163,16 +199,30 @@ def pretrain(what: PretrainTarget, *, profile: Profile | str = "smoke", compute:
         t0 = time.perf_counter()
         train, val, info = _pretrain_data(what, prof, excluded_sets, Path(cache_dir))
         options = FitOptions(prof, what.seed, None, compute or Compute())
-        weights, result = pretrain_on(what.model, train, val, what.modality, options, out_dir=run_dir,
-                                      model_kwargs=what.model_kwargs)
+        weights, result = pretrain_on(
+            what.model, train, val, what.modality, options, out_dir=run_dir, model_kwargs=what.model_kwargs
+        )
         seconds = time.perf_counter() - t0
         info = {
-            "key": key, "model": what.model, "source": what.source, "modality": what.modality,
-            "profile": prof.name, "seed": what.seed, "data_seed": what.data_seed,
-            "split_seed": what.split_seed, **info, "score": result.best.score,
-            "score_name": "ssim", "best_step": result.best.step, "steps": result.steps,
-            "seconds": seconds, "history": result.history, "selected": "best validation SSIM",
-            "precision": dict(result.precision), "recipe": recipe.to_dict(), "stop": dict(result.stop),
+            "key": key,
+            "model": what.model,
+            "source": what.source,
+            "modality": what.modality,
+            "profile": prof.name,
+            "seed": what.seed,
+            "data_seed": what.data_seed,
+            "split_seed": what.split_seed,
+            **info,
+            "score": result.best.score,
+            "score_name": "ssim",
+            "best_step": result.best.step,
+            "steps": result.steps,
+            "seconds": seconds,
+            "history": result.history,
+            "selected": "best validation SSIM",
+            "precision": dict(result.precision),
+            "recipe": recipe.to_dict(),
+            "stop": dict(result.stop),
         }
         atomic_write_json(run_dir / INFO, info, sort_keys=False)
         return PretrainResult(weights, key, result.best.score, False, seconds, info)
@@ -188,8 +238,9 @@ def _cached(run_dir: Path, key: str) -> PretrainResult | None:
         score = float(info["score"])
         ckpt_io.read(weights)
     except (ValueError, KeyError, TypeError, ckpt_io.CheckpointError) as exc:
-        log.warning("cached pre-training %s is unreadable (%s: %s); making it again", run_dir,
-                    type(exc).__name__, exc)
+        log.warning(
+            "cached pre-training %s is unreadable (%s: %s); making it again", run_dir, type(exc).__name__, exc
+        )
         (run_dir / INFO).unlink(missing_ok=True)
         weights.unlink(missing_ok=True)
         return None
@@ -197,8 +248,9 @@ def _cached(run_dir: Path, key: str) -> PretrainResult | None:
     return PretrainResult(weights, key, score, True, 0.0, info)
 
 
-def _pretrain_data(what: PretrainTarget, prof: Profile, excluded_sets: list[str],
-                   cache_dir: Path) -> tuple[CaseSource, CaseSource, dict[str, Any]]:
+def _pretrain_data(
+    what: PretrainTarget, prof: Profile, excluded_sets: list[str], cache_dir: Path
+) -> tuple[CaseSource, CaseSource, dict[str, Any]]:
     """The source's train/val cases without the excluded patients, and the data part of ``info.json``."""
     from bench3d2d.data import load_dataset, make_split, prepare
 
@@ -212,19 +264,37 @@ def _pretrain_data(what: PretrainTarget, prof: Profile, excluded_sets: list[str]
     train_p = [p for p in split.train if p not in drop]
     val_p = [p for p in split.val if p not in drop]
     if not train_p or not val_p:
-        raise ValueError(f"pre-training source {source!r} has no training or validation patients left "
-                         f"after excluding {excluded_sets}")
+        raise ValueError(
+            f"pre-training source {source!r} has no training or validation patients left "
+            f"after excluding {excluded_sets}"
+        )
     train = prep.subset_patients(train_p)
     val = prep.subset_patients(val_p)
     for part, cases in (("training", train), ("validation", val)):
         missing = [c for c in cases.case_ids if cases.target(c, modality) is None]
         if missing:
-            raise ValueError(f"pre-training source {source!r}: {part} case {missing[0]!r} has no "
-                             f"{modality!r} image ({len(missing)} such cases)")
-    log.info("pre-training %s on %s -> %s: %d/%d training/validation scans (excluded %d patients of %s)",
-             what.model, source, modality, len(train), len(val), len(drop), excluded_sets)
-    info = {"excluded_datasets": excluded_sets, "excluded_patients": sorted(drop), "train_patients": train_p,
-            "val_patients": val_p, "n_train_scans": len(train), "n_val_scans": len(val)}
+            raise ValueError(
+                f"pre-training source {source!r}: {part} case {missing[0]!r} has no "
+                f"{modality!r} image ({len(missing)} such cases)"
+            )
+    log.info(
+        "pre-training %s on %s -> %s: %d/%d training/validation scans (excluded %d patients of %s)",
+        what.model,
+        source,
+        modality,
+        len(train),
+        len(val),
+        len(drop),
+        excluded_sets,
+    )
+    info = {
+        "excluded_datasets": excluded_sets,
+        "excluded_patients": sorted(drop),
+        "train_patients": train_p,
+        "val_patients": val_p,
+        "n_train_scans": len(train),
+        "n_val_scans": len(val),
+    }
     return train, val, info
 
 

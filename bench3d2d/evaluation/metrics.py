@@ -124,15 +124,17 @@ def summarise(cases: pd.DataFrame, by: Iterable[str] = ("test_set", "metric")) -
 
     def stats(v: pd.Series) -> pd.Series:
         ok = v.dropna()
-        return pd.Series({
-            "n": int(v.size),
-            "n_nan": int(v.isna().sum()),
-            "mean": ok.mean() if ok.size else math.nan,
-            "std": ok.std(ddof=1) if ok.size > 1 else math.nan,
-            "median": ok.median() if ok.size else math.nan,
-            "q1": ok.quantile(0.25) if ok.size else math.nan,
-            "q3": ok.quantile(0.75) if ok.size else math.nan,
-        })
+        return pd.Series(
+            {
+                "n": int(v.size),
+                "n_nan": int(v.isna().sum()),
+                "mean": ok.mean() if ok.size else math.nan,
+                "std": ok.std(ddof=1) if ok.size > 1 else math.nan,
+                "median": ok.median() if ok.size else math.nan,
+                "q1": ok.quantile(0.25) if ok.size else math.nan,
+                "q3": ok.quantile(0.75) if ok.size else math.nan,
+            }
+        )
 
     out = cases.groupby(by, sort=False)["value"].apply(stats).unstack()
     out["n"] = out["n"].astype(int)

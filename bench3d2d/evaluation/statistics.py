@@ -98,7 +98,7 @@ def metric_label(metric: str) -> str:
         return label
     unit = re.search(r" \([^)]*\)$", label)
     if unit:  # "HD95 (mm)" -> "HD95, rater2 (mm)"
-        return f"{label[:unit.start()]}, {rater}{unit.group(0)}"
+        return f"{label[: unit.start()]}, {rater}{unit.group(0)}"
     return f"{label} ({rater})"
 
 
@@ -139,8 +139,11 @@ def average_seeds(cases: pd.DataFrame) -> pd.DataFrame:
 
 def patients_known(cases: pd.DataFrame) -> bool:
     """Whether every row of a per-case table names its patient (so that the unit can be the patient)."""
-    return "patient_id" in cases.columns and not cases.empty and bool(
-        (cases["patient_id"].fillna("").astype(str).str.strip() != "").all())
+    return (
+        "patient_id" in cases.columns
+        and not cases.empty
+        and bool((cases["patient_id"].fillna("").astype(str).str.strip() != "").all())
+    )
 
 
 def unit_values(means: pd.DataFrame, unit: str = "patient") -> pd.DataFrame:
@@ -153,8 +156,10 @@ def unit_values(means: pd.DataFrame, unit: str = "patient") -> pd.DataFrame:
     if unit not in UNITS:
         raise ValueError(f"unit must be one of {UNITS}, not {unit!r}")
     if unit == "patient" and (means["patient_id"].astype(str).str.strip() == "").any():
-        raise ValueError("unit 'patient' needs the patient of every case, but some rows have no "
-                         "patient_id (results written before the column existed?); use unit 'case'")
+        raise ValueError(
+            "unit 'patient' needs the patient of every case, but some rows have no "
+            "patient_id (results written before the column existed?); use unit 'case'"
+        )
     df = means.assign(unit_id=means["patient_id"] if unit == "patient" else means["case_id"])
     grouped = df.groupby([*FAMILY, *ENTRY, "unit_id"], sort=True, dropna=False)["value"]
     out = grouped.agg(value="mean", n_scans="size", n_ok="count", value_sum="sum")
@@ -167,8 +172,9 @@ def seed_spread(cases: pd.DataFrame) -> pd.DataFrame:
     ``seed_max``)."""
     per_seed = cases.groupby([*FAMILY, *ENTRY, "seed"], sort=True, dropna=False)["value"].mean()
     g = per_seed.groupby(level=list(range(len(FAMILY) + len(ENTRY))), sort=True, dropna=False)
-    out = pd.DataFrame({"n_seed_runs": g.size(), "seed_sd": g.std(ddof=1), "seed_min": g.min(),
-                        "seed_max": g.max()})
+    out = pd.DataFrame(
+        {"n_seed_runs": g.size(), "seed_sd": g.std(ddof=1), "seed_min": g.min(), "seed_max": g.max()}
+    )
     return out.reset_index()
 
 
@@ -244,8 +250,9 @@ def hodges_lehmann(d: np.ndarray, confidence: float = 0.95) -> tuple[float, floa
             return est, math.nan, math.nan
         c = int(ok[-1])  # P(T <= c) <= alpha / 2: the interval drops the c smallest and c largest averages
     else:
-        c = max(0, math.floor(m / 2 - scipy.stats.norm.isf(alpha / 2)
-                              * math.sqrt(n * (n + 1) * (2 * n + 1) / 24)))
+        c = max(
+            0, math.floor(m / 2 - scipy.stats.norm.isf(alpha / 2) * math.sqrt(n * (n + 1) * (2 * n + 1) / 24))
+        )
     return est, float(walsh[c]), float(walsh[m - 1 - c])
 
 
@@ -289,8 +296,16 @@ def paired_test(x: pd.Series, y: pd.Series, confidence: float = 0.95) -> PairTes
     r_plus, total = float(ranks[nz > 0].sum()), float(ranks.sum())
     hl, lo, hi = hodges_lehmann(d, confidence)
     return PairTest(
-        n=n, n_nonzero=int(nz.size), W=stat, p=p, method=method, p_min=min_attainable_p(n),
-        mean_diff=float(d.mean()), hl=hl, hl_low=lo, hl_high=hi,
+        n=n,
+        n_nonzero=int(nz.size),
+        W=stat,
+        p=p,
+        method=method,
+        p_min=min_attainable_p(n),
+        mean_diff=float(d.mean()),
+        hl=hl,
+        hl_low=lo,
+        hl_high=hi,
         cles=float((d > 0).mean() + 0.5 * (d == 0).mean()),
         rbc=(2 * r_plus - total) / total if total else 0.0,
     )
@@ -338,9 +353,16 @@ def cluster_bootstrap_ci(
     for method in ("BCa", "percentile"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = scipy.stats.bootstrap((s, c), statistic, paired=True, vectorized=True,
-                                        confidence_level=confidence, n_resamples=n_resamples,
-                                        method=method, rng=np.random.default_rng(seed))
+            res = scipy.stats.bootstrap(
+                (s, c),
+                statistic,
+                paired=True,
+                vectorized=True,
+                confidence_level=confidence,
+                n_resamples=n_resamples,
+                method=method,
+                rng=np.random.default_rng(seed),
+            )
         lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
         if math.isfinite(lo) and math.isfinite(hi):  # BCa can fail on very skewed tiny samples
             break
@@ -438,8 +460,14 @@ def friedman(wide: pd.DataFrame) -> FriedmanResult:
     r = ranks.sum(axis=0)
     q = (12.0 / (n * k * (k + 1)) * float((r**2).sum()) - 3.0 * n * (k + 1)) / denominator
     distinct = len({tuple(col) for col in data.T})
-    note = (f"{k - distinct} of the {k} entries repeat another entry's values in every unit: the test "
-            f"tells {distinct} distinct groups apart, not {k} entries") if distinct < k else ""
+    note = (
+        (
+            f"{k - distinct} of the {k} entries repeat another entry's values in every unit: the test "
+            f"tells {distinct} distinct groups apart, not {k} entries"
+        )
+        if distinct < k
+        else ""
+    )
     p = float(scipy.stats.chi2.sf(q, k - 1))
     return FriedmanResult(n, k, float(q), p, float(q / (n * (k - 1))), note)
 

@@ -185,8 +185,10 @@ class RunSpec:
         """A short human-readable description."""
         pre = "scratch" if self.pretrain == "none" else f"ssl-{self.pretrain}"
         overrides = f" +{','.join(sorted(self.hparams))}" if self.hparams else ""
-        return (f"{self.model} {pre} {self.train_dataset} {self.fraction:g}% seed {self.seed} "
-                f"{self.recipe} recipe{overrides}")
+        return (
+            f"{self.model} {pre} {self.train_dataset} {self.fraction:g}% seed {self.seed} "
+            f"{self.recipe} recipe{overrides}"
+        )
 
 
 @dataclass(frozen=True)

@@ -105,9 +105,16 @@ def execute_run(
 
     peak_scope = _reset_peak_memory()
     result = train_and_evaluate(
-        RunTarget(spec.model, spec.train_dataset, engine_test_sets(spec), fraction=spec.fraction,
-                  seed=spec.seed, pretrain=spec.pretrain, pretrain_source=spec.pretrain_source,
-                  own_test=f"{spec.train_dataset}{TEST_SUFFIX}" in spec.test_sets),
+        RunTarget(
+            spec.model,
+            spec.train_dataset,
+            engine_test_sets(spec),
+            fraction=spec.fraction,
+            seed=spec.seed,
+            pretrain=spec.pretrain,
+            pretrain_source=spec.pretrain_source,
+            own_test=f"{spec.train_dataset}{TEST_SUFFIX}" in spec.test_sets,
+        ),
         RunSettings(profile=spec.profile, recipe=spec.recipe, hparams=dict(spec.hparams), compute=_compute()),
         RunPaths(run_dir, store.cache_dir, pretrain_dir),
         on_validation=validated,
@@ -175,8 +182,9 @@ def execute_pretrain(
     from bench3d2d.engine import PretrainTarget, ssl
 
     what = PretrainTarget(pre.model, pre.source, pre.modality, seed=pre.seed, recipe=pre.recipe)
-    res = ssl.pretrain(what, profile=pre.profile, compute=_compute(), root=Path(out_dir),
-                       cache_dir=store.cache_dir)
+    res = ssl.pretrain(
+        what, profile=pre.profile, compute=_compute(), root=Path(out_dir), cache_dir=store.cache_dir
+    )
     return {
         "weights": str(res.weights),
         "engine_key": res.key,

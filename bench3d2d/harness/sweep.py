@@ -102,6 +102,7 @@ __all__ = [
     "select_work",
 ]
 
+
 # -- sweeps ------------------------------------------------------------------------------------------
 class DataChangedError(ValueError):
     """Complete runs (or pre-trainings) of the results folder were made from other data than now."""

@@ -139,8 +139,11 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any], attempts: int = 6) -> 
     for attempt in range(attempts):
         try:
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError,
-                sqlalchemy.exc.ProgrammingError):
+        except (
+            sqlalchemy.exc.IntegrityError,
+            sqlalchemy.exc.OperationalError,
+            sqlalchemy.exc.ProgrammingError,
+        ):
             if attempt == attempts - 1:
                 raise
             time.sleep(0.5 * (attempt + 1))
@@ -306,8 +309,15 @@ def tune(
     return study
 
 
-def _run_trial(study: Any, trial: Any, spec: RunSpec, run_dir: Path, backend: Any, store: ResultsStore,
-               keep_checkpoints: bool) -> None:
+def _run_trial(
+    study: Any,
+    trial: Any,
+    spec: RunSpec,
+    run_dir: Path,
+    backend: Any,
+    store: ResultsStore,
+    keep_checkpoints: bool,
+) -> None:
     """Train one trial's run, reporting each validation (pruned below the median), and tell the study."""
     import optuna
 
@@ -509,8 +519,7 @@ def tune_models(
     from bench3d2d.models import model_info
 
     backend = backend or get_backend()
-    shared = {(s.dataset, s.fraction, s.trials, s.profile, s.max_steps, s.seed, s.pretrain)
-              for s in settings}
+    shared = {(s.dataset, s.fraction, s.trials, s.profile, s.max_steps, s.seed, s.pretrain) for s in settings}
     if len(shared) > 1:
         raise ValueError(f"an equal budget needs the same dataset, fraction, trials, profile, max_steps, "
                          f"seed and pre-training for every model, got {sorted(shared, key=str)}")  # fmt: skip

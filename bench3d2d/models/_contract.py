@@ -61,14 +61,14 @@ class SizeRule:
 
     def bind(self, depth: int, in_channels: int | None = None) -> SizeRule:
         """The rule of one built model: a fixed-depth model now knows its depth."""
-        return replace(
-            self, built_depth=int(depth) if self.depth_fixed else None, in_channels=in_channels
-        )
+        return replace(self, built_depth=int(depth) if self.depth_fixed else None, in_channels=in_channels)
 
     def describe(self) -> str:
         """Human-readable rule, e.g. ``H % 4 == 0, W % 16 == 0, D >= 64``."""
-        parts = [self._axis_text("H", self.h_multiple, self.h_min),
-                 self._axis_text("W", self.w_multiple, self.w_min)]
+        parts = [
+            self._axis_text("H", self.h_multiple, self.h_min),
+            self._axis_text("W", self.w_multiple, self.w_min),
+        ]
         if self.depth_fixed:
             if self.built_depth is not None:
                 parts.append(f"D == {self.built_depth} (built depth)")
@@ -127,8 +127,7 @@ class SizeRule:
         problems = self.violations(h, w, d)
         if problems:
             raise InputShapeError(
-                f"{who} rejects input {tuple(shape)}: {'; '.join(problems)}. "
-                f"Rule: {self.describe()}."
+                f"{who} rejects input {tuple(shape)}: {'; '.join(problems)}. Rule: {self.describe()}."
             )
 
     def check_build_depth(self, depth: int, model: str = "") -> None:

@@ -280,8 +280,9 @@ def _import_file(path: Path) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as exc:
         sys.modules.pop(name, None)
-        raise PluginError(f"plugin file {path} failed to import{_where(exc, path)}: "
-                          f"{type(exc).__name__}: {exc}") from exc
+        raise PluginError(
+            f"plugin file {path} failed to import{_where(exc, path)}: {type(exc).__name__}: {exc}"
+        ) from exc
     return module
 
 

@@ -54,9 +54,7 @@ class ResidualUnit(nn.Module):
             raise ValueError(f"shortcut must be 'identity', 'project' or None, got {shortcut!r}")
         if shortcut == "identity" and cin != cout:
             raise ValueError(f"identity shortcut needs cin == cout, got {cin} -> {cout}")
-        self.body = nn.ModuleList(
-            ConvBN(cin if i == 0 else cout, cout, spec) for i, spec in enumerate(convs)
-        )
+        self.body = nn.ModuleList(ConvBN(cin if i == 0 else cout, cout, spec) for i, spec in enumerate(convs))
         self.shortcut = (
             ConvBN(cin, cout, ConvSpec((1, 1, 1), shortcut_stride)) if shortcut == "project" else None
         )

@@ -42,8 +42,11 @@ def _overlay(report: Report, section: Section, out: Path) -> str | None:
     if not coll.runs or report.options.overlay_cases <= 0:
         return None
     c = coll.cases
-    sel = c[(c["train_dataset"] == section.train_dataset) & (c["test_set"] == section.test_set)
-            & (c["fraction"] == section.fraction)]
+    sel = c[
+        (c["train_dataset"] == section.train_dataset)
+        & (c["test_set"] == section.test_set)
+        & (c["fraction"] == section.fraction)
+    ]
     entries = [(r.model, r.pretrain) for r in section.rows]
     run_of: dict[tuple, str] = {}
     for e in entries:
@@ -53,6 +56,7 @@ def _overlay(report: Report, section: Section, out: Path) -> str | None:
     if not run_of:
         return None
     case_ids = sorted(sel["case_id"].unique())
+
     def stored(case: str) -> bool:
         return all(e in run_of and coll.prediction_path(run_of[e], section.test_set, case) for e in entries)
 
@@ -61,9 +65,13 @@ def _overlay(report: Report, section: Section, out: Path) -> str | None:
         return None
     metric = "dice" if "dice" in set(sel["metric"]) else section.metrics[0] if section.metrics else None
     means = lb.case_means
-    m = means[(means["train_dataset"] == section.train_dataset) & (means["test_set"] == section.test_set)
-              & (means["fraction"] == section.fraction) & (means["metric"] == metric)
-              & means["case_id"].isin(available)]
+    m = means[
+        (means["train_dataset"] == section.train_dataset)
+        & (means["test_set"] == section.test_set)
+        & (means["fraction"] == section.fraction)
+        & (means["metric"] == metric)
+        & means["case_id"].isin(available)
+    ]
     per_case = m.groupby("case_id")["value"].mean()
     if stats.metric_direction(metric or "") == "lower":
         per_case = -per_case
@@ -79,8 +87,13 @@ def _overlay(report: Report, section: Section, out: Path) -> str | None:
             report.warnings.append(str(exc))
             return "unreadable prediction file"
 
-    fig = figures.overlay_grid(cases, entries, load, title=f"{section.train_dataset} → {section.test_set}, "
-                               f"{fmt_fraction(section.fraction)} labels: lowest seed of each entry")
+    fig = figures.overlay_grid(
+        cases,
+        entries,
+        load,
+        title=f"{section.train_dataset} → {section.test_set}, "
+        f"{fmt_fraction(section.fraction)} labels: lowest seed of each entry",
+    )
     rel = f"{FIGURES_DIR}/overlay_{slug(section.train_dataset, section.test_set, section.fraction)}.png"
     figures.save(fig, out / rel)
     return rel
@@ -111,10 +124,16 @@ def _figures(report: Report, out: Path) -> None:
     for s in report.sections:
         for m in s.metrics:
             fam = lb.family(s.train_dataset, s.test_set, s.fraction, m)
-            title = (f"{s.train_dataset} → {s.test_set}, {fmt_fraction(s.fraction)} labels: "
-                     f"{stats.metric_label(m)}")
-            fig = figures.cd_diagram(fam, lb.pairs(s.train_dataset, s.test_set, s.fraction, m),
-                                     alpha=report.options.alpha, title=title)
+            title = (
+                f"{s.train_dataset} → {s.test_set}, {fmt_fraction(s.fraction)} labels: "
+                f"{stats.metric_label(m)}"
+            )
+            fig = figures.cd_diagram(
+                fam,
+                lb.pairs(s.train_dataset, s.test_set, s.fraction, m),
+                alpha=report.options.alpha,
+                title=title,
+            )
             if fig is not None:
                 rel = f"{FIGURES_DIR}/cd_{slug(s.train_dataset, s.test_set, s.fraction, m)}.png"
                 figures.save(fig, out / rel)
@@ -133,8 +152,10 @@ def _rank_figure(report: Report, s: Section, out: Path) -> None:
     m = s.metrics[0]
     dist = report.leaderboard.rank_distribution(s.train_dataset, s.test_set, s.fraction, m)
     order = [r.entry for r in s.rows]
-    title = (f"{s.train_dataset} → {s.test_set}, {fmt_fraction(s.fraction)} labels: "
-             f"{stats.metric_label(m)}\nrank per bootstrap resample of the {s.unit}s")
+    title = (
+        f"{s.train_dataset} → {s.test_set}, {fmt_fraction(s.fraction)} labels: "
+        f"{stats.metric_label(m)}\nrank per bootstrap resample of the {s.unit}s"
+    )
     fig = figures.rank_blobs(dist, order, title)
     if fig is not None:
         rel = f"{FIGURES_DIR}/ranks_{slug(s.train_dataset, s.test_set, s.fraction, m)}.png"
@@ -170,8 +191,10 @@ def _missing_runs(coll: ResultsCollection, section: Section) -> list[str]:
         named = {str(t).split(":", 1)[0] for t in tests} if isinstance(tests, list) else {section.test_set}
         if train == section.train_dataset and same_fraction and section.test_set in named | {train}:
             model, pre = run.field("model") or "?", run.field("pretrain") or "none"
-            out.append(f"{stats.entry_label(str(model), str(pre))}, seed {run.field('seed')}: {run.status} "
-                       f"(run {run.run_id})")
+            out.append(
+                f"{stats.entry_label(str(model), str(pre))}, seed {run.field('seed')}: {run.status} "
+                f"(run {run.run_id})"
+            )
     return out
 
 
@@ -183,17 +206,31 @@ def build_report(results: str | Path, out: str | Path, options: ReportOptions | 
     options = options or ReportOptions()
     results, out = Path(results), Path(out)
     coll = collect(results)
-    lb = build_leaderboard(coll.cases, alpha=options.alpha, confidence=options.confidence,
-                           n_resamples=options.bootstrap_resamples, seed=options.seed, unit=options.unit,
-                           rank_resamples=options.rank_resamples)
+    lb = build_leaderboard(
+        coll.cases,
+        alpha=options.alpha,
+        confidence=options.confidence,
+        n_resamples=options.bootstrap_resamples,
+        seed=options.seed,
+        unit=options.unit,
+        rank_resamples=options.rank_resamples,
+    )
     sections = build_sections(lb, list(options.metrics), options.alpha)
     for s in sections:
         s.missing = _missing_runs(coll, s)
     title = options.title or f"bench3d2d leaderboard: {results.resolve().name}"
-    report = Report(title=title, source=results.resolve().name, collection=coll, leaderboard=lb,
-                    sections=sections, options=options, warnings=[*coll.warnings, *lb.warnings])
-    report.claims = check_claims(lb.case_means, lb.units, options.claims, options.alpha,
-                                 str(lb.settings["unit"]))
+    report = Report(
+        title=title,
+        source=results.resolve().name,
+        collection=coll,
+        leaderboard=lb,
+        sections=sections,
+        options=options,
+        warnings=[*coll.warnings, *lb.warnings],
+    )
+    report.claims = check_claims(
+        lb.case_means, lb.units, options.claims, options.alpha, str(lb.settings["unit"])
+    )
     report.cost = cost_table(coll)
     if coll.cases.empty:
         report.warnings.append("no per-case results: the tables are empty (see 'Runs' for what failed)")

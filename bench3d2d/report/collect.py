@@ -123,8 +123,20 @@ class ResultsCollection:
 
     def runs_table(self) -> pd.DataFrame:
         """Every run with its status, spec fields, rows used, error and problems."""
-        cols = ["run_id", "status", "model", "pretrain", "train_dataset", "fraction", "seed", "profile",
-                "rows", "error", "problems", "detail"]
+        cols = [
+            "run_id",
+            "status",
+            "model",
+            "pretrain",
+            "train_dataset",
+            "fraction",
+            "seed",
+            "profile",
+            "rows",
+            "error",
+            "problems",
+            "detail",
+        ]
         return pd.DataFrame([r.to_row() for r in self.runs], columns=cols)
 
     def prediction_path(self, run_id: str, test_set: str, case_id: str) -> Path | None:
@@ -209,8 +221,9 @@ def validate_cases(raw: pd.DataFrame, where: str) -> tuple[pd.DataFrame, list[st
     missing = [c for c in CASE_COLUMNS if c not in raw.columns]
     if missing:
         found = ", ".join(map(str, raw.columns[:12]))
-        raise ValueError(f"{where}: not a per-case table: column(s) {', '.join(missing)} missing "
-                         f"(found: {found})")
+        raise ValueError(
+            f"{where}: not a per-case table: column(s) {', '.join(missing)} missing (found: {found})"
+        )
     df = raw.loc[:, list(CASE_COLUMNS)].copy()
     lines = np.arange(len(df)) + 2
     bad = np.zeros(len(df), dtype=bool)
@@ -239,13 +252,15 @@ def validate_cases(raw: pd.DataFrame, where: str) -> tuple[pd.DataFrame, list[st
     flag(np.isinf(value.to_numpy(dtype=float)), "value is infinite")
 
     patient = df["patient_id"].astype("string").str.strip()
-    out = pd.DataFrame({
-        **{c: df[c].astype(str).str.strip() for c in _TEXT_COLUMNS},
-        "patient_id": patient.where(~patient.isin(_NAN_TEXT), "").fillna("").astype(str),
-        "fraction": fraction.astype(float),
-        "seed": seed.fillna(-1).astype("int64"),
-        "value": value.astype(float),
-    })
+    out = pd.DataFrame(
+        {
+            **{c: df[c].astype(str).str.strip() for c in _TEXT_COLUMNS},
+            "patient_id": patient.where(~patient.isin(_NAN_TEXT), "").fillna("").astype(str),
+            "fraction": fraction.astype(float),
+            "seed": seed.fillna(-1).astype("int64"),
+            "value": value.astype(float),
+        }
+    )
     out = out.loc[~bad, list(CASE_COLUMNS)].reset_index(drop=True)
     return out, problems
 
@@ -270,8 +285,15 @@ def read_cases_file(path: Path, where: str | None = None) -> tuple[pd.DataFrame,
             return None
 
         try:
-            raw = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], engine="python",
-                              on_bad_lines=on_bad, skipinitialspace=True)
+            raw = pd.read_csv(
+                path,
+                dtype=str,
+                keep_default_na=False,
+                na_values=[],
+                engine="python",
+                on_bad_lines=on_bad,
+                skipinitialspace=True,
+            )
         except pd.errors.EmptyDataError:
             raise ValueError(f"{where}: empty file (no header)") from None
         except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
@@ -312,13 +334,17 @@ def _classify(run_dir: Path, root: Path) -> tuple[RunRecord, pd.DataFrame | None
     error = _read_json(error_path, root, problems) if error_path.exists() else None
     complete = result is not None and result.get("status") == COMPLETE
     if result is not None and not complete:
-        problems.append(f"{_rel(result_path, root)}: status is {result.get('status')!r}, not 'complete' "
-                        "(foreign or unfinished result file)")
+        problems.append(
+            f"{_rel(result_path, root)}: status is {result.get('status')!r}, not 'complete' "
+            "(foreign or unfinished result file)"
+        )
     table = None
     if complete:
         if error is not None:
-            problems.append(f"{_rel(error_path, root)}: left over from an earlier failed attempt; "
-                            "the complete result is used")
+            problems.append(
+                f"{_rel(error_path, root)}: left over from an earlier failed attempt; "
+                "the complete result is used"
+            )
         if not cases_path.exists():
             problems.append(f"{_rel(cases_path, root)}: missing although the run is complete")
             run.status = INVALID
@@ -355,15 +381,22 @@ def _checksum_problems(cases_path: Path, result: dict[str, Any], root: Path) -> 
     if isinstance(expected, str):
         actual = hashlib.sha256(cases_path.read_bytes()).hexdigest()
         if actual != expected:
-            out.append(f"{_rel(cases_path, root)}: does not match the checksum in result.json (changed or "
-                       "truncated after the run finished); its readable rows are used")
+            out.append(
+                f"{_rel(cases_path, root)}: does not match the checksum in result.json (changed or "
+                "truncated after the run finished); its readable rows are used"
+            )
     return out
 
 
 def _check_against_spec(table: pd.DataFrame, run: RunRecord, root: Path) -> pd.DataFrame:
     """Note rows whose model, pre-training, train dataset, fraction or seed differ from spec.json."""
-    checks = {"model": ("model",), "pretrain": ("pretrain",), "train_dataset": ("train_dataset",),
-              "fraction": ("fraction",), "seed": ("seed",)}
+    checks = {
+        "model": ("model",),
+        "pretrain": ("pretrain",),
+        "train_dataset": ("train_dataset",),
+        "fraction": ("fraction",),
+        "seed": ("seed",),
+    }
     where = _rel(run.path / CASES_FILE, root)
     for column, names in checks.items():
         expected = run.field(*names)
@@ -378,14 +411,20 @@ def _check_against_spec(table: pd.DataFrame, run: RunRecord, root: Path) -> pd.D
         else:
             differs = [v for v in values if str(v) != str(expected)]
         if differs:
-            run.problems.append(f"{where}: {column} {differs[:3]} differs from spec.json ({expected!r}); "
-                                "the rows are kept as written")
+            run.problems.append(
+                f"{where}: {column} {differs[:3]} differs from spec.json ({expected!r}); "
+                "the rows are kept as written"
+            )
     return table
 
 
 def _empty_table() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=float if c in ("fraction", "value") else
-                                      "int64" if c == "seed" else object) for c in TABLE_COLUMNS})
+    return pd.DataFrame(
+        {
+            c: pd.Series(dtype=float if c in ("fraction", "value") else "int64" if c == "seed" else object)
+            for c in TABLE_COLUMNS
+        }
+    )
 
 
 def collect(results: str | Path) -> ResultsCollection:
@@ -399,8 +438,10 @@ def collect(results: str | Path) -> ResultsCollection:
         return ResultsCollection(source=root, cases=table.loc[:, list(TABLE_COLUMNS)], warnings=problems)
     runs_dir = root / RUNS_DIR
     if not runs_dir.is_dir():
-        raise FileNotFoundError(f"{root} is not a results folder: it has no '{RUNS_DIR}/' folder "
-                                f"(expected {RUNS_DIR}/<run_id>/cases.csv, see docs/architecture.md)")
+        raise FileNotFoundError(
+            f"{root} is not a results folder: it has no '{RUNS_DIR}/' folder "
+            f"(expected {RUNS_DIR}/<run_id>/cases.csv, see docs/architecture.md)"
+        )
     warnings: list[str] = []
     runs: list[RunRecord] = []
     tables: list[pd.DataFrame] = []
@@ -415,12 +456,19 @@ def collect(results: str | Path) -> ResultsCollection:
             tables.append(table)
     cases = pd.concat(tables, ignore_index=True) if tables else _empty_table()
     cases = cases.loc[:, list(TABLE_COLUMNS)]
-    for status, what in ((FAILED, "failed"), (INCOMPLETE, "incomplete (started, no result yet)"),
-                         (PENDING, "pending (never started)"), (INVALID, "invalid")):
+    for status, what in (
+        (FAILED, "failed"),
+        (INCOMPLETE, "incomplete (started, no result yet)"),
+        (PENDING, "pending (never started)"),
+        (INVALID, "invalid"),
+    ):
         ids = [r.run_id for r in runs if r.status == status]
         if ids:
-            warnings.append(f"{len(ids)} run(s) {what}, not in the tables: {', '.join(ids[:10])}"
-                            + (" ..." if len(ids) > 10 else "") + " (listed under 'Runs')")
+            warnings.append(
+                f"{len(ids)} run(s) {what}, not in the tables: {', '.join(ids[:10])}"
+                + (" ..." if len(ids) > 10 else "")
+                + " (listed under 'Runs')"
+            )
     warnings += duplicate_warnings(cases)
     if not runs:
         warnings.append(f"{_rel(runs_dir, root)}: no run folders")
@@ -485,8 +533,10 @@ def duplicate_warnings(cases: pd.DataFrame) -> list[str]:
     out = []
     for run_ids, n in by_runs.value_counts().items():
         runs = ", ".join(r or "(no run id)" for r in run_ids)
-        out.append(f"{n} case row(s) appear more than once for the same entry, seed and case "
-                   f"(runs {runs}; e.g. tuned and untuned runs, or two profiles); their values are averaged")
+        out.append(
+            f"{n} case row(s) appear more than once for the same entry, seed and case "
+            f"(runs {runs}; e.g. tuned and untuned runs, or two profiles); their values are averaged"
+        )
     return out
 
 

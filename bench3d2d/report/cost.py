@@ -22,8 +22,18 @@ import pandas as pd
 
 from bench3d2d.report.collect import ResultsCollection
 
-COST_COLUMNS = ["train_dataset", "fraction", "model", "pretrain", "runs", "parameters", "fit_s", "pretrain_s",
-                "total_s", "peak_memory_mb"]
+COST_COLUMNS = [
+    "train_dataset",
+    "fraction",
+    "model",
+    "pretrain",
+    "runs",
+    "parameters",
+    "fit_s",
+    "pretrain_s",
+    "total_s",
+    "peak_memory_mb",
+]
 
 
 def _number(value: Any) -> float:
@@ -55,9 +65,13 @@ def _run_cost(result: dict[str, Any], model: str) -> dict[str, float]:
         if isinstance(depth, int) and depth > 0:
             params = _count_parameters(model, depth)
     peak = _number(result.get("peak_memory_mb"))
-    return {"parameters": params, "fit_s": _number(timings.get("fit_s")),
-            "pretrain_s": _number(timings.get("pretrain_s")), "total_s": _number(timings.get("total_s")),
-            "peak_memory_mb": peak if math.isfinite(peak) else _number(memory.get("peak_mb"))}
+    return {
+        "parameters": params,
+        "fit_s": _number(timings.get("fit_s")),
+        "pretrain_s": _number(timings.get("pretrain_s")),
+        "total_s": _number(timings.get("total_s")),
+        "peak_memory_mb": peak if math.isfinite(peak) else _number(memory.get("peak_mb")),
+    }
 
 
 def cost_table(coll: ResultsCollection) -> pd.DataFrame:
@@ -69,16 +83,25 @@ def cost_table(coll: ResultsCollection) -> pd.DataFrame:
         model = run.field("model")
         if model is None:
             continue
-        rows.append({"train_dataset": run.field("train_dataset", "dataset"),
-                     "fraction": _number(run.field("fraction")), "model": str(model),
-                     "pretrain": str(run.field("pretrain", "pretraining") or "none"),
-                     **_run_cost(run.result, str(model))})
+        rows.append(
+            {
+                "train_dataset": run.field("train_dataset", "dataset"),
+                "fraction": _number(run.field("fraction")),
+                "model": str(model),
+                "pretrain": str(run.field("pretrain", "pretraining") or "none"),
+                **_run_cost(run.result, str(model)),
+            }
+        )
     if not rows:
         return pd.DataFrame(columns=COST_COLUMNS)
     df = pd.DataFrame(rows)
     keys = ["train_dataset", "fraction", "model", "pretrain"]
     out = df.groupby(keys, sort=True).agg(
-        runs=("fit_s", "size"), parameters=("parameters", "mean"), fit_s=("fit_s", "mean"),
-        pretrain_s=("pretrain_s", "mean"), total_s=("total_s", "mean"),
-        peak_memory_mb=("peak_memory_mb", "mean"))
+        runs=("fit_s", "size"),
+        parameters=("parameters", "mean"),
+        fit_s=("fit_s", "mean"),
+        pretrain_s=("pretrain_s", "mean"),
+        total_s=("total_s", "mean"),
+        peak_memory_mb=("peak_memory_mb", "mean"),
+    )
     return out.reset_index().reindex(columns=COST_COLUMNS)

@@ -24,7 +24,10 @@ from bench3d2d.report.collect import Prediction
 
 #: Overlay colours (RGB): true positive, true negative, false positive, false negative.
 OVERLAY_COLOURS = {
-    "TP": (0.0, 0.75, 0.0), "TN": (0.0, 0.0, 0.0), "FP": (0.9, 0.0, 0.0), "FN": (0.0, 0.35, 1.0),
+    "TP": (0.0, 0.75, 0.0),
+    "TN": (0.0, 0.0, 0.0),
+    "FP": (0.9, 0.0, 0.0),
+    "FN": (0.0, 0.35, 1.0),
 }
 #: Line style of each pre-training; others cycle through :data:`_EXTRA_STYLES`.
 PRETRAIN_STYLES = {"none": "-", "slo": "--", "faf": ":"}
@@ -106,8 +109,12 @@ def _failed(rows: pd.DataFrame) -> np.ndarray:
     return rows["failed_fit"].fillna(False).astype(bool).to_numpy()
 
 
-def fraction_curves(summary: pd.DataFrame, train_dataset: str,
-                    metrics: Sequence[str] = stats.HEADLINE_METRICS, unit: str = "case") -> Figure | None:
+def fraction_curves(
+    summary: pd.DataFrame,
+    train_dataset: str,
+    metrics: Sequence[str] = stats.HEADLINE_METRICS,
+    unit: str = "case",
+) -> Figure | None:
     """Metric (mean, 95 % bootstrap CI) against label fraction: one panel per test set (columns) and metric
     (rows), one line per model (colour), pre-training as line style. None when there is nothing to draw."""
     s = summary[(summary["train_dataset"] == train_dataset) & summary["metric"].isin(metrics)]
@@ -123,8 +130,13 @@ def fraction_curves(summary: pd.DataFrame, train_dataset: str,
     entries = sorted({(m, p) for m, p in zip(s["model"], s["pretrain"])})
     dodge = np.linspace(-0.12, 0.12, len(entries)) if len(entries) > 1 else [0.0]
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(len(metrics), len(test_sets), squeeze=False, sharex=True,
-                                 figsize=(3.0 * len(test_sets) + 0.4, 2.3 * len(metrics) + 0.3))
+        fig, axes = plt.subplots(
+            len(metrics),
+            len(test_sets),
+            squeeze=False,
+            sharex=True,
+            figsize=(3.0 * len(test_sets) + 0.4, 2.3 * len(metrics) + 0.3),
+        )
         for col, test_set in enumerate(test_sets):
             for row, metric in enumerate(metrics):
                 ax = axes[row][col]
@@ -137,18 +149,42 @@ def fraction_curves(summary: pd.DataFrame, train_dataset: str,
                     y = e["mean"].to_numpy(dtype=float)
                     lo, hi = e["ci_low"].to_numpy(dtype=float), e["ci_high"].to_numpy(dtype=float)
                     err = np.vstack([y - lo, hi - y])
-                    ax.errorbar(x, y, yerr=np.where(np.isfinite(err), err, 0), color=colours[model],
-                                linestyle=styles[pre], marker="none", capsize=1.5, elinewidth=0.7)
+                    ax.errorbar(
+                        x,
+                        y,
+                        yerr=np.where(np.isfinite(err), err, 0),
+                        color=colours[model],
+                        linestyle=styles[pre],
+                        marker="none",
+                        capsize=1.5,
+                        elinewidth=0.7,
+                    )
                     # filled marker: the best entry or not significantly worse; hollow: significantly worse
                     worse = e["marker"].eq("†").to_numpy()
                     for sel, face in ((~worse, colours[model]), (worse, "white")):
                         if sel.any():
-                            ax.plot(x[sel], y[sel], linestyle="none", marker=markers[model],
-                                    color=colours[model], markerfacecolor=face, markeredgewidth=0.8, zorder=3)
+                            ax.plot(
+                                x[sel],
+                                y[sel],
+                                linestyle="none",
+                                marker=markers[model],
+                                color=colours[model],
+                                markerfacecolor=face,
+                                markeredgewidth=0.8,
+                                zorder=3,
+                            )
                     failed = _failed(e)
                     if failed.any():  # a failed fit: its point is no ordinary result
-                        ax.plot(x[failed], y[failed], linestyle="none", marker="x", color=_FAILED_COLOUR,
-                                markersize=7, markeredgewidth=1.4, zorder=4)
+                        ax.plot(
+                            x[failed],
+                            y[failed],
+                            linestyle="none",
+                            marker="x",
+                            color=_FAILED_COLOUR,
+                            markersize=7,
+                            markeredgewidth=1.4,
+                            zorder=4,
+                        )
                 ax.set_xticks(range(len(fractions)), [fraction_label(f) for f in fractions])
                 ax.set_xlim(-0.4, len(fractions) - 0.6)
                 if row == 0:
@@ -158,16 +194,37 @@ def fraction_curves(summary: pd.DataFrame, train_dataset: str,
                     ax.set_ylabel(stats.metric_label(metric) + arrow)
                 if row == len(metrics) - 1:
                     ax.set_xlabel("labelled training data")
-        model_row = [Line2D([], [], color=colours[m], marker=markers[m], label=m)
-                     for m in sorted({m for m, _ in entries})]
-        style_row = [Line2D([], [], color="0.2", linestyle=styles[p], label=stats.pretrain_label(p))
-                     for p in pretrain_order([p for _, p in entries])]
-        style_row.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle="none",
-                                label="significantly worse than the best (Wilcoxon, Holm)"))
+        model_row = [
+            Line2D([], [], color=colours[m], marker=markers[m], label=m)
+            for m in sorted({m for m, _ in entries})
+        ]
+        style_row = [
+            Line2D([], [], color="0.2", linestyle=styles[p], label=stats.pretrain_label(p))
+            for p in pretrain_order([p for _, p in entries])
+        ]
+        style_row.append(
+            Line2D(
+                [],
+                [],
+                color="0.3",
+                marker="o",
+                markerfacecolor="white",
+                linestyle="none",
+                label="significantly worse than the best (Wilcoxon, Holm)",
+            )
+        )
         if _failed(s).any():
-            style_row.append(Line2D([], [], color=_FAILED_COLOUR, marker="x", linestyle="none",
-                                    label="failed fit (a seed predicted no lesion anywhere)"))
-        rows = [model_row[i:i + 6] for i in range(0, len(model_row), 6)] + [style_row]
+            style_row.append(
+                Line2D(
+                    [],
+                    [],
+                    color=_FAILED_COLOUR,
+                    marker="x",
+                    linestyle="none",
+                    label="failed fit (a seed predicted no lesion anywhere)",
+                )
+            )
+        rows = [model_row[i : i + 6] for i in range(0, len(model_row), 6)] + [style_row]
         handles, ncol = _legend_rows(rows)
         fig.legend(handles=handles, loc="outside lower center", ncol=ncol, frameon=False)
         boot = "cluster bootstrap over patients" if unit == "patient" else "bootstrap over scans"
@@ -177,7 +234,10 @@ def fraction_curves(summary: pd.DataFrame, train_dataset: str,
 
 
 def cd_diagram(
-    family: pd.DataFrame, pairs: pd.DataFrame, alpha: float = 0.05, title: str = "",
+    family: pd.DataFrame,
+    pairs: pd.DataFrame,
+    alpha: float = 0.05,
+    title: str = "",
 ) -> Figure | None:
     """Critical-difference diagram of one family: mean ranks (1 = best) and bars joining entries whose
     Holm-adjusted Wilcoxon tests are not significant. None with fewer than two ranked entries."""
@@ -197,12 +257,19 @@ def cd_diagram(
     n = len(labels)
     with plt.rc_context({**STYLE, "axes.grid": False}):
         fig, ax = plt.subplots(figsize=(6.0, 0.9 + 0.24 * math.ceil(n / 2) + 0.12 * n))
-        sp.critical_difference_diagram(ranks, sig, alpha=alpha, ax=ax, color_palette=palette,
-                                       label_fmt_left="{label} ({rank:.2f})",
-                                       label_fmt_right="({rank:.2f}) {label}",
-                                       marker_props={"s": 14}, elbow_props={"linewidth": 0.9},
-                                       crossbar_props={"linewidth": 2.2, "color": "0.15"},
-                                       label_props={"fontsize": 7.5})
+        sp.critical_difference_diagram(
+            ranks,
+            sig,
+            alpha=alpha,
+            ax=ax,
+            color_palette=palette,
+            label_fmt_left="{label} ({rank:.2f})",
+            label_fmt_right="({rank:.2f}) {label}",
+            marker_props={"s": 14},
+            elbow_props={"linewidth": 0.9},
+            crossbar_props={"linewidth": 2.2, "color": "0.15"},
+            label_props={"fontsize": 7.5},
+        )
         k = len(labels)
         ax.set_xlim(0.5, k + 0.5)
         ax.set_xticks(range(1, k + 1))
@@ -240,26 +307,44 @@ def overlay_grid(
     """
     ncol = len(entries) + 1
     with plt.rc_context({**STYLE, "axes.grid": False}):
-        fig, axes = plt.subplots(len(cases), ncol, squeeze=False,
-                                 figsize=(1.55 * ncol + 0.2, 1.25 * len(cases) + 0.75))
+        fig, axes = plt.subplots(
+            len(cases), ncol, squeeze=False, figsize=(1.55 * ncol + 0.2, 1.25 * len(cases) + 0.75)
+        )
         for i, case in enumerate(cases):
             shown_background = False
             for j, entry in enumerate(entries, start=1):
                 ax = axes[i][j]
                 item = load(case, entry)
                 if isinstance(item, str):
-                    ax.text(0.5, 0.5, item, ha="center", va="center", fontsize=6, wrap=True,
-                            transform=ax.transAxes, color="0.4")
+                    ax.text(
+                        0.5,
+                        0.5,
+                        item,
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        wrap=True,
+                        transform=ax.transAxes,
+                        color="0.4",
+                    )
                 else:
                     ax.imshow(confusion_rgb(item.pred, item.mask), interpolation="nearest", aspect="auto")
-                    ax.text(0.03, 0.05, f"Dice {_dice(item.pred, item.mask):.2f}", color="white", fontsize=6,
-                            transform=ax.transAxes, va="bottom")
+                    ax.text(
+                        0.03,
+                        0.05,
+                        f"Dice {_dice(item.pred, item.mask):.2f}",
+                        color="white",
+                        fontsize=6,
+                        transform=ax.transAxes,
+                        va="bottom",
+                    )
                     if not shown_background:
                         bg = item.background if item.background is not None else item.mask.astype(float)
                         axes[i][0].imshow(bg, cmap="gray", interpolation="nearest", aspect="auto")
                         if item.background is not None:
-                            axes[i][0].contour(item.mask, levels=[0.5], colors=[(1.0, 0.85, 0.0)],
-                                               linewidths=0.6)
+                            axes[i][0].contour(
+                                item.mask, levels=[0.5], colors=[(1.0, 0.85, 0.0)], linewidths=0.6
+                            )
                         shown_background = True
                 if i == 0:
                     ax.set_title(stats.entry_label(*entry), fontsize=7)
@@ -271,8 +356,9 @@ def overlay_grid(
                 ax.set_yticks([])
                 for spine in ax.spines.values():
                     spine.set_visible(False)
-        patches = [Patch(facecolor=OVERLAY_COLOURS[k], edgecolor="0.5", label=k)
-                   for k in ("TP", "TN", "FP", "FN")]
+        patches = [
+            Patch(facecolor=OVERLAY_COLOURS[k], edgecolor="0.5", label=k) for k in ("TP", "TN", "FP", "FN")
+        ]
         fig.legend(handles=patches, loc="outside lower center", ncol=4, frameon=False)
         if title:
             fig.suptitle(title, fontsize=8.5)
@@ -306,13 +392,17 @@ def rank_blobs(dist: pd.DataFrame, full_order: Sequence[str], title: str = "") -
     return fig
 
 
-def accuracy_vs_cost(summary: pd.DataFrame, cost: pd.DataFrame, train_dataset: str, metric: str,
-                     test_set: str) -> Figure | None:
+def accuracy_vs_cost(
+    summary: pd.DataFrame, cost: pd.DataFrame, train_dataset: str, metric: str, test_set: str
+) -> Figure | None:
     """Mean ``metric`` on ``test_set`` against the mean fine-tuning time per run, one panel per label
     fraction, one point per entry (colour: model, marker fill: scratch or pre-trained, area: parameters).
     None when no entry has both numbers."""
-    s = summary[(summary["train_dataset"] == train_dataset) & (summary["test_set"] == test_set)
-                & (summary["metric"] == metric)]
+    s = summary[
+        (summary["train_dataset"] == train_dataset)
+        & (summary["test_set"] == test_set)
+        & (summary["metric"] == metric)
+    ]
     c = cost[cost["train_dataset"] == train_dataset] if not cost.empty else cost
     if s.empty or c.empty:
         return None
@@ -325,25 +415,44 @@ def accuracy_vs_cost(summary: pd.DataFrame, cost: pd.DataFrame, train_dataset: s
     params = merged["parameters"].astype(float)
     scale = float(np.nanmax(params)) if np.isfinite(params).any() else math.nan
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(fractions), squeeze=False, sharey=True,
-                                 figsize=(2.6 * len(fractions) + 0.6, 2.5))
+        fig, axes = plt.subplots(
+            1, len(fractions), squeeze=False, sharey=True, figsize=(2.6 * len(fractions) + 0.6, 2.5)
+        )
         for ax, fraction in zip(axes[0], fractions):
             sub = merged[merged["fraction"] == fraction]
             for _, r in sub.iterrows():
                 p = float(r["parameters"])
                 size = 12 + 70 * (p / scale) if math.isfinite(p) and math.isfinite(scale) else 20
                 face = colours[r["model"]] if r["pretrain"] == "none" else "white"
-                ax.scatter([r["fit_s"]], [r["mean"]], s=size, color=colours[r["model"]], facecolors=face,
-                           linewidths=1.0, zorder=3)
+                ax.scatter(
+                    [r["fit_s"]],
+                    [r["mean"]],
+                    s=size,
+                    color=colours[r["model"]],
+                    facecolors=face,
+                    linewidths=1.0,
+                    zorder=3,
+                )
             ax.set_xscale("log")
             ax.set_title(fraction_label(fraction))
             ax.set_xlabel("fine-tuning time per run (s)")
         arrow = {"higher": " ↑", "lower": " ↓"}.get(stats.metric_direction(metric) or "", "")
         axes[0][0].set_ylabel(stats.metric_label(metric) + arrow)
-        handles = [Line2D([], [], color=colours[m], marker="o", linestyle="none", label=m)
-                   for m in sorted(merged["model"].unique())]
-        handles.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle="none",
-                              label="pre-trained (hollow); area: parameters"))
+        handles = [
+            Line2D([], [], color=colours[m], marker="o", linestyle="none", label=m)
+            for m in sorted(merged["model"].unique())
+        ]
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="0.3",
+                marker="o",
+                markerfacecolor="white",
+                linestyle="none",
+                label="pre-trained (hollow); area: parameters",
+            )
+        )
         fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5), frameon=False)
         fig.suptitle(f"Trained on {train_dataset}, tested on {test_set}: accuracy against cost", fontsize=9)
         fig.set_layout_engine("constrained")

@@ -56,8 +56,12 @@ class Leaderboard:
     def family(self, train_dataset: str, test_set: str, fraction: float, metric: str) -> pd.DataFrame:
         """Summary rows of one family, best first (board order)."""
         s = self.summary
-        sel = ((s["train_dataset"] == train_dataset) & (s["test_set"] == test_set)
-               & (s["fraction"] == fraction) & (s["metric"] == metric))
+        sel = (
+            (s["train_dataset"] == train_dataset)
+            & (s["test_set"] == test_set)
+            & (s["fraction"] == fraction)
+            & (s["metric"] == metric)
+        )
         return s[sel].sort_values("position", kind="stable")
 
     def pairs(self, train_dataset: str, test_set: str, fraction: float, metric: str) -> pd.DataFrame:
@@ -65,8 +69,12 @@ class Leaderboard:
         p = self.pairwise
         if p.empty:
             return p
-        sel = ((p["train_dataset"] == train_dataset) & (p["test_set"] == test_set)
-               & (p["fraction"] == fraction) & (p["metric"] == metric))
+        sel = (
+            (p["train_dataset"] == train_dataset)
+            & (p["test_set"] == test_set)
+            & (p["fraction"] == fraction)
+            & (p["metric"] == metric)
+        )
         return p[sel]
 
     def friedman_row(self, train_dataset: str, test_set: str, fraction: float, metric: str) -> dict | None:
@@ -74,8 +82,12 @@ class Leaderboard:
         f = self.friedman
         if f.empty:
             return None
-        sel = ((f["train_dataset"] == train_dataset) & (f["test_set"] == test_set)
-               & (f["fraction"] == fraction) & (f["metric"] == metric))
+        sel = (
+            (f["train_dataset"] == train_dataset)
+            & (f["test_set"] == test_set)
+            & (f["fraction"] == fraction)
+            & (f["metric"] == metric)
+        )
         rows = f[sel]
         return None if rows.empty else rows.iloc[0].to_dict()
 
@@ -84,18 +96,27 @@ class Leaderboard:
         f = self.fits
         if f.empty:
             return f
-        sel = ((f["train_dataset"] == train_dataset) & (f["test_set"] == test_set)
-               & (f["fraction"] == fraction) & f["failed_fit"])
+        sel = (
+            (f["train_dataset"] == train_dataset)
+            & (f["test_set"] == test_set)
+            & (f["fraction"] == fraction)
+            & f["failed_fit"]
+        )
         return f[sel]
 
-    def rank_distribution(self, train_dataset: str, test_set: str, fraction: float,
-                          metric: str) -> pd.DataFrame:
+    def rank_distribution(
+        self, train_dataset: str, test_set: str, fraction: float, metric: str
+    ) -> pd.DataFrame:
         """Bootstrap rank distribution of one family: entry × rank -> fraction of resamples."""
         r = self.ranks
         if r.empty:
             return r
-        sel = ((r["train_dataset"] == train_dataset) & (r["test_set"] == test_set)
-               & (r["fraction"] == fraction) & (r["metric"] == metric))
+        sel = (
+            (r["train_dataset"] == train_dataset)
+            & (r["test_set"] == test_set)
+            & (r["fraction"] == fraction)
+            & (r["metric"] == metric)
+        )
         return r[sel].pivot(index="entry", columns="rank", values="share")
 
 
@@ -121,33 +142,60 @@ def _wide(units: pd.DataFrame, column: str) -> pd.DataFrame:
     return wide
 
 
-def _entry_rows(fam: dict, group: pd.DataFrame, units: pd.DataFrame, entries: list[tuple[str, str]],
-                direction: str | None, opts: StatsOptions) -> dict[tuple, dict]:
+def _entry_rows(
+    fam: dict,
+    group: pd.DataFrame,
+    units: pd.DataFrame,
+    entries: list[tuple[str, str]],
+    direction: str | None,
+    opts: StatsOptions,
+) -> dict[tuple, dict]:
     """Descriptive statistics of every entry: over seed-averaged cases, CI by the unit bootstrap."""
     rows: dict[tuple, dict] = {}
     for e in entries:
         own = group[(group["model"] == e[0]) & (group["pretrain"] == e[1])]["value"]
         u = units[(units["model"] == e[0]) & (units["pretrain"] == e[1])]
-        lo, hi = stats.cluster_bootstrap_ci(u["value_sum"].to_numpy(), u["n_ok"].to_numpy(),
-                                            opts.confidence, opts.n_resamples, opts.seed)
+        lo, hi = stats.cluster_bootstrap_ci(
+            u["value_sum"].to_numpy(), u["n_ok"].to_numpy(), opts.confidence, opts.n_resamples, opts.seed
+        )
         rows[e] = {
-            **fam, "model": e[0], "pretrain": e[1], "entry": stats.entry_label(*e),
-            "direction": direction or "", **stats.describe(own), "n_units": int((u["n_ok"] > 0).sum()),
-            "ci_low": lo, "ci_high": hi,
+            **fam,
+            "model": e[0],
+            "pretrain": e[1],
+            "entry": stats.entry_label(*e),
+            "direction": direction or "",
+            **stats.describe(own),
+            "n_units": int((u["n_ok"] > 0).sum()),
+            "ci_low": lo,
+            "ci_high": hi,
         }
     return rows
 
 
 def _untested(rows: dict[tuple, dict]) -> None:
     for r in rows.values():
-        r.update(position=np.nan, is_best=False, mean_rank=math.nan, n_rank_cases=0, n_vs_best=0,
-                 W_vs_best=math.nan, p_vs_best=math.nan, p_holm_vs_best=math.nan, rbc_vs_best=math.nan,
-                 hl_vs_best=math.nan, hl_low_vs_best=math.nan, hl_high_vs_best=math.nan,
-                 cles_vs_best=math.nan, vs_best="", marker="")
+        r.update(
+            position=np.nan,
+            is_best=False,
+            mean_rank=math.nan,
+            n_rank_cases=0,
+            n_vs_best=0,
+            W_vs_best=math.nan,
+            p_vs_best=math.nan,
+            p_holm_vs_best=math.nan,
+            rbc_vs_best=math.nan,
+            hl_vs_best=math.nan,
+            hl_low_vs_best=math.nan,
+            hl_high_vs_best=math.nan,
+            cles_vs_best=math.nan,
+            vs_best="",
+            marker="",
+        )
 
 
-def _pair_rows(fam: dict, order: list[tuple], wide: pd.DataFrame, alpha: float,
-               confidence: float) -> tuple[list[dict], dict[tuple, tuple[stats.PairTest, float]]]:
+def _pair_rows(
+    fam: dict, order: list[tuple], wide: pd.DataFrame, alpha: float, confidence: float
+) -> tuple[list[dict], dict[tuple, tuple[stats.PairTest, float]]]:
     """Every pair of entries, tested and Holm-adjusted together (the one family of comparisons)."""
     pair_list = list(itertools.combinations(order, 2))
     tests = [stats.paired_test(wide[a], wide[b], confidence) for a, b in pair_list]
@@ -155,13 +203,31 @@ def _pair_rows(fam: dict, order: list[tuple], wide: pd.DataFrame, alpha: float,
     rows, lookup = [], {}
     for (a, b), t, p_adj in zip(pair_list, tests, adjusted):
         lookup[(a, b)] = (t, float(p_adj))
-        rows.append({
-            **fam, "model_a": a[0], "pretrain_a": a[1], "entry_a": stats.entry_label(*a),
-            "model_b": b[0], "pretrain_b": b[1], "entry_b": stats.entry_label(*b),
-            "n": t.n, "n_nonzero": t.n_nonzero, "mean_diff": t.mean_diff, "hl": t.hl, "hl_low": t.hl_low,
-            "hl_high": t.hl_high, "cles": t.cles, "rbc": t.rbc, "W": t.W, "p": t.p, "p_holm": float(p_adj),
-            "method": t.method, "p_min": t.p_min, "significant": bool(p_adj < alpha),
-        })
+        rows.append(
+            {
+                **fam,
+                "model_a": a[0],
+                "pretrain_a": a[1],
+                "entry_a": stats.entry_label(*a),
+                "model_b": b[0],
+                "pretrain_b": b[1],
+                "entry_b": stats.entry_label(*b),
+                "n": t.n,
+                "n_nonzero": t.n_nonzero,
+                "mean_diff": t.mean_diff,
+                "hl": t.hl,
+                "hl_low": t.hl_low,
+                "hl_high": t.hl_high,
+                "cles": t.cles,
+                "rbc": t.rbc,
+                "W": t.W,
+                "p": t.p,
+                "p_holm": float(p_adj),
+                "method": t.method,
+                "p_min": t.p_min,
+                "significant": bool(p_adj < alpha),
+            }
+        )
     return rows, lookup
 
 
@@ -169,9 +235,19 @@ def _vs_best(r: dict, e: tuple, best: tuple | None, lookup: dict, direction: str
     """Fill an entry's "vs best" columns from the all-pairs table (the same adjusted p)."""
     nan = math.nan
     if best is None or e == best:
-        r.update(n_vs_best=int(r["n_units"]), W_vs_best=nan, p_vs_best=nan, p_holm_vs_best=nan,
-                 rbc_vs_best=nan, hl_vs_best=nan, hl_low_vs_best=nan, hl_high_vs_best=nan,
-                 cles_vs_best=nan, vs_best="best" if e == best else "tie", marker="")
+        r.update(
+            n_vs_best=int(r["n_units"]),
+            W_vs_best=nan,
+            p_vs_best=nan,
+            p_holm_vs_best=nan,
+            rbc_vs_best=nan,
+            hl_vs_best=nan,
+            hl_low_vs_best=nan,
+            hl_high_vs_best=nan,
+            cles_vs_best=nan,
+            vs_best="best" if e == best else "tie",
+            marker="",
+        )
         return
     if (best, e) in lookup:  # stored as best - entry: flip to entry - best
         t, p_adj = lookup[(best, e)]
@@ -181,13 +257,28 @@ def _vs_best(r: dict, e: tuple, best: tuple | None, lookup: dict, direction: str
         hl, lo, hi, rbc, cles = t.hl, t.hl_low, t.hl_high, t.rbc, t.cles
     worse = (hl < 0 or (hl == 0 and rbc < 0)) if direction == "higher" else (hl > 0 or (hl == 0 and rbc > 0))
     verdict = "n.s." if not (p_adj < alpha) else ("worse" if worse else "better")
-    r.update(n_vs_best=t.n, W_vs_best=t.W, p_vs_best=t.p, p_holm_vs_best=p_adj, rbc_vs_best=rbc,
-             hl_vs_best=hl, hl_low_vs_best=lo, hl_high_vs_best=hi, cles_vs_best=cles,
-             wilcoxon_method=t.method, vs_best=verdict, marker="†" if verdict == "worse" else "")
+    r.update(
+        n_vs_best=t.n,
+        W_vs_best=t.W,
+        p_vs_best=t.p,
+        p_holm_vs_best=p_adj,
+        rbc_vs_best=rbc,
+        hl_vs_best=hl,
+        hl_low_vs_best=lo,
+        hl_high_vs_best=hi,
+        cles_vs_best=cles,
+        wilcoxon_method=t.method,
+        vs_best=verdict,
+        marker="†" if verdict == "worse" else "",
+    )
 
 
 def _family_tables(
-    key: tuple, group: pd.DataFrame, units: pd.DataFrame, opts: StatsOptions, failed: frozenset = frozenset(),
+    key: tuple,
+    group: pd.DataFrame,
+    units: pd.DataFrame,
+    opts: StatsOptions,
+    failed: frozenset = frozenset(),
 ) -> tuple[list[dict], list[dict], dict, list[dict]]:
     """Summary rows, pairwise rows, the family row and the rank distribution rows of one family.
 
@@ -202,12 +293,23 @@ def _family_tables(
     wide = wide.loc[:, entries]
     rows = _entry_rows(fam, group, units, entries, direction, opts)
     n_units = int(wide.notna().any(axis=1).sum())
-    family_row: dict = {**fam, "unit": opts.unit, "n_units": n_units,
-                        "n_scans": int(group["case_id"].nunique()),
-                        "n": 0, "k": len(entries), "Q": math.nan, "p": math.nan, "W": math.nan,
-                        "reason": "no direction: descriptive only", "n_pairs": 0,
-                        "p_holm_min_possible": math.nan,
-                        "reachable": False, "tau_median": math.nan, "tau_q05": math.nan}
+    family_row: dict = {
+        **fam,
+        "unit": opts.unit,
+        "n_units": n_units,
+        "n_scans": int(group["case_id"].nunique()),
+        "n": 0,
+        "k": len(entries),
+        "Q": math.nan,
+        "p": math.nan,
+        "W": math.nan,
+        "reason": "no direction: descriptive only",
+        "n_pairs": 0,
+        "p_holm_min_possible": math.nan,
+        "reachable": False,
+        "tau_median": math.nan,
+        "tau_q05": math.nan,
+    }
     summary = pd.DataFrame.from_dict(rows, orient="index")
     if direction is None or summary["mean"].isna().all():
         _untested(rows)
@@ -226,44 +328,127 @@ def _family_tables(
     n_rank = len(stats.complete_cases(wide))
     pairs, lookup = _pair_rows(fam, order, wide, opts.alpha, opts.confidence)
     for pos, e in enumerate(order, start=1):
-        rows[e].update(position=math.nan if e in failed else pos, is_best=(e == best),
-                       mean_rank=float(ranks.get(e, math.nan)), n_rank_cases=n_rank)
+        rows[e].update(
+            position=math.nan if e in failed else pos,
+            is_best=(e == best),
+            mean_rank=float(ranks.get(e, math.nan)),
+            n_rank_cases=n_rank,
+        )
         _vs_best(rows[e], e, best, lookup, direction, opts.alpha)
         if e in failed and rows[e]["vs_best"] == "tie":  # no best among the ordinary entries
             rows[e]["vs_best"] = ""
     tested = [p for p in pairs if math.isfinite(p["p"])]
     if tested:
         floor = min(p["p_min"] for p in tested) * len(tested)
-        family_row.update(n_pairs=len(tested), p_holm_min_possible=min(1.0, floor),
-                          reachable=bool(floor < opts.alpha))
+        family_row.update(
+            n_pairs=len(tested), p_holm_min_possible=min(1.0, floor), reachable=bool(floor < opts.alpha)
+        )
     fr = stats.friedman(wide)
     family_row.update(fr.to_dict())
-    dist, taus = stats.rank_bootstrap(_wide(units, "value_sum").loc[:, entries],
-                                      _wide(units, "n_ok").loc[:, entries].fillna(0), direction,
-                                      opts.rank_resamples, opts.seed)
+    dist, taus = stats.rank_bootstrap(
+        _wide(units, "value_sum").loc[:, entries],
+        _wide(units, "n_ok").loc[:, entries].fillna(0),
+        direction,
+        opts.rank_resamples,
+        opts.seed,
+    )
     if taus.size and np.isfinite(taus).any():  # tau is undefined when a ranking is all ties
         family_row.update(tau_median=float(np.nanmedian(taus)), tau_q05=float(np.nanquantile(taus, 0.05)))
-    rank_rows = [{**fam, "entry": stats.entry_label(*e), "rank": int(k),
-                  "share": float(dist.loc[[e]].iloc[0][k])}
-                 for e in entries for k in dist.columns] if taus.size else []
+    rank_rows = (
+        [
+            {**fam, "entry": stats.entry_label(*e), "rank": int(k), "share": float(dist.loc[[e]].iloc[0][k])}
+            for e in entries
+            for k in dist.columns
+        ]
+        if taus.size
+        else []
+    )
     return [rows[e] for e in order], pairs, family_row, rank_rows
 
 
 SUMMARY_COLUMNS = [
-    *stats.FAMILY, "position", "model", "pretrain", "entry", "direction", "n", "n_nan", "n_units", "mean",
-    "std", "median", "q1", "q3", "ci_low", "ci_high", "seed_sd", "seed_min", "seed_max", "seeds_min",
-    "seeds_max", "failure_rate", "both_empty_rate", "fit_seeds", "failed_seeds", "failed_fit", "mean_rank",
-    "n_rank_cases", "is_best", "n_vs_best",
-    "W_vs_best", "p_vs_best", "p_holm_vs_best", "hl_vs_best", "hl_low_vs_best", "hl_high_vs_best",
-    "cles_vs_best", "rbc_vs_best", "wilcoxon_method", "vs_best", "marker",
+    *stats.FAMILY,
+    "position",
+    "model",
+    "pretrain",
+    "entry",
+    "direction",
+    "n",
+    "n_nan",
+    "n_units",
+    "mean",
+    "std",
+    "median",
+    "q1",
+    "q3",
+    "ci_low",
+    "ci_high",
+    "seed_sd",
+    "seed_min",
+    "seed_max",
+    "seeds_min",
+    "seeds_max",
+    "failure_rate",
+    "both_empty_rate",
+    "fit_seeds",
+    "failed_seeds",
+    "failed_fit",
+    "mean_rank",
+    "n_rank_cases",
+    "is_best",
+    "n_vs_best",
+    "W_vs_best",
+    "p_vs_best",
+    "p_holm_vs_best",
+    "hl_vs_best",
+    "hl_low_vs_best",
+    "hl_high_vs_best",
+    "cles_vs_best",
+    "rbc_vs_best",
+    "wilcoxon_method",
+    "vs_best",
+    "marker",
 ]
 PAIRWISE_COLUMNS = [
-    *stats.FAMILY, "model_a", "pretrain_a", "entry_a", "model_b", "pretrain_b", "entry_b", "n", "n_nonzero",
-    "mean_diff", "hl", "hl_low", "hl_high", "cles", "rbc", "W", "p", "p_holm", "method", "p_min",
+    *stats.FAMILY,
+    "model_a",
+    "pretrain_a",
+    "entry_a",
+    "model_b",
+    "pretrain_b",
+    "entry_b",
+    "n",
+    "n_nonzero",
+    "mean_diff",
+    "hl",
+    "hl_low",
+    "hl_high",
+    "cles",
+    "rbc",
+    "W",
+    "p",
+    "p_holm",
+    "method",
+    "p_min",
     "significant",
 ]
-FRIEDMAN_COLUMNS = [*stats.FAMILY, "unit", "n_units", "n_scans", "n", "k", "Q", "p", "W", "reason", "n_pairs",
-                    "p_holm_min_possible", "reachable", "tau_median", "tau_q05"]
+FRIEDMAN_COLUMNS = [
+    *stats.FAMILY,
+    "unit",
+    "n_units",
+    "n_scans",
+    "n",
+    "k",
+    "Q",
+    "p",
+    "W",
+    "reason",
+    "n_pairs",
+    "p_holm_min_possible",
+    "reachable",
+    "tau_median",
+    "tau_q05",
+]
 RANK_COLUMNS = [*stats.FAMILY, "entry", "rank", "share"]
 FIT_COLUMNS = [*SECTION, *stats.ENTRY, "seed", "n_cases", "n_pred_empty", "n_ref_lesion", "failed_fit"]
 
@@ -291,8 +476,14 @@ def failed_fits(cases: pd.DataFrame) -> pd.DataFrame:
     if not {"area_pred_mm2", "area_ref_mm2"} <= set(wide.columns):
         return pd.DataFrame(columns=FIT_COLUMNS).astype({"failed_fit": bool})
     wide = wide.dropna(subset=["area_pred_mm2", "area_ref_mm2"], how="all")
-    flags = pd.DataFrame({"n_cases": 1, "n_pred_empty": (wide["area_pred_mm2"] == 0).astype(int),
-                          "n_ref_lesion": (wide["area_ref_mm2"] > 0).astype(int)}, index=wide.index)
+    flags = pd.DataFrame(
+        {
+            "n_cases": 1,
+            "n_pred_empty": (wide["area_pred_mm2"] == 0).astype(int),
+            "n_ref_lesion": (wide["area_ref_mm2"] > 0).astype(int),
+        },
+        index=wide.index,
+    )
     per_run = flags.groupby(level=keys).sum()
     # every case of the test set has an empty prediction, and some case has a lesion
     per_run["failed_fit"] = (per_run["n_pred_empty"] == per_run["n_cases"]) & (per_run["n_ref_lesion"] > 0)
@@ -316,13 +507,18 @@ def failure_rates(cases: pd.DataFrame) -> pd.DataFrame:
     areas = cases[cases["metric"].isin(["area_pred_mm2", "area_ref_mm2"])]
     if areas.empty:
         return pd.DataFrame(columns=[*keys, "failure_rate", "both_empty_rate"])
-    wide = areas.pivot_table(index=[*keys, "case_id", "seed"], columns="metric", values="value",
-                             aggfunc="mean")
+    wide = areas.pivot_table(
+        index=[*keys, "case_id", "seed"], columns="metric", values="value", aggfunc="mean"
+    )
     if not {"area_pred_mm2", "area_ref_mm2"} <= set(wide.columns):
         return pd.DataFrame(columns=[*keys, "failure_rate", "both_empty_rate"])
     pred, ref = wide["area_pred_mm2"], wide["area_ref_mm2"]
-    flags = pd.DataFrame({"failure_rate": ((pred == 0) & (ref > 0)).astype(float),
-                          "both_empty_rate": ((pred == 0) & (ref == 0)).astype(float)})
+    flags = pd.DataFrame(
+        {
+            "failure_rate": ((pred == 0) & (ref > 0)).astype(float),
+            "both_empty_rate": ((pred == 0) & (ref == 0)).astype(float),
+        }
+    )
     return flags.groupby(level=keys).mean().reset_index()
 
 
@@ -345,9 +541,11 @@ def build_leaderboard(
         raise ValueError(f"unit must be one of {', '.join(stats.UNITS)}, not {unit!r}")
     notes: list[str] = []
     if unit == "patient" and not cases.empty and not stats.patients_known(cases):
-        notes.append("the per-case table does not name every case's patient (results written before the "
-                      "patient_id column existed?): tests and intervals use the scan as the unit, which is "
-                      "too optimistic when a patient has several scans; rerun the runs to get patient ids")
+        notes.append(
+            "the per-case table does not name every case's patient (results written before the "
+            "patient_id column existed?): tests and intervals use the scan as the unit, which is "
+            "too optimistic when a patient has several scans; rerun the runs to get patient ids"
+        )
         unit = "case"
     opts = StatsOptions(alpha, confidence, n_resamples, seed, unit, rank_resamples)
     means = stats.average_seeds(cases)
@@ -379,29 +577,38 @@ def build_leaderboard(
     for col in ("marker", "vs_best", "wilcoxon_method"):
         summary[col] = summary[col].astype(object).fillna("")
     return Leaderboard(
-        cases=cases, case_means=means, summary=summary,
+        cases=cases,
+        case_means=means,
+        summary=summary,
         pairwise=pd.DataFrame(out["pairs"]).reindex(columns=PAIRWISE_COLUMNS),
         friedman=pd.DataFrame(out["family"]).reindex(columns=FRIEDMAN_COLUMNS),
-        settings=_settings(opts), units=units,
-        ranks=pd.DataFrame(out["ranks"]).reindex(columns=RANK_COLUMNS), fits=fits, warnings=notes,
+        settings=_settings(opts),
+        units=units,
+        ranks=pd.DataFrame(out["ranks"]).reindex(columns=RANK_COLUMNS),
+        fits=fits,
+        warnings=notes,
     )
 
 
 def _settings(opts: StatsOptions) -> dict[str, Any]:
     return {
-        "alpha": opts.alpha, "confidence": opts.confidence, "bootstrap_resamples": opts.n_resamples,
-        "bootstrap_seed": opts.seed, "unit": opts.unit, "rank_resamples": opts.rank_resamples,
+        "alpha": opts.alpha,
+        "confidence": opts.confidence,
+        "bootstrap_resamples": opts.n_resamples,
+        "bootstrap_seed": opts.seed,
+        "unit": opts.unit,
+        "rank_resamples": opts.rank_resamples,
         "bootstrap_method": f"cluster bootstrap over {opts.unit}s (resample {opts.unit}s, mean over their "
-                            "scans); BCa, or percentile where BCa fails",
+        "scans); BCa, or percentile where BCa fails",
         "test": "paired Wilcoxon signed-rank, two-sided, zero differences discarded before ranking "
-                f"('wilcox'), mid-ranks for ties; exact permutation p-value up to {stats.EXACT_MAX} non-zero "
-                "differences, else normal approximation with tie correction, no continuity correction; "
-                "all differences zero: p = 1",
+        f"('wilcox'), mid-ranks for ties; exact permutation p-value up to {stats.EXACT_MAX} non-zero "
+        "differences, else normal approximation with tie correction, no continuity correction; "
+        "all differences zero: p = 1",
         "effect_size": "Hodges-Lehmann shift (median of Walsh averages) with its distribution-free "
-                       f"{opts.confidence * 100:g} % interval; paired CLES P(A > B) + P(A = B) / 2",
+        f"{opts.confidence * 100:g} % interval; paired CLES P(A > B) + P(A = B) / 2",
         "correction": "one family rule: all pairs of entries within each (train dataset, test set, fraction, "
-                      "metric), Holm-adjusted together; the † marks, the pairwise table and the "
-                      "critical-difference diagrams use the same adjusted p-values",
+        "metric), Holm-adjusted together; the † marks, the pairwise table and the "
+        "critical-difference diagrams use the same adjusted p-values",
         "scipy": stats.SCIPY_VERSION,
         "metric_direction": dict(stats.METRIC_DIRECTION),
     }

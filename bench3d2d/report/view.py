@@ -142,7 +142,8 @@ class Section:
         """``unit: patient · n = 3 patients, 14 scans``."""
         name = UNIT_NAMES.get(self.unit, (self.unit,))[0]
         return f"unit: {name} · n = {unit_count(self.n_units, self.unit)}" + (
-            f", {unit_count(self.n_scans, 'case')}" if self.unit != "case" else "")
+            f", {unit_count(self.n_scans, 'case')}" if self.unit != "case" else ""
+        )
 
     @property
     def cd_metrics(self) -> list[str]:
@@ -159,8 +160,9 @@ def _seeds_text(metric: str, r: pd.Series) -> str:
     sd = r.get("seed_sd", math.nan)
     if sd is None or not math.isfinite(sd):
         return "1 seed"
-    return (f"sd {fmt_value(metric, sd)} [{fmt_value(metric, r['seed_min'])}, "
-            f"{fmt_value(metric, r['seed_max'])}]")
+    return (
+        f"sd {fmt_value(metric, sd)} [{fmt_value(metric, r['seed_min'])}, {fmt_value(metric, r['seed_max'])}]"
+    )
 
 
 def _effect_text(metric: str, r: pd.Series) -> str:
@@ -177,8 +179,11 @@ def _cell(r: pd.Series) -> Cell:
     n_ok = int(r["n"] - r["n_nan"])
     mean, std = r["mean"], r["std"]
     mean_std = fmt_value(metric, mean) + ("" if not math.isfinite(std) else f" ± {fmt_value(metric, std)}")
-    ci = "–" if not math.isfinite(r["ci_low"]) else f"[{fmt_value(metric, r['ci_low'])}, " \
-                                                     f"{fmt_value(metric, r['ci_high'])}]"
+    ci = (
+        "–"
+        if not math.isfinite(r["ci_low"])
+        else f"[{fmt_value(metric, r['ci_low'])}, {fmt_value(metric, r['ci_high'])}]"
+    )
     rank = "–" if not math.isfinite(r["mean_rank"]) else f"{r['mean_rank']:.2f}"
     p_text = "best" if bool(r["is_best"]) else "tie" if r["vs_best"] == "tie" else fmt_p(r["p_holm_vs_best"])
     failed, judged = _int(r.get("failed_seeds")), _int(r.get("fit_seeds"))
@@ -186,12 +191,23 @@ def _cell(r: pd.Series) -> Cell:
     if 0 < judged == failed:  # every seed collapsed: its numbers are no result (they stay in the tests)
         mean_std, median, ci, rank = FAILED_FIT_TEXT, "–", "–", "–"
     return Cell(
-        mean_std=mean_std, median=median, ci=ci, rank=rank, p_holm=p_text,
-        marker=WORSE_MARKER if r["marker"] == "†" else "", seeds=_seeds_text(metric, r),
-        effect=_effect_text(metric, r), is_best=bool(r["is_best"]),
-        mean=float(mean), median_value=float(r["median"]), mean_rank=float(r["mean_rank"]),
-        p_value=0.0 if bool(r["is_best"]) else float(r["p_holm_vs_best"]), n=n_ok, n_nan=int(r["n_nan"]),
-        failed_seeds=failed, fit_seeds=judged,
+        mean_std=mean_std,
+        median=median,
+        ci=ci,
+        rank=rank,
+        p_holm=p_text,
+        marker=WORSE_MARKER if r["marker"] == "†" else "",
+        seeds=_seeds_text(metric, r),
+        effect=_effect_text(metric, r),
+        is_best=bool(r["is_best"]),
+        mean=float(mean),
+        median_value=float(r["median"]),
+        mean_rank=float(r["mean_rank"]),
+        p_value=0.0 if bool(r["is_best"]) else float(r["p_holm_vs_best"]),
+        n=n_ok,
+        n_nan=int(r["n_nan"]),
+        failed_seeds=failed,
+        fit_seeds=judged,
     )
 
 
@@ -210,15 +226,18 @@ def friedman_text(row: dict | None) -> str:
         return "–"
     unit = str(row.get("unit") or "case")
     if not math.isfinite(row.get("Q", math.nan)):
-        reason = str(row.get("reason") or "") or (f"needs ≥ 2 complete units and ≥ 2 entries; n = "
-                                                  f"{int(row['n'])}, k = {int(row['k'])}")
+        reason = str(row.get("reason") or "") or (
+            f"needs ≥ 2 complete units and ≥ 2 entries; n = {int(row['n'])}, k = {int(row['k'])}"
+        )
         return "not computed: " + reason.replace("units", UNIT_NAMES.get(unit, (unit, unit + "s"))[1])
     p = fmt_p(row["p"])
     p = f"p < {p[1:]}" if p.startswith("<") else f"p = {p}"
     note = str(row.get("reason") or "")
     note = "" if not note or note == "nan" else "; " + note.replace("unit", UNIT_NAMES.get(unit, (unit,))[0])
-    return (f"χ²({int(row['k']) - 1}) = {row['Q']:.2f}, {p}, Kendall's W = {row['W']:.2f}, "
-            f"n = {unit_count(int(row['n']), unit)} with every entry (χ² approximation){note}")
+    return (
+        f"χ²({int(row['k']) - 1}) = {row['Q']:.2f}, {p}, Kendall's W = {row['W']:.2f}, "
+        f"n = {unit_count(int(row['n']), unit)} with every entry (χ² approximation){note}"
+    )
 
 
 def reach_text(row: dict | None, alpha: float) -> str:
@@ -227,11 +246,13 @@ def reach_text(row: dict | None, alpha: float) -> str:
         return ""
     n_max = int(row.get("n_units") or 0)
     unit = str(row.get("unit") or "case")
-    return (f"No pairwise test can reach p < {alpha:g} here: with at most {unit_count(n_max, unit)} the "
-            f"smallest possible two-sided p is {stats.min_attainable_p(n_max):.3g}, "
-            f"times {int(row['n_pairs'])} pairs (Holm) = "
-            f"{stats.min_attainable_p(n_max) * int(row['n_pairs']):.3g}; the p column and "
-            "the † marks are left out.")
+    return (
+        f"No pairwise test can reach p < {alpha:g} here: with at most {unit_count(n_max, unit)} the "
+        f"smallest possible two-sided p is {stats.min_attainable_p(n_max):.3g}, "
+        f"times {int(row['n_pairs'])} pairs (Holm) = "
+        f"{stats.min_attainable_p(n_max) * int(row['n_pairs']):.3g}; the p column and "
+        "the † marks are left out."
+    )
 
 
 def stability_text(row: dict | None) -> str:
@@ -239,9 +260,11 @@ def stability_text(row: dict | None) -> str:
     if not row or not math.isfinite(row.get("tau_median", math.nan)):
         return ""
     unit = str(row.get("unit") or "case")
-    return (f"Ranking stability (bootstrap of {UNIT_NAMES.get(unit, (unit, unit + 's'))[1]}): Kendall's τ "
-            f"between bootstrap and full ranking, median {row['tau_median']:.2f}, 5 % quantile "
-            f"{row['tau_q05']:.2f}.")
+    return (
+        f"Ranking stability (bootstrap of {UNIT_NAMES.get(unit, (unit, unit + 's'))[1]}): Kendall's τ "
+        f"between bootstrap and full ranking, median {row['tau_median']:.2f}, 5 % quantile "
+        f"{row['tau_q05']:.2f}."
+    )
 
 
 def build_sections(lb: Leaderboard, metrics: list[str], alpha: float = 0.05) -> list[Section]:
@@ -257,35 +280,56 @@ def build_sections(lb: Leaderboard, metrics: list[str], alpha: float = 0.05) -> 
         rows: dict[tuple, Row] = {}
         for _, r in order_fam.iterrows():
             key = (r["model"], r["pretrain"])
-            seeds = (f"{int(r['seeds_min'])}" if r["seeds_min"] == r["seeds_max"]
-                     else f"{int(r['seeds_min'])}–{int(r['seeds_max'])}")
-            rows[key] = Row(model=r["model"], pretrain=r["pretrain"], entry=r["entry"],
-                            pretrain_label=stats.pretrain_label(r["pretrain"]), n=int(r["n"]), seeds=seeds)
+            seeds = (
+                f"{int(r['seeds_min'])}"
+                if r["seeds_min"] == r["seeds_max"]
+                else f"{int(r['seeds_min'])}–{int(r['seeds_max'])}"
+            )
+            rows[key] = Row(
+                model=r["model"],
+                pretrain=r["pretrain"],
+                entry=r["entry"],
+                pretrain_label=stats.pretrain_label(r["pretrain"]),
+                n=int(r["n"]),
+                seeds=seeds,
+            )
         for m in board + others:
             for _, r in lb.family(train, test, frac, m).iterrows():
                 key = (r["model"], r["pretrain"])
                 if key not in rows:  # an entry without the first metric: append it
-                    rows[key] = Row(model=r["model"], pretrain=r["pretrain"], entry=r["entry"],
-                                    pretrain_label=stats.pretrain_label(r["pretrain"]), n=int(r["n"]),
-                                    seeds="")
+                    rows[key] = Row(
+                        model=r["model"],
+                        pretrain=r["pretrain"],
+                        entry=r["entry"],
+                        pretrain_label=stats.pretrain_label(r["pretrain"]),
+                        n=int(r["n"]),
+                        seeds="",
+                    )
                 rows[key].cells[m] = _cell(r)
         _failures(rows, order_fam)
         failed_list = _failed_fit_list(lb, (train, test, frac), rows)
         fam_rows = {m: lb.friedman_row(train, test, frac, m) for m in board + others}
         first = fam_rows[board[0]] if board else None
-        out.append(Section(
-            train_dataset=train, test_set=test, fraction=frac, metrics=board, other_metrics=others,
-            rows=list(rows.values()),
-            friedman={m: friedman_text(lb.friedman_row(train, test, frac, m)) for m in board + others},
-            pairwise={m: lb.pairs(train, test, frac, m) for m in board + others},
-            anchor=f"s{len(out) + 1}",
-            unit=str(lb.settings.get("unit", "case")),
-            n_units=int(first["n_units"]) if first else 0, n_scans=int(first["n_scans"]) if first else 0,
-            reachable={m: bool((fam_rows[m] or {}).get("reachable", True)) for m in board + others},
-            notes={m: [t for t in (reach_text(fam_rows[m], alpha),) if t] for m in board + others},
-            stability={m: stability_text(fam_rows[m]) for m in board},
-            failed_fits=failed_list,
-        ))
+        out.append(
+            Section(
+                train_dataset=train,
+                test_set=test,
+                fraction=frac,
+                metrics=board,
+                other_metrics=others,
+                rows=list(rows.values()),
+                friedman={m: friedman_text(lb.friedman_row(train, test, frac, m)) for m in board + others},
+                pairwise={m: lb.pairs(train, test, frac, m) for m in board + others},
+                anchor=f"s{len(out) + 1}",
+                unit=str(lb.settings.get("unit", "case")),
+                n_units=int(first["n_units"]) if first else 0,
+                n_scans=int(first["n_scans"]) if first else 0,
+                reachable={m: bool((fam_rows[m] or {}).get("reachable", True)) for m in board + others},
+                notes={m: [t for t in (reach_text(fam_rows[m], alpha),) if t] for m in board + others},
+                stability={m: stability_text(fam_rows[m]) for m in board},
+                failed_fits=failed_list,
+            )
+        )
     return out
 
 
@@ -297,8 +341,10 @@ def _failed_fit_list(lb: Leaderboard, section: tuple[str, str, float], rows: dic
         row = rows.get((model, pretrain))
         judged = row.fit_seeds if row is not None and row.fit_seeds else len(g)
         seeds = ", ".join(str(int(s)) for s in sorted(g["seed"]))
-        out.append(f"{stats.entry_label(model, pretrain)}: {len(g)} of {judged} seed"
-                   f"{'s' if judged != 1 else ''} (seed{'s' if len(g) != 1 else ''} {seeds})")
+        out.append(
+            f"{stats.entry_label(model, pretrain)}: {len(g)} of {judged} seed"
+            f"{'s' if judged != 1 else ''} (seed{'s' if len(g) != 1 else ''} {seeds})"
+        )
     return out
 
 
@@ -369,10 +415,14 @@ def unit_sentence(report: Any) -> str:
     """The board's opening sentence on its unit of analysis."""
     unit = str(report.leaderboard.settings.get("unit", "case"))
     if unit == "patient":
-        return ("Unit of analysis: **patient** (each scan's metric averaged over seeds, then the scans of "
-                "each patient averaged; tests and intervals over patients).")
-    return ("Unit of analysis: **scan** (each scan's metric averaged over seeds; tests and intervals over "
-            "scans, which is optimistic when patients have several scans).")
+        return (
+            "Unit of analysis: **patient** (each scan's metric averaged over seeds, then the scans of "
+            "each patient averaged; tests and intervals over patients)."
+        )
+    return (
+        "Unit of analysis: **scan** (each scan's metric averaged over seeds; tests and intervals over "
+        "scans, which is optimistic when patients have several scans)."
+    )
 
 
 def settings_lines(settings: dict[str, Any]) -> list[str]:
@@ -383,9 +433,13 @@ def settings_lines(settings: dict[str, Any]) -> list[str]:
         "Entry = model × pre-training (scratch, SSL-SLO, SSL-FAF) within a train dataset, test set and "
         "label fraction.",
         f"Unit of analysis: the {unit}. Each case's metric is first averaged over seeds; "
-        + ("then the scans of each patient are averaged, and entries are paired by patient: scans of one "
-           "patient (both eyes, several visits) are not independent, so tests and intervals over scans "
-           "would be too optimistic. " if unit == "patient" else "entries are paired by case id. ")
+        + (
+            "then the scans of each patient are averaged, and entries are paired by patient: scans of one "
+            "patient (both eyes, several visits) are not independent, so tests and intervals over scans "
+            "would be too optimistic. "
+            if unit == "patient"
+            else "entries are paired by case id. "
+        )
         + "n in each heading: patients and scans.",
         "Seeds: the mean ± sd, median and interval are over the seed-averaged scans; the seed column gives "
         "the seed-to-seed spread (sd of the per-seed means over scans, and their min and max); the tests "
@@ -433,6 +487,8 @@ def training_conditions(report: Any) -> str:
     precision = [(r.result.get("precision") or {}).get("dtype") for r in runs]
     threads = [(r.result.get("environment") or {}).get("torch_threads") for r in runs]
     seeds = sorted({int(s) for s in (r.spec.get("seed") for r in runs) if s is not None})
-    return (f"Training: profile {_distinct([r.spec.get('profile') for r in runs])} · recipe set "
-            f"{_distinct([r.spec.get('recipe') for r in runs])} · precision {_distinct(precision)} · "
-            f"seeds {_distinct(seeds)} · torch threads {_distinct(threads)}.")
+    return (
+        f"Training: profile {_distinct([r.spec.get('profile') for r in runs])} · recipe set "
+        f"{_distinct([r.spec.get('recipe') for r in runs])} · precision {_distinct(precision)} · "
+        f"seeds {_distinct(seeds)} · torch threads {_distinct(threads)}."
+    )

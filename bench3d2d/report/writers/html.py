@@ -113,16 +113,22 @@ def _cost_rows(report: Report) -> dict[str, list[dict]]:
     if report.cost is None or report.cost.empty:
         return out
     for r in report.cost.to_dict(orient="records"):
+
         def text(v: float, fmt: str) -> str:
             return fmt.format(v) if v is not None and math.isfinite(v) else "–"
 
-        out.setdefault(r["train_dataset"], []).append({
-            **r, "pretrain_label": stats.pretrain_label(r["pretrain"]),
-            "parameters_text": text(r["parameters"], "{:,.0f}"), "fit_text": text(r["fit_s"], "{:.0f}"),
-            "total_text": text(r["total_s"], "{:.0f}"),
-            "peak_text": text(r["peak_memory_mb"], "{:.0f}") if math.isfinite(r["peak_memory_mb"])
-            else "not recorded",
-        })
+        out.setdefault(r["train_dataset"], []).append(
+            {
+                **r,
+                "pretrain_label": stats.pretrain_label(r["pretrain"]),
+                "parameters_text": text(r["parameters"], "{:,.0f}"),
+                "fit_text": text(r["fit_s"], "{:.0f}"),
+                "total_text": text(r["total_s"], "{:.0f}"),
+                "peak_text": text(r["peak_memory_mb"], "{:.0f}")
+                if math.isfinite(r["peak_memory_mb"])
+                else "not recorded",
+            }
+        )
     return out
 
 

@@ -14,9 +14,22 @@ if TYPE_CHECKING:
     from bench3d2d.report.model import Report
 
 _LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
-    "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "<": r"\textless{}",
-    ">": r"\textgreater{}", "|": r"\textbar{}", "²": r"\textsuperscript{2}", "±": r"$\pm$", "–": "--",
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+    "²": r"\textsuperscript{2}",
+    "±": r"$\pm$",
+    "–": "--",
     "✗": r"$\times$",
 }
 _LATEX_RE = re.compile("|".join(re.escape(k) for k in _LATEX_SPECIAL))
@@ -59,8 +72,11 @@ def _table(train: str, test: str, sections: list[Section], alpha: float, unit: s
         for i, r in enumerate(s.rows):
             fit = rf" \textit{{{latex_escape(r.failed_fit)}}}" if r.failed_fit else ""
             model = latex_escape(r.model) + fit
-            cells = [latex_escape(f"{s.fraction:g} %") if i == 0 else "", model,
-                     latex_escape(r.pretrain_label)]
+            cells = [
+                latex_escape(f"{s.fraction:g} %") if i == 0 else "",
+                model,
+                latex_escape(r.pretrain_label),
+            ]
             for m in metrics:
                 c = r.cells.get(m)
                 if c is None:
@@ -84,8 +100,13 @@ def render_latex(report: Report) -> str:
     for s in report.sections:
         groups.setdefault((s.train_dataset, s.test_set), []).append(s)
     for (train, test), sections in groups.items():
-        lines += _table(train, test, sorted(sections, key=lambda s: s.fraction), report.options.alpha,
-                        "patient" if report.leaderboard.settings.get("unit") == "patient" else "scan")
+        lines += _table(
+            train,
+            test,
+            sorted(sections, key=lambda s: s.fraction),
+            report.options.alpha,
+            "patient" if report.leaderboard.settings.get("unit") == "patient" else "scan",
+        )
     if not groups:
         lines.append("% No per-case results to tabulate.")
     return "\n".join(lines) + "\n"

@@ -68,8 +68,14 @@ def _board(section: Section) -> list[str]:
     for r in section.rows:
         position += not r.failed_fit  # a failed fit is listed, not ranked
         model = md_escape(r.model) + (f" **{r.failed_fit}**" if r.failed_fit else "")
-        cells = [FAILED_FIT_MARKER if r.failed_fit else str(position), model, md_escape(r.pretrain_label),
-                 str(r.n), r.seeds, r.failures]
+        cells = [
+            FAILED_FIT_MARKER if r.failed_fit else str(position),
+            model,
+            md_escape(r.pretrain_label),
+            str(r.n),
+            r.seeds,
+            r.failures,
+        ]
         for m in section.metrics:
             reach = section.reachable.get(m, True)
             c = r.cells.get(m)
@@ -90,18 +96,29 @@ def _claims(report: Report) -> list[str]:
     if claims is None or claims.empty:
         return []
     unit = "scan" if report.leaderboard.settings.get("unit") == "case" else "patient"
-    lines = ["## Claims check", "",
-             "The paper's claims (Morano et al., MICCAI 2023), tested on this board's data: each on its own "
-             f"at α = {report.options.alpha:g}, over {unit}s, best baseline chosen on this board. Verdicts: "
-             "holds / does not hold (the difference goes the other way) / not significant at this n / "
-             "not testable here. [How claims are checked](#how-these-numbers-were-made).", ""]
+    lines = [
+        "## Claims check",
+        "",
+        "The paper's claims (Morano et al., MICCAI 2023), tested on this board's data: each on its own "
+        f"at α = {report.options.alpha:g}, over {unit}s, best baseline chosen on this board. Verdicts: "
+        "holds / does not hold (the difference goes the other way) / not significant at this n / "
+        "not testable here. [How claims are checked](#how-these-numbers-were-made).",
+        "",
+    ]
     lines += [f"- {md_escape(text)}: {counts}." for text, counts in claim_summary(claims)] + [""]
     rows = []
     for _, c in claims.iterrows():
         fraction = "" if pd.isna(c["fraction"]) else f" · {c['fraction']:g} %"
         where = f"{md_escape(c['train_dataset'])} → {md_escape(c['test_set'])}{fraction}"
-        rows.append([md_escape(c["text"]), where, md_escape(c["numbers"]), md_escape(c["test"]),
-                     f"**{c['verdict']}**"])
+        rows.append(
+            [
+                md_escape(c["text"]),
+                where,
+                md_escape(c["numbers"]),
+                md_escape(c["test"]),
+                f"**{c['verdict']}**",
+            ]
+        )
     return [*lines, *_table(["Claim", "Where", "Numbers", "Test", "Verdict"], rows), ""]
 
 
@@ -113,19 +130,33 @@ def _cost(report: Report, train: str) -> list[str]:
     if c.empty:
         return []
     fractions = sorted(c["fraction"].dropna().unique())
-    header = ["Model", "Pre-training", "parameters",
-              *(f"fine-tuning s/run, {fmt_fraction(f)}" for f in fractions), "peak memory (MB)"]
+    header = [
+        "Model",
+        "Pre-training",
+        "parameters",
+        *(f"fine-tuning s/run, {fmt_fraction(f)}" for f in fractions),
+        "peak memory (MB)",
+    ]
     rows = []
     for (model, pre), g in c.groupby(["model", "pretrain"], sort=True):
         times = {f: t for f, t in zip(g["fraction"], g["fit_s"])}
         params = g["parameters"].dropna()
         peak = g["peak_memory_mb"].dropna()
-        rows.append([md_escape(model), md_escape(stats.pretrain_label(pre)),
-                     f"{int(params.iloc[0]):,}" if len(params) else "–",
-                     *(f"{times[f]:.0f}" if f in times and times[f] == times[f] else "–" for f in fractions),
-                     f"{peak.max():.0f}" if len(peak) else "not recorded"])
-    lines = ["**Cost** (mean over the runs of each entry; from each run's result.json):", "",
-             *_table(header, rows, ["l", "l", "r", *(["r"] * len(fractions)), "r"]), ""]
+        rows.append(
+            [
+                md_escape(model),
+                md_escape(stats.pretrain_label(pre)),
+                f"{int(params.iloc[0]):,}" if len(params) else "–",
+                *(f"{times[f]:.0f}" if f in times and times[f] == times[f] else "–" for f in fractions),
+                f"{peak.max():.0f}" if len(peak) else "not recorded",
+            ]
+        )
+    lines = [
+        "**Cost** (mean over the runs of each entry; from each run's result.json):",
+        "",
+        *_table(header, rows, ["l", "l", "r", *(["r"] * len(fractions)), "r"]),
+        "",
+    ]
     if train in report.cost_figures:
         lines += [f"![Accuracy against cost]({report.cost_figures[train]})", ""]
     return lines
@@ -151,10 +182,14 @@ def failed_fits_lines(section: Section) -> list[str]:
     """The section's "Failed fits" list (empty when no entry has one)."""
     if not section.failed_fits:
         return []
-    return [f"**Failed fits** ({FAILED_FIT_MARKER}: a seed that predicted no lesion on any test scan of "
-            f"{md_escape(section.test_set)}, which has lesions; never best and not ranked, counted with "
-            "its real values, Dice 0, in every test): "
-            + "; ".join(md_escape(t) for t in section.failed_fits) + ".", ""]
+    return [
+        f"**Failed fits** ({FAILED_FIT_MARKER}: a seed that predicted no lesion on any test scan of "
+        f"{md_escape(section.test_set)}, which has lesions; never best and not ranked, counted with "
+        "its real values, Dice 0, in every test): "
+        + "; ".join(md_escape(t) for t in section.failed_fits)
+        + ".",
+        "",
+    ]
 
 
 def _overview(ov: Overview) -> list[str]:
@@ -187,15 +222,30 @@ def _others(section: Section) -> list[str]:
 def _pairs(metric: str, pairs: pd.DataFrame) -> list[str]:
     if pairs.empty:
         return []
-    rows = [[md_escape(p["entry_a"]), md_escape(p["entry_b"]), str(int(p["n"])), f"{p['mean_diff']:.4g}",
-             _hl(p), f"{p['cles']:.2f}" if p["cles"] == p["cles"] else "–",
-             fmt_p(p["p"]), fmt_p(p["p_holm"]) + (" \\*" if p["significant"] else "")]
-            for _, p in pairs.iterrows()]
+    rows = [
+        [
+            md_escape(p["entry_a"]),
+            md_escape(p["entry_b"]),
+            str(int(p["n"])),
+            f"{p['mean_diff']:.4g}",
+            _hl(p),
+            f"{p['cles']:.2f}" if p["cles"] == p["cles"] else "–",
+            fmt_p(p["p"]),
+            fmt_p(p["p_holm"]) + (" \\*" if p["significant"] else ""),
+        ]
+        for _, p in pairs.iterrows()
+    ]
     title = f"All pairs, {stats.metric_label(metric)} (\\* adjusted p < α; the same family as the † marks):"
-    return [title, "",
-            *_table(["A", "B", "n", "mean(A − B)", "HL(A − B) [CI]", "CLES", "p", "p (Holm)"], rows,
-                    ["l", "l", "r", "r", "r", "r", "r", "r"]),
-            ""]
+    return [
+        title,
+        "",
+        *_table(
+            ["A", "B", "n", "mean(A − B)", "HL(A − B) [CI]", "CLES", "p", "p (Holm)"],
+            rows,
+            ["l", "l", "r", "r", "r", "r", "r", "r"],
+        ),
+        "",
+    ]
 
 
 def _hl(p: pd.Series) -> str:
@@ -227,9 +277,17 @@ def _runs(report: Report) -> list[str]:
         rows = []
         for r in bad:
             row = r.to_row()
-            rows.append([md_escape(r.run_id), r.status, md_escape(row["model"] or "?"),
-                         md_escape(row["pretrain"] or "?"), _number(row["fraction"]), _number(row["seed"]),
-                         md_escape(row["detail"][:400])])
+            rows.append(
+                [
+                    md_escape(r.run_id),
+                    r.status,
+                    md_escape(row["model"] or "?"),
+                    md_escape(row["pretrain"] or "?"),
+                    _number(row["fraction"]),
+                    _number(row["seed"]),
+                    md_escape(row["detail"][:400]),
+                ]
+            )
         header = ["run", "status", "model", "pre-training", "fraction", "seed", "error / problem"]
         lines += _table(header, rows)
         lines.append("")
@@ -242,44 +300,63 @@ def render_markdown(report: Report) -> str:
     coll = report.collection
     n_complete = len(coll.runs_with("complete"))
     lines = [f"# {md_escape(report.title)}", ""]
-    lines.append(f"Source: `{report.source}`"
-                 + (f" · {n_complete} complete run(s) of {len(coll.runs)}" if coll.runs else "")
-                 + f" · {coll.cases['case_id'].nunique() if not coll.cases.empty else 0} test case id(s).")
+    lines.append(
+        f"Source: `{report.source}`"
+        + (f" · {n_complete} complete run(s) of {len(coll.runs)}" if coll.runs else "")
+        + f" · {coll.cases['case_id'].nunique() if not coll.cases.empty else 0} test case id(s)."
+    )
     if opts.command:
         lines += ["", "Reproduce with:", "", "```sh", opts.command, "```"]
     if training_conditions(report):
         lines += ["", md_escape(training_conditions(report))]
     lines.append("")
     if report.warnings:
-        lines += [f"> **{len(report.warnings)} warning(s)** while reading the results: see "
-                  "[Warnings](#warnings).", ""]
-    lines += [f"{unit_sentence(report)} {WORSE_MARKER}: significantly worse than the best entry (paired "
-              f"Wilcoxon signed-rank, all pairs Holm-adjusted, p < {opts.alpha:g}). Best mean in bold (none "
-              f"when the top means tie). {FAILED_FIT_MARKER} {FAILED_FIT_TEXT}: a seed predicted no lesion "
-              "on any test scan (listed after the ranked entries, never best). ↑ higher is better, ↓ lower "
-              "is better. [How these numbers were made](#how-these-numbers-were-made).", ""]
+        lines += [
+            f"> **{len(report.warnings)} warning(s)** while reading the results: see [Warnings](#warnings).",
+            "",
+        ]
+    lines += [
+        f"{unit_sentence(report)} {WORSE_MARKER}: significantly worse than the best entry (paired "
+        f"Wilcoxon signed-rank, all pairs Holm-adjusted, p < {opts.alpha:g}). Best mean in bold (none "
+        f"when the top means tie). {FAILED_FIT_MARKER} {FAILED_FIT_TEXT}: a seed predicted no lesion "
+        "on any test scan (listed after the ranked entries, never best). ↑ higher is better, ↓ lower "
+        "is better. [How these numbers were made](#how-these-numbers-were-made).",
+        "",
+    ]
     lines += _claims(report)
     overviews = build_overviews(report.sections)
     if overviews:
-        lines += ["## Overview", "",
-                  "Mean over the test cases of each entry at each label fraction (the full tables, with "
-                  "spread, confidence intervals, ranks and p-values, follow).", ""]
+        lines += [
+            "## Overview",
+            "",
+            "Mean over the test cases of each entry at each label fraction (the full tables, with "
+            "spread, confidence intervals, ranks and p-values, follow).",
+            "",
+        ]
         for ov in overviews:
-            lines += [f"**{metric_header(ov.metric)}** · trained on {md_escape(ov.train_dataset)}, "
-                      f"tested on {md_escape(ov.test_set)}", "", *_overview(ov), ""]
+            lines += [
+                f"**{metric_header(ov.metric)}** · trained on {md_escape(ov.train_dataset)}, "
+                f"tested on {md_escape(ov.test_set)}",
+                "",
+                *_overview(ov),
+                "",
+            ]
     for train in sorted({s.train_dataset for s in report.sections}):
         lines += [f"## Trained on {md_escape(train)}", ""]
         if train in report.curves:
             lines += [f"![Metrics against label fraction]({report.curves[train]})", ""]
         lines += _cost(report, train)
         for s in (s for s in report.sections if s.train_dataset == train):
-            lines += [f"### {md_escape(s.test_set)} · {s.fraction:g} % of the labels", "",
-                      f"{s.n_text}.", ""]
+            lines += [f"### {md_escape(s.test_set)} · {s.fraction:g} % of the labels", "", f"{s.n_text}.", ""]
             lines += [*_board(s), ""]
             lines += failed_fits_lines(s)
             if s.missing:
-                lines += ["**Not in this table** (see [Runs](#runs)): "
-                          + "; ".join(md_escape(m) for m in s.missing) + ".", ""]
+                lines += [
+                    "**Not in this table** (see [Runs](#runs)): "
+                    + "; ".join(md_escape(m) for m in s.missing)
+                    + ".",
+                    "",
+                ]
             for m in s.metrics:
                 lines.append(f"Friedman ({stats.metric_label(m)}): {s.friedman[m]}.  ")
                 lines += [f"{note}  " for note in s.notes.get(m, [])]
@@ -298,11 +375,14 @@ def render_markdown(report: Report) -> str:
                 details += _pairs(m, s.pairwise[m])
             if details:
                 summary = "<details><summary>Critical-difference diagrams and all pairwise tests</summary>"
-                lines += [summary, "",
-                          *details, "</details>", ""]
+                lines += [summary, "", *details, "</details>", ""]
             if "overlay" in s.figures:
-                lines += ["Examples (TP green, TN black, FP red, FN blue):", "",
-                          f"![Example predictions]({s.figures['overlay']})", ""]
+                lines += [
+                    "Examples (TP green, TN black, FP red, FN blue):",
+                    "",
+                    f"![Example predictions]({s.figures['overlay']})",
+                    "",
+                ]
     if not report.sections:
         lines += ["No per-case results to rank.", ""]
     lines += _runs(report)
@@ -310,13 +390,15 @@ def render_markdown(report: Report) -> str:
     lines += [f"- {md_escape(w)}" for w in report.warnings] or ["None."]
     lines += ["", "## How these numbers were made", ""]
     lines += [f"- {t}" for t in settings_lines(report.leaderboard.settings)]
-    lines += ["- Claims check: the claims are data (`bench3d2d.evaluation.claims.PAPER_CLAIMS`); each is "
-              "tested on its own (not corrected across claims): paired Wilcoxon over units for 'beats' and "
-              "'helps' claims, Mann-Whitney U between per-unit gains for 'smaller gain' claims.",
-              "- Files: `cases.csv` (every case, its patient, model, pre-training, seed and metric), "
-              "`summary.csv`, `pairwise.csv`, `friedman.csv`, `ranks.csv`, `fits.csv`, `claims.csv`, "
-              "`cost.csv`, `runs.csv`, `report.json`, `leaderboard.tex`, `index.html`.",
-              ""]
+    lines += [
+        "- Claims check: the claims are data (`bench3d2d.evaluation.claims.PAPER_CLAIMS`); each is "
+        "tested on its own (not corrected across claims): paired Wilcoxon over units for 'beats' and "
+        "'helps' claims, Mann-Whitney U between per-unit gains for 'smaller gain' claims.",
+        "- Files: `cases.csv` (every case, its patient, model, pre-training, seed and metric), "
+        "`summary.csv`, `pairwise.csv`, `friedman.csv`, `ranks.csv`, `fits.csv`, `claims.csv`, "
+        "`cost.csv`, `runs.csv`, `report.json`, `leaderboard.tex`, `index.html`.",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -17,8 +17,17 @@ if TYPE_CHECKING:
 
 _CASE_ORDER = ["train_dataset", "test_set", "fraction", "model", "pretrain", "case_id", "seed", "metric"]
 #: Key columns of the board's ``cases.csv`` (one row per case, entry and seed; one column per metric).
-WIDE_KEYS = ["train_dataset", "test_set", "fraction", "model", "pretrain", "seed", "case_id", "patient_id",
-             "run_id"]
+WIDE_KEYS = [
+    "train_dataset",
+    "test_set",
+    "fraction",
+    "model",
+    "pretrain",
+    "seed",
+    "case_id",
+    "patient_id",
+    "run_id",
+]
 
 
 def sorted_cases(report: Report) -> pd.DataFrame:
@@ -62,9 +71,16 @@ def write_csv(report: Report, out: Path) -> list[Path]:
     for old in ("cases.parquet", "case_means.csv"):
         (out / old).unlink(missing_ok=True)
     files = [write_atomic(out / "cases.csv", _csv(wide_cases(report)))]
-    for name, df in (("summary", lb.summary), ("pairwise", lb.pairwise), ("friedman", lb.friedman),
-                     ("ranks", lb.ranks), ("fits", lb.fits), ("claims", report.claims), ("cost", report.cost),
-                     ("runs", report.collection.runs_table())):
+    for name, df in (
+        ("summary", lb.summary),
+        ("pairwise", lb.pairwise),
+        ("friedman", lb.friedman),
+        ("ranks", lb.ranks),
+        ("fits", lb.fits),
+        ("claims", report.claims),
+        ("cost", report.cost),
+        ("runs", report.collection.runs_table()),
+    ):
         # derived tables: 8 significant digits are more than any number on the board shows
         files.append(write_atomic(out / f"{name}.csv", _csv(df, "%.8g")))
     return files
@@ -98,16 +114,37 @@ def write_json(report: Report, out: Path) -> list[Path]:
         "source": report.source,
         "settings": _plain(lb.settings),
         "warnings": report.warnings,
-        "tables": {name: f"{name}.csv" for name in ("cases", "summary", "pairwise", "friedman", "ranks",
-                                                      "fits", "claims", "cost", "runs")},
+        "tables": {
+            name: f"{name}.csv"
+            for name in (
+                "cases",
+                "summary",
+                "pairwise",
+                "friedman",
+                "ranks",
+                "fits",
+                "claims",
+                "cost",
+                "runs",
+            )
+        },
         "runs": _records(report.collection.runs_table()),
         "claims": _records(report.claims),
         "cost": _records(report.cost),
         "failed_fits": _records(lb.fits[lb.fits["failed_fit"]]) if not lb.fits.empty else [],
-        "figures": {"fractions": report.curves,
-                    "sections": [{"train_dataset": s.train_dataset, "test_set": s.test_set,
-                                  "fraction": s.fraction, **s.figures} for s in report.sections],
-                    "cost": report.cost_figures},
+        "figures": {
+            "fractions": report.curves,
+            "sections": [
+                {
+                    "train_dataset": s.train_dataset,
+                    "test_set": s.test_set,
+                    "fraction": s.fraction,
+                    **s.figures,
+                }
+                for s in report.sections
+            ],
+            "cost": report.cost_figures,
+        },
     }
     text = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return [write_atomic(out / "report.json", text + "\n")]
