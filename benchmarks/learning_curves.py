@@ -85,20 +85,25 @@ CSV_COLUMNS = (
 
 
 # -- the plan ---------------------------------------------------------------------------------------
-def long_overrides(profile: str, factor: float) -> dict[str, int]:
-    """``min_steps = max_steps = factor x`` the profile's ``max_steps``: that profile, no early stop."""
+def long_overrides(profile: str, factor: float) -> dict[str, Any]:
+    """The profile stretched to ``factor x`` its ``max_steps`` (the schedule stretches with it), validated
+    from the first round so that the whole curve is seen. A fixed budget keeps its top-k rule
+    (``select_from``), so its runs train and select exactly as that budget's sweep runs do; a plateau
+    profile gets ``min_steps = max_steps`` (no early stop)."""
     from bench3d2d.engine.profiles import get_profile
 
     prof = get_profile(profile)
     if not prof.converges:
         raise ValueError(
-            f"profile {profile!r} has no max_steps (not a plateau profile); learning curves "
+            f"profile {profile!r} has no max_steps (not a step-budget profile); learning curves "
             "need one such as 'standard'"
         )
     if factor <= 0:
         raise ValueError(f"--factor must be positive (got {factor})")
     steps = round(factor * int(prof.max_steps))
-    return {"min_steps": steps, "max_steps": steps}
+    if prof.plateau:
+        return {"min_steps": steps, "max_steps": steps}
+    return {"max_steps": steps, "validate_from": 0.0}
 
 
 def recipe_models(models: Sequence[str], recipes: Sequence[str]) -> dict[str, list[str]]:
@@ -176,7 +181,7 @@ def run_command(args: argparse.Namespace) -> int:
     store = ResultsStore(args.out)
     steps = long_overrides(args.profile, args.factor)["max_steps"]
     print(
-        f"learning curves: profile {args.profile} at {steps} steps (min_steps = max_steps), "
+        f"learning curves: profile {args.profile} at {steps} steps (no early stop), "
         f"recipe sets {', '.join(recipes)}, seed {args.seed}"
     )
     print_plan(plan, store, args.jobs, retry_failed=False, listing=args.dry_run)

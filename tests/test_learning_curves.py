@@ -74,7 +74,7 @@ def test_the_plan_doubles_the_budget_and_plans_common_only_where_it_differs(lc, 
     expected |= {("fpbnet", "tuned", "ga", 100.0, "slo"), ("fpbnet", "tuned", "ga", 100.0, "faf")}
     assert runs == expected and len(plan.runs) == len(expected)
     for spec in plan.runs:
-        assert dict(spec.hparams) == {"min_steps": long, "max_steps": long}
+        assert dict(spec.hparams) == {"max_steps": long, "validate_from": 0.0}
         assert spec.profile == "standard" and spec.seed == 3
     assert {(p.model, p.modality) for p in plan.pretrainings} == {("fpbnet", "slo"), ("fpbnet", "faf")}
     assert {s.pretrain_source for s in plan.runs if s.pretrain != "none"} == {"synthetic-ga-m"}
@@ -110,7 +110,7 @@ def test_the_plan_refuses_a_profile_without_a_step_budget(lc):
     from bench3d2d.engine.profiles import get_profile
 
     steps = round(1.5 * get_profile("standard").max_steps)
-    assert lc.long_overrides("standard", 1.5) == {"min_steps": steps, "max_steps": steps}
+    assert lc.long_overrides("standard", 1.5) == {"max_steps": steps, "validate_from": 0.0}
 
 
 # -- plot and table on fabricated results ---------------------------------------------------------------

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from bench3d2d.engine.profiles import PAPER, PLATEAU_FIELDS, SMOKE, STANDARD, Profile, get_profile
+from bench3d2d.engine.profiles import (
+    PAPER,
+    PLATEAU_FIELDS,
+    SCHEDULE_FIELDS,
+    SMOKE,
+    STANDARD,
+    Profile,
+    get_profile,
+)
 
 
 def _plateau(**kw) -> Profile:
@@ -41,8 +49,12 @@ def test_plateau_profile_derives_its_rounds_and_round_length():
 @pytest.mark.parametrize(
     "bad, message",
     [
-        ({"patience": None}, "validate_every, patience and max_steps"),
-        ({"max_steps": None}, "validate_every, patience and max_steps"),
+        ({"patience": None, "min_steps": 10}, "belong to a plateau stop"),
+        ({"max_steps": None}, "validate_every and max_steps"),
+        ({"validate_from": 1.5}, "fraction of max_steps"),
+        ({"fail_at": 0.0}, "fraction of max_steps"),
+        ({"schedule": "step"}, "unknown learning-rate schedule"),
+        ({"warmup": 1.0}, "warmup is a fraction"),
         ({"steps_per_round": 5}, "round-based"),
         ({"repeats": 4}, "round-based"),
         ({"patience": 0}, "must be >= 1"),
@@ -56,10 +68,12 @@ def test_plateau_settings_are_checked(bad, message):
 
 
 def test_a_lone_plateau_field_on_a_round_profile_is_refused():
-    with pytest.raises(ValueError, match="patience and max_steps"):
+    with pytest.raises(ValueError, match="validate_every and max_steps"):
         SMOKE.with_overrides({"min_steps": 20})
-    with pytest.raises(ValueError, match="patience and max_steps"):
+    with pytest.raises(ValueError, match="validate_every and max_steps"):
         SMOKE.with_overrides({"patience": 3})
+    with pytest.raises(ValueError, match="need a step budget"):
+        SMOKE.with_overrides({"fail_at": 0.5})
 
 
 def test_overrides_turn_a_round_profile_into_a_plateau_profile():
@@ -71,8 +85,28 @@ def test_overrides_turn_a_round_profile_into_a_plateau_profile():
 
 def test_standard_profile():
     prof = get_profile("standard")
-    assert prof is STANDARD and prof.converges
+    assert prof is STANDARD and prof.converges and not prof.plateau  # a fixed budget, no early stop
     assert prof.depth % 16 == 0 and prof.depth // 16 != 4  # ReSensNet differs from the FPB net there
     assert prof.amp is False and prof.data_size == "quick"
-    assert prof.min_steps < prof.max_steps and prof.rounds * prof.validate_every >= prof.max_steps
+    assert prof.schedule == "cosine" and 0 < prof.warmup < 0.1
+    assert prof.rounds * prof.validate_every >= prof.max_steps
+    assert 0.5 <= prof.select_from <= 1 and prof.validate_from <= prof.select_from
+    assert prof.fail_at is not None and prof.fail_at < prof.validate_from
     assert prof.optimizer == "sgd" and prof.lr == 0.1  # the common recipe applies over it anyway
+
+
+def test_a_fixed_budget_needs_no_patience():
+    prof = _plateau(patience=None, schedule="poly", warmup=0.1, validate_from=0.5, fail_at=0.25)
+    assert prof.converges and not prof.plateau and prof.rounds == 10
+    assert prof.with_overrides({"schedule": "constant", "fail_at": None}).fail_at is None
+
+
+def test_new_fields_at_their_defaults_leave_the_form_and_run_ids_alone():
+    """Fields added after the form was fixed are written only where they differ from their default, so
+    the round-based profiles (and any profile that does not use them) keep their dictionaries and hashes."""
+    from bench3d2d.harness._spec import profile_fingerprint
+
+    for prof in (PAPER, SMOKE, _plateau()):
+        assert not set(SCHEDULE_FIELDS) & set(prof.to_dict())
+    assert profile_fingerprint("smoke") == "f7e18dc9" and profile_fingerprint("paper") == "1edd8b4f"
+    assert STANDARD.to_dict()["schedule"] == "cosine" and STANDARD.to_dict()["fail_at"] == 0.5

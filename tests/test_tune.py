@@ -336,9 +336,13 @@ def test_the_lr_range_follows_the_optimizer_drawn_before_it():
 
 
 def test_no_trial_is_pruned_before_the_profiles_min_steps(tmp_path, fake_env):
-    """standard's min_steps is 60; the fake run validates at steps 1-3, so nothing may be pruned."""
+    """standard's first regular validation is at step 300; the fake run validates at steps 1-3, so nothing
+    may be pruned."""
+    from bench3d2d.harness.tune import first_judged_step
+
     study = tune(TuneSettings("fpbnet", "ga", 100, trials=10, seed=3), results=tmp_path, backend=_sweep_fake)
-    assert get_profile("standard").min_steps > 3
+    assert first_judged_step(get_profile("standard"), TuneSettings("fpbnet", "ga", 100)) == 300
+    assert first_judged_step(get_profile("standard"), TuneSettings("fpbnet", "ga", 100, max_steps=200)) == 150
     assert {t.state for t in study.get_trials()} == {optuna.trial.TrialState.COMPLETE}
 
 
@@ -367,7 +371,7 @@ def test_max_steps_caps_every_trial_and_is_recorded(tmp_path, fake_env, capsys, 
         str(table),
     ]
     assert main(argv) == 0
-    assert seen and all(h["max_steps"] == 30 and h["min_steps"] == 30 for h in seen)  # min_steps capped
+    assert seen and all(h == {**h, "max_steps": 30} and "min_steps" not in h for h in seen)  # no plateau
     data = json.loads(table.read_text())
     entry = data["recipes"]["fpbnet"]
     assert "max_steps" not in entry and entry["_study"]["max_steps"] == 30

@@ -50,12 +50,17 @@ from bench3d2d.engine._sources import (
 from bench3d2d.engine.acceleration import accelerate, decelerate, is_accelerated
 from bench3d2d.engine.config import FitOptions
 from bench3d2d.engine.profiles import Profile, get_profile
+from bench3d2d.engine.schedules import describe as describe_schedule
+from bench3d2d.engine.schedules import lr_factor
 from bench3d2d.engine.tasks import Task
 from bench3d2d.models import create_model, model_info
+from bench3d2d.results import sha256_file
 
 log = logging.getLogger("bench3d2d.engine")
 
 LAST = "last.pt"
+#: In a step-budget fit, a round without a validation writes ``last.pt`` only every this many rounds.
+CHECKPOINT_EVERY_ROUNDS = 5
 
 
 class NonFiniteLossError(RuntimeError):
@@ -458,12 +463,13 @@ class _FitRun:
             "batch": self.batch,
             "train_cases": self.train_ids,
             "val_cases": list(val.case_ids),
-            "init_weights": str(init) if init else None,
+            "init_weights": f"sha256:{sha256_file(init)}" if init else None,
         }
         self.kept: list[Checkpoint] = []
         self.history: list[dict[str, float]] = []
         self.start_round, self.step, self.elapsed_before = 0, 0, 0.0
-        self.plateau: dict[str, Any] | None = {"best": None, "stale": 0} if profile.converges else None
+        self.plateau: dict[str, Any] | None = {"best": None, "stale": 0} if profile.plateau else None
+        self.warmup_steps = round(float(profile.warmup) * self.total_steps)
         self.stop: dict[str, Any] | None = None
 
     def _setup(self) -> None:
@@ -480,6 +486,7 @@ class _FitRun:
         if self.profile.channels_last:
             to_channels_last(model)
         self.optimizer = make_optimizer(model, self.profile)
+        self.base_lrs = [float(g["lr"]) for g in self.optimizer.param_groups]
         self.scaler = torch.amp.GradScaler(dev.type) if self.precision.grad_scaler else None
 
     def resume_state(self) -> dict[str, Any]:
@@ -585,12 +592,15 @@ class _FitRun:
             log.info("initialised from %s (%s)", init, ckpt_io.describe(meta))
         torch.manual_seed(self.seed)
         p = self.profile
-        length = (
-            f"validation every {p.validate_every} steps, stop after {p.patience} without an "
-            f"improvement > {p.min_delta} once {p.min_steps} steps are done, at most {p.max_steps}"
-            if p.converges
-            else f"{p.rounds} rounds x {self.steps_per_round} steps"
-        )
+        length = f"{p.rounds} rounds x {self.steps_per_round} steps"
+        if p.converges:
+            first = self._at(p.validate_from)
+            length = f"{p.max_steps} steps, validation every {p.validate_every} from step {first}"
+        if p.plateau:
+            length += (
+                f", stop after {p.patience} without an improvement > {p.min_delta} once {p.min_steps} done"
+            )
+        length += ", " + describe_schedule(p.schedule, self.total_steps, self.warmup_steps)
         log.info(
             "fit %s: task %s, %d training / %d validation cases, %s, batch %d, "
             "crop %s, profile %s, optimizer %s lr %g, device %s, precision %s%s",
@@ -624,6 +634,10 @@ class _FitRun:
                 if self.stop is not None:
                     break
                 losses = self._round(rnd, bar)
+                elapsed = self.elapsed_before + time.perf_counter() - t0
+                if not self._validates():
+                    self._checkpoint_round(rnd, elapsed)
+                    continue
                 score = validate(
                     self.model,
                     self.task,
@@ -682,9 +696,17 @@ class _FitRun:
             bar.update(1, loss=f"{value:.4f}")
         return losses
 
+    def _set_lr(self) -> None:
+        """The schedule's learning rate for the coming step (a function of the step: exact on resume)."""
+        p = self.profile
+        factor = lr_factor(p.schedule, self.step, self.total_steps, self.warmup_steps)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * factor
+
     def _step(self, x: torch.Tensor, y: torch.Tensor, rnd: int) -> float:
         """One optimiser step (loss-scaled under float16); a non-finite loss stops the fit."""
         self.optimizer.zero_grad(set_to_none=True)
+        self._set_lr()
         with autocast(self.dev, self.profile.amp):
             logits = self.model(x)
         loss = self.task.loss(logits.float(), y)
@@ -705,13 +727,46 @@ class _FitRun:
         self.step += 1
         return value
 
+    def _at(self, fraction: float) -> int:
+        """The step at ``fraction`` of a step budget (rounded up)."""
+        return math.ceil(float(fraction) * int(self.profile.max_steps) - 1e-9)
+
+    def _validates(self) -> bool:
+        """Whether the round just ended is followed by a validation: always in round-based profiles; in a
+        step budget from ``validate_from`` on, at the end, and at the first round end past ``fail_at``."""
+        p, step = self.profile, self.step
+        if not p.converges or step >= int(p.max_steps) or step >= self._at(p.validate_from):
+            return True
+        if p.fail_at is None:
+            return False
+        fail = self._at(p.fail_at)
+        return step >= fail > step - int(p.validate_every)
+
+    def _selectable(self) -> bool:
+        """Whether this validation's checkpoint may enter the top-k (from ``select_from`` on)."""
+        p = self.profile
+        return not p.converges or self.step >= min(self._at(p.select_from), int(p.max_steps))
+
+    def _checkpoint_round(self, rnd: int, elapsed: float) -> None:
+        """A round without a validation: ``last.pt`` every :data:`CHECKPOINT_EVERY_ROUNDS` rounds."""
+        if (rnd + 1) % CHECKPOINT_EVERY_ROUNDS:
+            return
+        record = _progress_record(
+            self.step, rnd + 1, self.kept, self.history, False, elapsed, self.plateau, None
+        )
+        _save_last(self.last_path, self.model, self.resume_state(), record, self.config)
+
     def _record(self, rnd: int, mean_loss: float, score: float, elapsed: float) -> None:
         """After a validation: history, top-k (with a resumable state mid-run), ``last.pt``, log."""
         step, p = self.step, self.profile
         self.history.append({"round": rnd + 1, "step": step, "loss": mean_loss, "score": score})
         new_path = self.ckpt_dir / f"top_step{step:07d}.pt"
-        self.kept, evicted, entered = update_topk(self.kept, score, step, p.top_k, new_path)
         self.stop = self._stop_after(rnd, score)
+        evicted, entered = None, False
+        if self._selectable():
+            self.kept, evicted, entered = update_topk(self.kept, score, step, p.top_k, new_path)
+        elif self.stop is not None and not self.kept:  # a failed fit keeps its last state for the record
+            self.kept, evicted, entered = update_topk(self.kept, score, step, 1, new_path)
         finished = self.stop is not None
         record = _progress_record(
             step, rnd + 1, self.kept, self.history, finished, elapsed, self.plateau, self.stop
@@ -752,20 +807,22 @@ class _FitRun:
     def _stop_after(self, rnd: int, score: float) -> dict[str, Any] | None:
         """Whether the fit stops after this validation, and why (None: it goes on)."""
         p, step, n_val = self.profile, self.step, len(self.history)
-        if self.plateau is None:
+        if not p.converges:
             return {"reason": "rounds", "step": step, "validations": n_val} if rnd + 1 == p.rounds else None
-        self.plateau = plateau_update(self.plateau, score, float(p.min_delta))
         reason = None
-        if step >= int(p.min_steps) and self.plateau["stale"] >= int(p.patience):
-            reason = "plateau"
-        elif step >= int(p.max_steps):
+        if self.plateau is not None:
+            self.plateau = plateau_update(self.plateau, score, float(p.min_delta))
+            if step >= int(p.min_steps) and self.plateau["stale"] >= int(p.patience):
+                reason = "plateau"
+        scores = [h["score"] for h in self.history if not math.isnan(h["score"])]
+        never_learnt = not any(v > 0 for v in scores)
+        if reason is None and p.fail_at is not None and step >= self._at(p.fail_at) and never_learnt:
+            reason = "failed"
+        if reason is None and step >= int(p.max_steps):
             reason = "max_steps"
         if reason is None:
             return None
-        return {
-            "reason": reason,
-            "step": step,
-            "validations": n_val,
-            "best_score": self.plateau["best"],
-            "stale": self.plateau["stale"],
-        }
+        out = {"reason": reason, "step": step, "validations": n_val}
+        if self.plateau is not None:
+            return {**out, "best_score": self.plateau["best"], "stale": self.plateau["stale"]}
+        return {**out, "best_score": max(scores) if scores else None}

@@ -3,7 +3,8 @@
 The objective is the best validation Dice of a training run (the score checkpoint selection
 uses); test sets are never looked at. Each validation is reported to the trial, and a
 ``MedianPruner`` stops runs that fall below the median of earlier trials at the same step, never
-before the profile's ``min_steps`` (a flat start is not a verdict). The
+before :func:`first_judged_step` (a plateau profile's ``min_steps``, a step budget's first regular
+validation: a flat start or a high learning rate is not a verdict). The
 search space is the model's registry metadata (``model_info(name).search_space``). A trial trains
 with its parameters completed as the ``tuned`` recipe set completes a table entry (an Adam trial
 gets Adam's own defaults, not the common SGD recipe's weight decay), so a tuned table entry made of
@@ -275,7 +276,7 @@ def tune(
         direction="maximize",
         load_if_exists=True,
         sampler=optuna.samplers.TPESampler(seed=cfg.seed),
-        pruner=optuna.pruners.MedianPruner(n_warmup_steps=int(profile.min_steps)),
+        pruner=optuna.pruners.MedianPruner(n_warmup_steps=first_judged_step(profile, cfg)),
     )
     # Workers joining a running study draw other random start-up points than the first one.
     study.sampler = optuna.samplers.TPESampler(seed=cfg.seed + len(study.get_trials(deepcopy=False)))
@@ -456,7 +457,21 @@ def step_budget(settings: TuneSettings, profile: Any) -> dict[str, int]:
     steps = int(settings.max_steps)
     if not profile.converges:
         raise ValueError(f"--max-steps needs a plateau profile such as 'standard', not {profile.name!r}")
+    if not profile.plateau:
+        return {"max_steps": steps}
     return {"max_steps": steps, "min_steps": min(int(profile.min_steps), steps)}
+
+
+def first_judged_step(profile: Any, settings: TuneSettings) -> int:
+    """The first step at which the pruner may judge a trial: a plateau profile's ``min_steps``; in a fixed
+    step budget the first regular validation (``validate_from`` of the trials' budget: earlier scores, such
+    as the failed-fit check, are taken at a high learning rate); else 0."""
+    profile = profile.with_overrides(step_budget(settings, profile))
+    if profile.plateau:
+        return int(profile.min_steps)
+    if profile.converges:
+        return math.ceil(float(profile.validate_from) * int(profile.max_steps))
+    return 0
 
 
 def summarise_study(study: Any, settings: TuneSettings) -> StudySummary:
