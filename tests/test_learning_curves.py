@@ -103,7 +103,7 @@ def test_run_dry_run_prints_the_plan_size_and_trains_nothing(lc, tmp_path, capsy
 
 
 def test_the_plan_refuses_a_profile_without_a_step_budget(lc):
-    with pytest.raises(ValueError, match="not a plateau profile"):
+    with pytest.raises(ValueError, match="not a step-budget profile"):
         lc.build_plan("fpbnet", ["tuned"], seed=0, profile="smoke")
     with pytest.raises(ValueError, match="factor"):
         lc.long_overrides("standard", 0)
