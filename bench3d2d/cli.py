@@ -1,7 +1,7 @@
 """The ``bench3d2d`` command: one module of sub-commands each in ``bench3d2d/commands``.
 
 Sub-commands are listed in workflow order (models, data, train, pretrain, run, status, tune,
-report); ``run-one``, which the executors start, is hidden. ``--plugin MODULE_OR_FILE``
+report, compare); ``run-one``, which the executors start, is hidden. ``--plugin MODULE_OR_FILE``
 (repeatable, before or after the sub-command) and the ``BENCH3D2D_PLUGINS`` environment variable
 import the user's own models for every command and for the workers a sweep starts.
 """
@@ -20,7 +20,7 @@ from bench3d2d.models import PLUGINS_ENV, PluginError, load_env_plugins, load_pl
 
 #: Command modules in workflow order; each registers its sub-commands in that order too
 #: (train: train, pretrain; run: run, run-one (hidden), status). Others follow alphabetically.
-COMMAND_MODULES = ("models", "data", "train", "run", "tune", "report")
+COMMAND_MODULES = ("models", "data", "train", "run", "tune", "report", "compare")
 #: ``--plugin`` values of the parser at depth N go to ``plugins<N>`` (a sub-parser's namespace would
 #: otherwise overwrite the values given before the sub-command).
 _PLUGIN_DEST = "plugins"

@@ -10,6 +10,13 @@ import pytest
 TESTS = Path(__file__).resolve().parent
 
 
+@pytest.fixture(autouse=True)
+def _no_calibration(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Time estimates in tests use the fallback table instead of calibrating models (seconds each);
+    tests of the calibration itself set ``BENCH3D2D_CALIBRATE=1``."""
+    monkeypatch.setenv("BENCH3D2D_CALIBRATE", "0")
+
+
 @pytest.fixture
 def fake_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The fast fake sweep backend (tests/_sweep_fake.py), here and in worker processes.

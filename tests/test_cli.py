@@ -10,7 +10,7 @@ from bench3d2d.cli import build_parser, main, walk_parsers
 from bench3d2d.commands._options import ListAction, split_commas
 from bench3d2d.commands.report import reproduce_command
 
-WORKFLOW = ["models", "data", "train", "pretrain", "run", "status", "tune", "report"]
+WORKFLOW = ["models", "data", "train", "pretrain", "run", "status", "tune", "report", "compare"]
 
 
 def _options(parser: argparse.ArgumentParser) -> list[argparse.Action]:

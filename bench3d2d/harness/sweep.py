@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from bench3d2d._io import remove_stale_temps
+from bench3d2d.harness._estimate import Estimator, longest_first, makespan
 from bench3d2d.harness._locks import DEFAULT_STALE_AFTER
 from bench3d2d.harness._plan import (
     BENCHMARKS,
@@ -184,66 +183,71 @@ def changed_message(work: Work, store: ResultsStore) -> str:
     return "\n".join(lines)
 
 
-#: Rough seconds per run and per pre-training when the results folder has no timings yet.
-#: smoke: medians of the whole smoke sweep alone on a 2-core CPU with native bf16 (runs 5.5-24 s,
-#: pre-trainings 12-15 s; expect several times more without bf16 or with other jobs on the cores);
-#: standard: the equal-budget tuning's trials took 142 s on average (30 trials of 6 models, one thread
-#: each, float32, two processes on a 2-core CPU; 30-570 s, IPN the slowest), to which a run adds
-#: its test evaluation and up to twice the steps (``max_steps`` 400 since); 300 s per run and pre-training.
-#: paper: a guess for one GPU. See docs/running.md.
+#: Rough seconds per run and per pre-training, used only where no calibration may be made
+#: (``BENCH3D2D_CALIBRATE=0``, as in the test suite) and the results folder has no timings yet.
+#: smoke: medians of the whole smoke sweep alone on a 2-core CPU with native bf16; standard: the
+#: calibrated estimate of the default sweep on the 2-core development machine (docs/performance.md);
+#: paper: a guess for one GPU.
 FALLBACK_SECONDS: dict[str, tuple[float, float]] = {
-    "standard": (300.0, 300.0),
+    "standard": (200.0, 200.0),
     "smoke": (14.0, 13.0),
     "paper": (4 * 3600.0, 8 * 3600.0),
 }
+#: Set to 0 to estimate without calibrating (the fallback table instead).
+CALIBRATE_ENV = "BENCH3D2D_CALIBRATE"
+
+
+def worker_threads(jobs: int) -> int:
+    """Threads each worker computes with: one when several share the machine, else the process's own."""
+    if jobs > 1:
+        return 1
+    return int(os.environ.get("BENCH3D2D_THREADS") or 0) or torch_threads()
+
+
+def torch_threads() -> int:
+    """torch's intra-op thread count in this process."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _estimator(store: ResultsStore, jobs: int) -> Estimator:
+    return Estimator(store, worker_threads(jobs), calibrate=os.environ.get(CALIBRATE_ENV, "1") != "0")
+
+
+def item_seconds(
+    work: Work, store: ResultsStore, jobs: int = 1
+) -> tuple[dict[str, float], dict[str, float], str]:
+    """Estimated seconds of every run (by run id) and pre-training (by key) in ``work``, and how they were
+    estimated (calibration on this machine, finished runs, or the fallback table)."""
+    est = _estimator(store, jobs)
+    used_fallback = False
+
+    def guarded(fn: Any, item: Any, profile: str, which: int) -> float:
+        nonlocal used_fallback
+        try:
+            return fn(item)
+        except LookupError:
+            used_fallback = True
+            return FALLBACK_SECONDS.get(profile, FALLBACK_SECONDS["paper"])[which]
+
+    runs = {s.run_id: guarded(est.run_seconds, s, s.profile, 0) for s in work.runs}
+    pres = {p.key: guarded(est.pretrain_seconds, p, p.profile, 1) for p in work.pretrainings}
+    words = {
+        "calibration": "a calibration on this machine",
+        "finished runs": "timings of complete runs in the results folder",
+    }
+    how = [words[k] for k in ("finished runs", "calibration") if k in est.sources]
+    if used_fallback:
+        how.append("the per-profile fallback table")
+    return runs, pres, " and ".join(how) or "nothing to run"
 
 
 def estimate_seconds(work: Work, store: ResultsStore, jobs: int = 1) -> tuple[float, str]:
-    """Estimated wall seconds for ``work`` with ``jobs`` parallel workers, and how it was estimated.
-
-    Per model and profile: the median duration of complete runs (and pre-trainings) in this
-    results folder; else the median of that profile's runs; else :data:`FALLBACK_SECONDS`.
-    """
-    timings = store.table()
-    timings = timings[(timings["state"] == "complete") & timings["seconds"].notna()]
-    pre_times: dict[tuple[str, str], list[float]] = {}
-    for folder in store.pretrain_dir.glob(f"*/{RESULT_FILE}") if store.pretrain_dir.is_dir() else []:
-        data = read_json(folder) or {}
-        spec = data.get("spec") or {}
-        if data.get("status") == "complete" and "seconds" in data:
-            pre_times.setdefault((spec.get("model", ""), spec.get("profile", "")), []).append(
-                float(data["seconds"])
-            )
-    used_store = used_fallback = False
-
-    def run_secs(spec: RunSpec) -> float:
-        nonlocal used_store, used_fallback
-        same = timings[(timings["profile"] == spec.profile) & (timings["model"] == spec.model)]
-        if same.empty:
-            same = timings[timings["profile"] == spec.profile]
-        if not same.empty:
-            used_store = True
-            return float(same["seconds"].median())
-        used_fallback = True
-        return FALLBACK_SECONDS.get(spec.profile, FALLBACK_SECONDS["paper"])[0]
-
-    def pre_secs(pre: PretrainSpec) -> float:
-        nonlocal used_store, used_fallback
-        values = pre_times.get((pre.model, pre.profile)) or [
-            v for (_, prof), vs in pre_times.items() if prof == pre.profile for v in vs
-        ]
-        if values:
-            used_store = True
-            return float(pd.Series(values).median())
-        used_fallback = True
-        return FALLBACK_SECONDS.get(pre.profile, FALLBACK_SECONDS["paper"])[1]
-
-    total = sum(run_secs(s) for s in work.runs) + sum(pre_secs(p) for p in work.pretrainings)
-    how = " and ".join(
-        x for x, used in (("timings of complete runs in the results folder", used_store),
-                          ("the per-profile fallback table", used_fallback)) if used
-    ) or "nothing to run"  # fmt: skip
-    return total / max(1, jobs), how
+    """Estimated wall seconds for ``work`` with ``jobs`` parallel workers, and how it was estimated: the
+    makespan of the longest-first schedule of the items' estimated seconds (``_estimate``)."""
+    runs, pres, how = item_seconds(work, store, jobs)
+    return makespan(pres.values(), runs.values(), jobs), how
 
 
 @dataclass
@@ -330,7 +334,8 @@ def run_sweep(
             progress.advance(o)
         doomed_ids = {o.id for o in doomed}
         outcomes += doomed
-        outcomes += executor.map([s for s in work.runs if s.run_id not in doomed_ids], store, progress)
+        todo = [s for s in work.runs if s.run_id not in doomed_ids]
+        outcomes += executor.map(_longest_first(todo, store, executor), store, progress)
     return SweepReport(
         plan_size=len(plan.runs),
         pretrain_size=len(plan.pretrainings),
@@ -339,6 +344,18 @@ def run_sweep(
         skipped_failed=len(work.failed_skipped),
         seconds=time.time() - start,
     )
+
+
+def _longest_first(runs: list[RunSpec], store: ResultsStore, executor: Any) -> list[RunSpec]:
+    """The runs longest expected first when several workers share them (plan order otherwise, or when
+    no estimate can be made without calibrating)."""
+    jobs = int(getattr(executor, "jobs", 1) or 1)
+    if jobs < 2 or len(runs) < 2:
+        return runs
+    try:
+        return longest_first(runs, _estimator(store, jobs))
+    except LookupError:
+        return runs
 
 
 def clean_leftovers(store: ResultsStore) -> list[Path]:
