@@ -33,6 +33,11 @@ Three sub-commands (run from the project root; ``python benchmarks/learning_curv
 ``table --out DIR``
     Prints the same per-curve table as Markdown (for ``docs/training.md``).
 
+``convergence --out DIR``
+    For every model and condition run at two budgets (``run --factor 1`` and ``run --factor 2`` into one
+    results folder: the same schedule, stretched), the mean test Dice on the training set's own test split
+    at each and their difference; exit status 1 when one differs by more than 0.03 (:data:`CONVERGED_TOL`).
+
 **Plateau step.** The first validation step whose score is within ``0.01`` (:data:`PLATEAU_TOL`) of the
 best score of that curve; NaN scores are ignored. A profile's ``max_steps`` is past a curve's plateau
 when it is at least that step.
@@ -65,6 +70,10 @@ CONDITION_ORDER = ("GA 5 %", "GA 100 %", "RPD 100 %", "GA 100 % SSL-SLO", "GA 10
 #: Order of the recipe sets in legends and tables, and their line styles (dashed marks the profile's bounds).
 RECIPE_ORDER = ("tuned", "official", "common")
 RECIPE_STYLES = {"tuned": "-", "official": ":", "common": "-."}
+#: Line styles of a panel's budgets when it has several (the smallest first): solid, then dashed.
+BUDGET_STYLES = ("-", "--", ":")
+#: The largest difference of mean test Dice between a budget and twice that budget that counts as converged.
+CONVERGED_TOL = 0.03
 CSV_COLUMNS = (
     "kind",
     "model",
@@ -218,6 +227,7 @@ class Curve:
     id: str
     test_dice: float | None = None
     test_cases: int = 0
+    budget: int | None = None  # the run's max_steps (its profile's, or the override)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -317,7 +327,22 @@ def _curve(kind: str, path: Path, data: Mapping[str, Any]) -> Curve:
         ident,
         dice,
         n,
+        _budget(spec),
     )
+
+
+def _budget(spec: Mapping[str, Any]) -> int | None:
+    """The step budget of a run spec: its ``max_steps`` override, else its profile's (None: round-based)."""
+    from bench3d2d.engine.profiles import get_profile
+
+    override = (spec.get("hparams") or {}).get("max_steps")
+    if override is not None:
+        return int(override)
+    try:
+        prof = get_profile(str(spec.get("profile", "")))
+    except ValueError:
+        return None
+    return int(prof.max_steps) if prof.converges else None
 
 
 def read_curves(out: Path) -> tuple[list[Curve], list[str]]:
@@ -410,13 +435,18 @@ def _panel(
     ax: Any, curves: Sequence[Curve], title: str, colours: Mapping[str, Any], styles: Mapping[str, str]
 ) -> None:
     """One panel: a line per curve (colour: condition, line style: recipe set), the profile's bounds."""
+    budgets = sorted({c.budget for c in curves if c.budget is not None})
     for c in curves:
         label = f"{c.condition}, {c.recipe}" + (f", seed {c.seed}" if c.seed else "")
+        style = styles[c.recipe]
+        if len(budgets) > 1:
+            label += f", {c.budget} steps"
+            style = BUDGET_STYLES[min(budgets.index(c.budget), len(BUDGET_STYLES) - 1)]
         ax.plot(
             c.steps,
             c.scores,
             color=colours[c.condition],
-            linestyle=styles[c.recipe],
+            linestyle=style,
             marker=".",
             markersize=3,
             linewidth=1.4,
@@ -512,6 +542,63 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def convergence_rows(curves: Sequence[Curve]) -> list[dict[str, Any]]:
+    """Per model and condition (runs only, one recipe set and seed): the test Dice at the smallest budget and
+    at each larger one, and whether they differ by at most :data:`CONVERGED_TOL`."""
+    groups: dict[tuple, dict[int, Curve]] = {}
+    for c in curves:
+        if c.kind == "run" and c.budget is not None:
+            groups.setdefault((c.model, c.condition, c.recipe, c.seed), {})[c.budget] = c
+    rows = []
+    for (model, condition, recipe, seed), by_budget in groups.items():
+        budgets = sorted(by_budget)
+        base = by_budget[budgets[0]]
+        for longer in budgets[1:]:
+            other = by_budget[longer]
+            diff = None
+            if base.test_dice is not None and other.test_dice is not None:
+                diff = other.test_dice - base.test_dice
+            rows.append({"model": model, "condition": condition, "recipe": recipe, "seed": seed,
+                         "budget": budgets[0], "test_dice": base.test_dice, "longer": longer,
+                         "longer_test_dice": other.test_dice, "difference": diff,
+                         "converged": diff is not None and abs(diff) <= CONVERGED_TOL})  # fmt: skip
+    return rows
+
+
+def convergence_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The convergence rows as Markdown."""
+
+    def num(value: Any) -> str:
+        return "–" if value is None else f"{value:.3f}"
+
+    lines = [
+        "| model | condition | test Dice at budget | at longer budget | difference | within "
+        f"{CONVERGED_TOL} |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ok = "yes" if r["converged"] else "**no**"
+        lines.append(
+            f"| {r['model']} | {r['condition']} | {num(r['test_dice'])} ({r['budget']}) | "
+            f"{num(r['longer_test_dice'])} ({r['longer']}) | {num(r['difference'])} | {ok} |"
+        )
+    return "\n".join(lines)
+
+
+def convergence_command(args: argparse.Namespace) -> int:
+    """``convergence``: the budget vs longer budget table; exit 1 when a pair differs by more than the
+    tolerance or none can be paired."""
+    curves, warnings = read_curves(Path(args.out))
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    rows = convergence_rows(curves)
+    if not rows:
+        print(f"{args.out}: no model and condition was run at two budgets", file=sys.stderr)
+        return 1
+    print(convergence_table(rows))
+    return 0 if all(r["converged"] for r in rows) else 1
+
+
 def plot_command(args: argparse.Namespace) -> int:
     """``plot``: the figure and the CSV."""
     curves, warnings = read_curves(Path(args.out))
@@ -581,6 +668,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     t = sub.add_parser("table", help="print the plateau table as Markdown")
     t.add_argument("--out", required=True, help="results folder of `run`")
     t.set_defaults(func=table_command)
+    c = sub.add_parser("convergence", help="test Dice at the budget against a longer budget, as Markdown")
+    c.add_argument("--out", required=True, help="results folder of `run` (with runs at --factor 1 and 2)")
+    c.set_defaults(func=convergence_command)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))

@@ -316,3 +316,19 @@ def test_result_json_records_the_validation_history_up_to_the_stop(tmp_path, mon
         _sweep_tiny.uninstall()
     rows = lc.curve_rows(lc.read_curves(store.root)[0])
     assert [(r["kind"], r["last_step"]) for r in rows] == [("run", history[-1]["step"]), ("pretrain", 2)]
+
+
+def test_the_convergence_table_pairs_a_budget_with_twice_that_budget(lc):
+    def curve(model, budget, dice):
+        return lc.Curve(
+            "run", model, "GA 100 %", "tuned", 0, "standard", [budget], [0.9], "x", dice, 30, budget
+        )
+
+    rows = lc.convergence_rows([curve("ipn", 400, 0.90), curve("ipn", 800, 0.92), curve("fpbnet", 400, 0.85),
+                                curve("fpbnet", 800, 0.90), curve("lachinov", 400, 0.8)])  # fmt: skip
+    assert [(r["model"], r["budget"], r["longer"], r["converged"]) for r in rows] == [
+        ("ipn", 400, 800, True),
+        ("fpbnet", 400, 800, False),
+    ]
+    text = lc.convergence_table(rows)
+    assert "| ipn | GA 100 % | 0.900 (400) | 0.920 (800) | 0.020 | yes |" in text and "**no**" in text
