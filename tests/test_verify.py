@@ -85,3 +85,31 @@ def test_damaged_prediction_is_named_and_missing_one_too(tmp_path):
                         f"{run / 'predictions' / 'ga' / 'a.npz'}: does not match the checksum in result.json "
                         "(changed or truncated)"]  # fmt: skip
     assert verify_artefacts(run, result, dirs=("predictions",)) == problems[1:]
+
+
+def test_an_unreadable_result_json_is_damage_that_repair_redoes(tmp_path, tiny, capsys):
+    out = tmp_path / "results"
+    assert main(["run", *ARGS, "--out", str(out)]) == 0
+    (run,) = (p for p in (out / "runs").iterdir())
+    original = (run / "cases.csv").read_bytes()
+    result = run / "result.json"
+    result.write_text(result.read_text()[:40])  # truncated: not JSON any more
+    capsys.readouterr()
+    assert main(["status", str(out), "--verify"]) == 1
+    assert f"damaged run {run.name}: {result}: unreadable" in capsys.readouterr().out
+    assert main(["status", str(out), "--repair"]) == 0
+    assert f"repaired run {run.name}: complete" in capsys.readouterr().out
+    assert json.loads(result.read_text())["status"] == "complete"
+    assert (run / "cases.csv").read_bytes() == original
+
+
+def test_a_plain_rerun_warns_about_damaged_runs_and_points_to_repair(tmp_path, tiny, capsys):
+    out = tmp_path / "results"
+    assert main(["run", *ARGS, "--out", str(out)]) == 0
+    (run,) = (p for p in (out / "runs").iterdir())
+    (run / "cases.csv").write_text("edited\n")
+    capsys.readouterr()
+    assert main(["run", *ARGS, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: damaged run {run.name}: {run / 'cases.csv'}" in err
+    assert f"`bench3d2d status {out} --repair`" in err

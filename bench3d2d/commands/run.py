@@ -272,11 +272,22 @@ def run(args: argparse.Namespace) -> int:
         f"{report.count('failed', 'pretrain')} failed",
         file=sys.stderr,
     )
+    warn_damaged(report.damaged, store.root)
     for o in failed:
         print(f"failed {o.kind} {o.id} ({o.label}): {o.error}", file=sys.stderr)
     if failed:
         print(f"see `bench3d2d status {store.root} --failed`", file=sys.stderr)
     return 1 if failed else 0
+
+
+def warn_damaged(damaged: list[Any], root: Path) -> None:
+    """One warning line per damaged complete run or pre-training, then what to do about them."""
+    for item in damaged:
+        more = f" (and {len(item.problems) - 1} more)" if len(item.problems) > 1 else ""
+        print(f"warning: damaged {item.kind} {item.id}: {item.problems[0]}{more}", file=sys.stderr)
+    if damaged:
+        print(f"warning: {len(damaged)} complete run(s) or pre-training(s) are damaged and were not redone; "
+              f"`bench3d2d status {root} --repair` runs exactly those again", file=sys.stderr)  # fmt: skip
 
 
 def run_one_command(args: argparse.Namespace) -> int:

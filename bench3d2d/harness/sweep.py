@@ -256,6 +256,7 @@ class SweepReport:
     skipped_complete: int
     skipped_failed: int
     seconds: float
+    damaged: list[Damage] = field(default_factory=list)
 
     def count(self, status: str, kind: str = "run") -> int:
         """How many runs (or pre-trainings) ended with ``status``."""
@@ -293,6 +294,9 @@ def run_sweep(
 ) -> SweepReport:
     """Execute a plan: shared pre-trainings first, then the runs; complete work is skipped.
 
+    Complete runs and pre-trainings whose files no longer match their checksums are not redone but
+    listed in ``SweepReport.damaged`` (``status --repair`` redoes exactly those).
+
     Complete runs made from other data than now (see :func:`select_work`) raise
     :class:`DataChangedError`, unless ``rerun_changed`` runs exactly those again.
 
@@ -307,6 +311,7 @@ def run_sweep(
     work = select_work(plan, store, retry_failed=retry_failed, rerun_changed=rerun_changed)
     if work.changed and not rerun_changed:
         raise DataChangedError(changed_message(work, store))
+    damaged = store.verify(work.complete)  # reported, never silently accepted (status --repair redoes them)
     for spec in work.runs:
         if spec.run_id in work.changed:
             store.reset_run(spec.run_id)
@@ -338,6 +343,7 @@ def run_sweep(
         skipped_complete=len(work.complete),
         skipped_failed=len(work.failed_skipped),
         seconds=time.time() - start,
+        damaged=damaged,
     )
 
 
