@@ -12,6 +12,7 @@ import argparse
 import os
 import pkgutil
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from importlib import import_module
 
@@ -87,10 +88,17 @@ def requested_plugins(args: argparse.Namespace) -> list[str]:
     return [spec for key in levels for spec in getattr(args, key) or []]
 
 
+def one_line_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:
+    """Warnings on the command line: one line, ``warning: <message>`` (no Python source line)."""
+    text = " ".join(str(message).split())
+    return f"warning: {text}\n" if category is UserWarning else f"warning ({category.__name__}): {text}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.formatwarning = one_line_warning
     try:
         for spec in requested_plugins(args):
             load_plugin(spec)
