@@ -7,43 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
+from _manifests import HEADER, manifest, scan_files
 
 from bench3d2d.cli import main, one_line_warning
 from bench3d2d.data import DataError, load_dataset
 from bench3d2d.data.check import CheckOptions, check_dataset, find_datasets
 from bench3d2d.data.records import DataWarning
-
-H, W, D = 8, 32, 16
-HEADER = ["scan_id", "patient_id", "eye", "volume", "mask", "spacing_h", "spacing_w", "spacing_d"]
-
-
-def scan_files(root: Path, i: int, nan: bool = False, mask_value: float = 1.0) -> tuple[str, str]:
-    """Write ``v<i>.npy`` and ``m<i>.npy``; return their names."""
-    vol = np.random.default_rng(i).random((H, W, D)).astype(np.float32)
-    if nan:
-        vol[1, 2, 3] = np.nan
-    mask = np.zeros((H, W), np.float32)
-    mask[2:5, 4:12] = 1
-    mask[6, 4:12] = mask_value
-    np.save(root / f"v{i}.npy", vol)
-    np.save(root / f"m{i}.npy", mask)
-    return f"v{i}.npy", f"m{i}.npy"
-
-
-def manifest(path: Path, n: int = 4, header: list[str] = HEADER, edit=None) -> Path:
-    """A manifest of ``n`` scans of ``n`` patients at ``path``; ``edit(i, row)`` changes a row."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [",".join(header)]
-    for i in range(n):
-        vol, mask = scan_files(path.parent, i)
-        row = {"scan_id": f"s{i}", "patient_id": f"p{i}", "eye": "OD", "volume": vol, "mask": mask,
-               "spacing_h": "0.1", "spacing_w": "0.01", "spacing_d": "0.005"}  # fmt: skip
-        row = edit(i, row) if edit else row
-        lines.append(",".join(str(row.get(h, "")) for h in header))
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def broken_studies(root: Path) -> dict[str, Path]:
@@ -141,8 +111,13 @@ def test_reading_a_manifest_refuses_a_missing_column_and_warns_about_a_miscased_
     studies = broken_studies(tmp_path / "data")
     with pytest.raises(DataError, match="missing column 'patient_id'"):
         load_dataset(str(studies["missing_column"]))
-    with pytest.warns(DataWarning, match="column 'Mask' is not read.*did you mean 'mask'"):
+    with pytest.warns(DataWarning) as caught:
         load_dataset(str(studies["miscased"]))
+    said = sorted(str(w.message).split(": ", 1)[1] for w in caught)
+    assert said == [
+        "column 'Eye' is not read (column names are case-sensitive); did you mean 'eye'?",
+        "column 'Mask' is not read (column names are case-sensitive); did you mean 'mask'?",
+    ]
 
 
 def test_data_split_refuses_two_patients_saying_how_many_are_needed(tmp_path, capsys):

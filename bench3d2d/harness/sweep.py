@@ -198,11 +198,34 @@ FALLBACK_SECONDS: dict[str, tuple[float, float]] = {
 }
 
 
+def step_budget(profile: Any) -> float | None:
+    """The most optimiser steps a profile trains (None when it depends on the data)."""
+    if profile.converges:
+        return float(profile.max_steps)
+    per_round = profile.steps_per_round or profile.max_steps_per_round
+    return float(profile.rounds * per_round) if per_round else None
+
+
+def step_scale(profile: str, hparams: Mapping[str, Any]) -> float:
+    """How many times the steps of ``profile`` a run with ``hparams`` overrides trains (1 when unknown)."""
+    from bench3d2d.engine.profiles import get_profile
+
+    if not hparams:
+        return 1.0
+    base = get_profile(profile)
+    try:
+        before, after = step_budget(base), step_budget(base.with_overrides(dict(hparams)))
+    except (ValueError, TypeError):
+        return 1.0
+    return after / before if before and after else 1.0
+
+
 def estimate_seconds(work: Work, store: ResultsStore, jobs: int = 1) -> tuple[float, str]:
     """Estimated wall seconds for ``work`` with ``jobs`` parallel workers, and how it was estimated.
 
     Per model and profile: the median duration of complete runs (and pre-trainings) in this
-    results folder; else the median of that profile's runs; else :data:`FALLBACK_SECONDS`.
+    results folder; else the median of that profile's runs; else :data:`FALLBACK_SECONDS`. A run whose
+    overrides change its step budget (``max_steps``, ``rounds``, ...) is scaled by :func:`step_scale`.
     """
     timings = store.table()
     timings = timings[(timings["state"] == "complete") & timings["seconds"].notna()]
@@ -221,11 +244,12 @@ def estimate_seconds(work: Work, store: ResultsStore, jobs: int = 1) -> tuple[fl
         same = timings[(timings["profile"] == spec.profile) & (timings["model"] == spec.model)]
         if same.empty:
             same = timings[timings["profile"] == spec.profile]
+        scale = step_scale(spec.profile, spec.hparams)
         if not same.empty:
             used_store = True
-            return float(same["seconds"].median())
+            return float(same["seconds"].median()) * scale
         used_fallback = True
-        return FALLBACK_SECONDS.get(spec.profile, FALLBACK_SECONDS["paper"])[0]
+        return FALLBACK_SECONDS.get(spec.profile, FALLBACK_SECONDS["paper"])[0] * scale
 
     def pre_secs(pre: PretrainSpec) -> float:
         nonlocal used_store, used_fallback
