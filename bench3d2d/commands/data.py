@@ -55,11 +55,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sp.add_argument("--dpi", type=int, default=110, help="figure resolution in dots per inch")
     sp.set_defaults(func=run_preview)
 
-    sp = actions.add_parser("prepare", help="preprocess into the memory-mapped cache (protocol §2)")
-    common(sp)
-    sp.add_argument("--depth", type=int, default=64, help="depth after resizing (the paper: 128)")
-    sp.add_argument("--cache-dir", default=".bench3d2d-cache", help="cache folder")
-    sp.add_argument("--no-flatten", action="store_true", help="do not flatten at Bruch's membrane")
+    sp = actions.add_parser(
+        "prepare",
+        help="preprocess into the memory-mapped cache (protocol §2), exactly as `run` will use it",
+        description="Fill the cache a sweep reads: by default the depth and data size of the profile "
+        "`run` uses (standard) and the cache of its results folder (RESULTS/cache, or "
+        "$BENCH3D2D_CACHE_DIR), so that `run` finds every scan prepared.",
+    )
+    sp.add_argument("name", help="registered dataset name, manifest (.csv/.json), .vol file or folder")
+    sp.add_argument("--profile", default="standard", help="training profile whose depth and data size to use")
+    sp.add_argument("--size", default=None, help="size preset of synthetic data (default: the profile's)")
+    sp.add_argument("--seed", type=int, default=0, help="cohort seed of synthetic data")
+    sp.add_argument("--depth", type=int, default=None, help="depth after resizing (default: the profile's)")
+    sp.add_argument("--out", default="results", help="results folder whose cache to fill (as `run --out`)")
+    sp.add_argument(
+        "--cache-dir", default=None, help="cache folder (default: $BENCH3D2D_CACHE_DIR, else RESULTS/cache)"
+    )
+    sp.add_argument(
+        "--no-flatten", action="store_true", help="do not flatten at Bruch's membrane (`run` always does)"
+    )
     sp.set_defaults(func=run_prepare)
 
     sp = actions.add_parser("split", help="patient-wise 60/10/30 split, saved as JSON")
@@ -154,14 +168,21 @@ def run_preview(args: argparse.Namespace) -> int:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    """Prepare the dataset into the cache and report the key and timing."""
+    """Prepare the dataset into the cache `run` reads (same depth, data size and cache folder)."""
     from bench3d2d.data import load_dataset, prepare
+    from bench3d2d.engine.profiles import get_profile
+    from bench3d2d.harness.sweep import ResultsStore
 
+    profile = get_profile(args.profile)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else ResultsStore(args.out).cache_dir
+    depth = args.depth or profile.depth
     t0 = time.perf_counter()
-    ds = load_dataset(args.name, size=args.size, seed=args.seed)
-    prepared = prepare(ds, depth=args.depth, cache_dir=Path(args.cache_dir), flatten=not args.no_flatten)
+    ds = load_dataset(args.name, size=args.size or profile.data_size, seed=args.seed)
+    prepared = prepare(ds, depth=depth, cache_dir=cache_dir, flatten=not args.no_flatten)
     dt = time.perf_counter() - t0
-    print(f"prepared {len(prepared)} scans of {prepared.name} in {dt:.1f} s -> {prepared.root}")
+    print(
+        f"prepared {len(prepared)} scans of {prepared.name} at depth {depth} in {dt:.1f} s -> {prepared.root}"
+    )
     print(f"cache key {prepared.key}")
     return 0
 
