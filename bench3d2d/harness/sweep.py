@@ -40,6 +40,7 @@ from bench3d2d.harness._runner import (
     Outcome,
     ProgressFn,
     ensure_pretrained,
+    failed_for_disk,
     get_backend,
     pretrain_state,
     read_pretrain_spec,
@@ -134,7 +135,8 @@ def _changed(result: Mapping[str, Any] | None, current: dict[str, Any] | None) -
 def select_work(
     plan: Plan, store: ResultsStore, retry_failed: bool = False, rerun_changed: bool = False
 ) -> Work:
-    """Runs and pre-trainings to execute: not complete, and not failed unless ``retry_failed``.
+    """Runs and pre-trainings to execute: not complete, and not failed unless ``retry_failed`` or the
+    failure was the disk's (full or read-only: retried once the disk is fixed, see ``failed_for_disk``).
 
     A complete run whose recorded data fingerprint differs from the data now is listed in
     ``changed``; ``rerun_changed`` also schedules it again.
@@ -151,7 +153,7 @@ def select_work(
                     work.runs.append(spec)
                     continue
             work.complete.append(spec.run_id)
-        elif state is RunState.FAILED and not retry_failed:
+        elif state is RunState.FAILED and not retry_failed and not failed_for_disk(store.error(spec.run_id)):
             work.failed_skipped.append(spec.run_id)
         else:
             work.runs.append(spec)
@@ -167,9 +169,15 @@ def select_work(
                     work.pretrainings.append(pre)
                     continue
             work.pretrain_complete.append(pre.key)
-        elif pre.key in needed and (state is not RunState.FAILED or retry_failed):
+        elif pre.key in needed and (
+            state is not RunState.FAILED or retry_failed or _pre_disk_failed(pre, store)
+        ):
             work.pretrainings.append(pre)
     return work
+
+
+def _pre_disk_failed(pre: PretrainSpec, store: ResultsStore) -> bool:
+    return failed_for_disk(read_json(store.pretrain_path(pre) / ERROR_FILE))
 
 
 def changed_message(work: Work, store: ResultsStore) -> str:
@@ -303,7 +311,8 @@ def _fail_dependents(
             continue
         store.write_spec(spec)
         exc = RuntimeError(f"SSL pre-training {pre.key} ({pre.label()}) failed: {failed[pre.key].error}")
-        store.write_error(spec, exc, {"seconds": 0.0, "cause": "pretraining"})
+        cause = "disk" if _pre_disk_failed(pre, store) else "pretraining"  # a disk failure is retried
+        store.write_error(spec, exc, {"seconds": 0.0, "cause": cause})
         out.append(Outcome("run", spec.run_id, "failed", spec.label(), 0.0, f"RuntimeError: {exc}"))
     return out
 
