@@ -7,9 +7,11 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pytest
 from _manifests import HEADER, manifest
 
 from bench3d2d.cli import main
+from bench3d2d.data import DataError
 from bench3d2d.harness._checks import hparam_problems
 from bench3d2d.harness.sweep import ResultsStore, expand_plan, select_work
 from bench3d2d.harness.sweep import estimate_seconds as estimate
@@ -73,3 +75,17 @@ def test_the_time_estimate_includes_step_overrides(tmp_path):
         return estimate(select_work(plan, store), store)[0]
 
     assert seconds({"max_steps": 800}) == 2 * seconds({})
+
+
+def test_a_deleted_data_file_under_complete_runs_is_named_not_ignored(tmp_path, fake_env, capsys):
+    study = manifest(tmp_path / "study" / "manifest.csv")
+    args = ["run", "--models", "fpbnet", "--fractions", "100", "--seeds", "0", "--pretrain", "none",
+            "--datasets", str(study), "--out", str(tmp_path / "results"), "--no-progress"]  # fmt: skip
+    assert main(args) == 0
+    (study.parent / "v2.npy").unlink()
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "row 3 (scan 's2'): volume file not found" in capsys.readouterr().err
+    plan = expand_plan("fpbnet", "100", str(study), "none", "0", "standard")
+    with pytest.raises(DataError, match="volume file not found"):  # the Python API says so too
+        select_work(plan, ResultsStore(tmp_path / "results"))

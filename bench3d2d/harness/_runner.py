@@ -210,7 +210,6 @@ def run_one(
         remove_stale_temps(folder)  # left by a killed attempt
         report = _tee(progress, _file_progress(folder / PROGRESS_FILE) if progress_file else None)
         start = time.time()
-        identity = run_data_identity(spec)
         with log_to_file(folder / LOG_FILE):
             log.info("run %s (%s) attempt on %s pid %d", run_id, label, socket.gethostname(), os.getpid())
             log.info("spec %s", canonical_json(spec.to_dict()))
@@ -219,6 +218,7 @@ def run_one(
                 log.info("validation %d: %.6f", step, score)
 
             try:
+                identity = run_data_identity(spec)
                 pre = spec.pretrain_spec()
                 if pre is not None:
                     ensure_pretrained(pre, store, backend=backend)
@@ -301,10 +301,10 @@ def run_pretrain(
         remove_stale_temps(folder)  # left by a killed attempt
         report = _tee(progress, _file_progress(folder / PROGRESS_FILE) if progress_file else None)
         start = time.time()
-        identity = pretrain_data_identity(pre)
         with log_to_file(folder / LOG_FILE):
             log.info("pre-training %s (%s) on %s pid %d", pre.key, label, socket.gethostname(), os.getpid())
             try:
+                identity = pretrain_data_identity(pre)
                 info = dict(backend.execute_pretrain(pre, folder, store=store, progress=report) or {})
                 seconds = time.time() - start
                 (folder / ERROR_FILE).unlink(missing_ok=True)
