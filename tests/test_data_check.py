@@ -136,3 +136,13 @@ def test_warnings_on_the_command_line_are_one_line_without_source(tmp_path):
     lines = done.stderr.splitlines()
     assert len(lines) == 2 and all(line.startswith("warning (DataWarning): ") for line in lines)
     assert "column 'Mask'" in done.stderr and "warnings.warn" not in done.stderr
+
+
+def test_train_on_two_patients_stops_before_preparing_saying_how_many_are_needed(tmp_path, capsys):
+    path = manifest(tmp_path / "two" / "manifest.csv", n=2)
+    cache = tmp_path / "cache"
+    args = ["train", "--model", "fpbnet", "--dataset", str(path), "--profile", "smoke", "--quiet",
+            "--out", str(tmp_path / "run"), "--cache-dir", str(cache), "--no-progress"]  # fmt: skip
+    assert main(args) == 2
+    assert "2 patient(s); the patient-wise split needs at least 3" in capsys.readouterr().err
+    assert not any(cache.glob("*/*"))  # nothing was prepared
