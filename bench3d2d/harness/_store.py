@@ -152,16 +152,19 @@ def write_error_file(
     return error
 
 
-def _folder_damage(folder: Path) -> list[str]:
+def _folder_damage(folder: Path, quick: bool = False) -> list[str]:
     """What is damaged in one run or pre-training folder: an unreadable ``result.json``, or artefacts
-    that differ from the checksums of a complete one (nothing for a folder without a result)."""
+    that differ from the checksums of a complete one (nothing for a folder without a result).
+    ``quick`` reads only the files modified after ``result.json`` (see ``verify_artefacts``)."""
     path = folder / RESULT_FILE
     if not path.is_file():
         return []
     result = read_json(path)
     if result is None:
         return [f"{path}: unreadable (not a JSON object: truncated or edited)"]
-    return verify_artefacts(folder, result) if result.get("status") == "complete" else []
+    if result.get("status") != "complete":
+        return []
+    return verify_artefacts(folder, result, unchanged_before=path.stat().st_mtime if quick else None)
 
 
 class ResultsStore:
@@ -308,21 +311,24 @@ class ResultsStore:
         """Remove everything of a run but its ``spec.json`` (``result.json`` first), to run it afresh."""
         reset_folder(self.run_dir(run_id))
 
-    def verify(self, run_ids: Iterable[str] | None = None, pretrainings: bool = True) -> list[Damage]:
+    def verify(
+        self, run_ids: Iterable[str] | None = None, pretrainings: bool = True, quick: bool = False
+    ) -> list[Damage]:
         """Every complete run and pre-training whose artefacts differ from the checksums in its result,
         and every ``result.json`` that is there but cannot be read (a damaged record).
 
         Checks ``cases.csv``, predictions and checkpoints of runs (all, or ``run_ids``), and the files
-        of pre-trainings (unless ``pretrainings`` is False).
+        of pre-trainings (unless ``pretrainings`` is False). ``quick`` (a plain rerun's check) hashes
+        only files modified after their ``result.json``; missing files are always found.
         """
         damaged = []
         for run_id in self.run_ids() if run_ids is None else list(run_ids):
-            problems = _folder_damage(self.run_dir(run_id))
+            problems = _folder_damage(self.run_dir(run_id), quick)
             if problems:
                 damaged.append(Damage("run", run_id, problems))
         folders = sorted(self.pretrain_dir.iterdir()) if pretrainings and self.pretrain_dir.is_dir() else []
         for folder in folders:
-            problems = _folder_damage(folder)
+            problems = _folder_damage(folder, quick)
             if problems:
                 damaged.append(Damage("pretrain", folder.name, problems))
         return damaged
