@@ -95,5 +95,5 @@ def test_a_split_mismatch_is_found_from_the_headers_before_training(tmp_path):
 
 def test_too_few_patients_for_a_split_says_how_many_are_needed(tmp_path):
     ds = load_dataset(str(study(tmp_path / "study", 2)))
-    with pytest.raises(ValueError, match="2 patient.*needs at least 3"):
+    with pytest.raises(ValueError, match=r"2 patient.*needs at least 3"):
         expected_split(ds, "study", 0)
