@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,9 @@ def test_data_check_reports_each_fault_in_one_line(tmp_path, capsys):
         assert len(faf) == 1 and "no 'faf' image" in faf[0] and "SSL-FAF pre-training" in faf[0]
     assert main(["data", "check", str(studies["studyA"])]) == 0
     assert f"{studies['studyA']}: ok (scans 4, patients 4, annotated 4)" in capsys.readouterr().out
+    assert main(["data", "check", str(studies["empty"]), str(studies["studyB"]), "--json"]) == 1
+    reports = json.loads(capsys.readouterr().out)
+    assert [len(r["problems"]) for r in reports] == [1, 0] and reports[1]["counts"]["patients"] == 5
 
 
 def test_find_datasets_lists_the_manifests_of_a_folder_that_is_no_dataset(tmp_path):
