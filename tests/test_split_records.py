@@ -16,7 +16,7 @@ import pytest
 from bench3d2d.cli import main
 from bench3d2d.data import load_dataset
 from bench3d2d.harness._splits import SplitMismatchError, check_split, expected_split, split_record_path
-from bench3d2d.harness.sweep import ResultsStore
+from bench3d2d.harness.sweep import PlanOptions, ResultsStore
 
 H, W, D = 8, 32, 16
 ARGS = ["--models", "test_tiny", "--profile", "tiny", "--fractions", "100", "--pretrain", "none",
@@ -97,3 +97,14 @@ def test_too_few_patients_for_a_split_says_how_many_are_needed(tmp_path):
     ds = load_dataset(str(study(tmp_path / "study", 2)))
     with pytest.raises(ValueError, match=r"2 patient.*needs at least 3"):
         expected_split(ds, "study", 0)
+
+
+def test_a_relative_pretrain_source_is_resolved_like_a_dataset_path(tmp_path, monkeypatch):
+    from bench3d2d.harness.sweep import expand_plan
+
+    study(tmp_path / "study", 4)
+    monkeypatch.chdir(tmp_path)
+    plan = expand_plan("fpbnet", "100", "study/manifest.csv", "slo", "0", "smoke",
+                       PlanOptions(pretrain_source="study/manifest.csv"))  # fmt: skip
+    (pre,) = plan.pretrainings
+    assert pre.source == str((tmp_path / "study" / "manifest.csv").resolve()) == plan.runs[0].train_dataset
