@@ -73,7 +73,9 @@ def find_datasets(path: str | Path) -> list[str]:
     p = Path(path).expanduser()
     if str(path) in list_datasets() or not p.is_dir() or _is_manifest(str(p)):
         return [str(path)]
-    if any(c.suffix.lower() == ".vol" for c in p.iterdir()):
+    from bench3d2d.data.octa500 import looks_like_octa500
+
+    if any(c.suffix.lower() == ".vol" for c in p.iterdir()) or looks_like_octa500(p):
         return [str(path)]
     found = sorted(str(c) for c in p.rglob("*") if c.is_file() and c.suffix.lower() in (".csv", ".json"))
     return found or [str(path)]
