@@ -9,6 +9,7 @@ when any command starts in that folder) removes once its writer is gone.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -145,3 +146,33 @@ def removed_on_failure(folder: str | os.PathLike) -> Iterator[Path]:
             with contextlib.suppress(OSError):
                 path.rmdir()
         raise
+
+
+#: ``errno`` values of a write that failed because of the disk, not the data: full, over quota, read-only.
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+_SHORT_WRITE = re.compile(r"\d+ requested and \d+ written")
+
+
+def disk_write_error(exc: BaseException) -> OSError | None:
+    """The full-disk, over-quota or read-only-disk ``OSError`` behind ``exc`` (itself or a cause),
+    including numpy's short write (``65536 requested and 5088 written``); None for any other error."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and (
+            current.errno in DISK_ERRNOS or _SHORT_WRITE.search(str(current))
+        ):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def disk_error_line(error: OSError, folder: str | os.PathLike) -> str:
+    """One line for a failed write: the file (or ``folder``), the reason, and what to do."""
+    where = error.filename or folder
+    reason = error.strerror or str(error)
+    return (
+        f"cannot write {where}: {reason}; free space on that disk (or make {folder} writable) and run "
+        "the same command again: finished work is kept and what failed for this reason is retried"
+    )

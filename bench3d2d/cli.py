@@ -12,9 +12,12 @@ import argparse
 import os
 import pkgutil
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from importlib import import_module
+from pathlib import Path
 
+from bench3d2d._io import disk_error_line, disk_write_error
 from bench3d2d.commands._options import HelpFormatter
 from bench3d2d.models import PLUGINS_ENV, PluginError, load_env_plugins, load_plugin
 
@@ -87,10 +90,17 @@ def requested_plugins(args: argparse.Namespace) -> list[str]:
     return [spec for key in levels for spec in getattr(args, key) or []]
 
 
+def one_line_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:
+    """Warnings on the command line: one line, ``warning: <message>`` (no Python source line)."""
+    text = " ".join(str(message).split())
+    return f"warning: {text}\n" if category is UserWarning else f"warning ({category.__name__}): {text}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.formatwarning = one_line_warning
     try:
         for spec in requested_plugins(args):
             load_plugin(spec)
@@ -105,6 +115,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (LookupError, ValueError, FileNotFoundError, PluginError) as exc:
         # User errors (unknown names, bad input files, a plugin that does not import): one clear line.
         print(f"bench3d2d: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        disk = disk_write_error(exc)
+        if disk is None:
+            raise
+        # A full or read-only disk: one line naming the file or folder and what to do.
+        folder = (
+            getattr(args, "out", None) or getattr(args, "results", None) or Path(disk.filename or ".").parent
+        )
+        print(f"bench3d2d: error: {disk_error_line(disk, folder)}", file=sys.stderr)
         return 2
 
 

@@ -40,3 +40,25 @@ def test_unknown_dataset_is_a_one_line_error(capsys):
     assert "unknown dataset 'synthetic-gas'" in err and "synthetic-ga-s" in err
     assert main(["data", "info", "missing/manifest.csv"]) == 2
     assert "dataset path not found" in capsys.readouterr().err
+
+
+def test_prepare_defaults_fill_the_cache_run_reads(tmp_path, monkeypatch, capsys):
+    from _manifests import manifest
+
+    from bench3d2d.data import load_dataset
+    from bench3d2d.data.cache import cache_key
+    from bench3d2d.engine.profiles import get_profile
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("BENCH3D2D_CACHE_DIR", raising=False)
+    path = manifest(tmp_path / "study" / "manifest.csv", n=3)
+    assert main(["data", "prepare", str(path)]) == 0
+    depth = get_profile("standard").depth  # what `run` (profile standard, --out results) prepares
+    assert f"at depth {depth}" in capsys.readouterr().out
+    ds = load_dataset(str(path))
+    assert (
+        tmp_path / "results" / "cache" / f"{ds.namespace}-{cache_key(ds.namespace, depth, True)}"
+    ).is_dir()
+    monkeypatch.setenv("BENCH3D2D_CACHE_DIR", str(tmp_path / "shared"))
+    assert main(["data", "prepare", str(path), "--profile", "smoke"]) == 0
+    assert (tmp_path / "shared" / f"{ds.namespace}-{cache_key(ds.namespace, 64, True)}").is_dir()

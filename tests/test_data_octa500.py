@@ -108,3 +108,10 @@ def test_errors_name_the_subject_and_file(tree):
     (plain / "OCT" / "1").mkdir(parents=True)
     with pytest.raises(DataError, match="cannot tell the field size"):
         load_dataset(str(plain))
+
+
+def test_data_check_takes_an_octa500_folder_as_one_dataset(tree):
+    from bench3d2d.data.check import find_datasets
+
+    (tree / "notes.csv").write_text("subject,comment\n10001,ok\n")  # not a manifest
+    assert find_datasets(tree) == [str(tree)]

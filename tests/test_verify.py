@@ -7,6 +7,7 @@ The runs use the real engine with the tiny model and profile of tests/_sweep_tin
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -85,3 +86,48 @@ def test_damaged_prediction_is_named_and_missing_one_too(tmp_path):
                         f"{run / 'predictions' / 'ga' / 'a.npz'}: does not match the checksum in result.json "
                         "(changed or truncated)"]  # fmt: skip
     assert verify_artefacts(run, result, dirs=("predictions",)) == problems[1:]
+
+
+def test_an_unreadable_result_json_is_damage_that_repair_redoes(tmp_path, tiny, capsys):
+    out = tmp_path / "results"
+    assert main(["run", *ARGS, "--out", str(out)]) == 0
+    (run,) = (p for p in (out / "runs").iterdir())
+    original = (run / "cases.csv").read_bytes()
+    result = run / "result.json"
+    result.write_text(result.read_text()[:40])  # truncated: not JSON any more
+    capsys.readouterr()
+    assert main(["status", str(out), "--verify"]) == 1
+    assert f"damaged run {run.name}: {result}: unreadable" in capsys.readouterr().out
+    assert main(["status", str(out), "--repair"]) == 0
+    assert f"repaired run {run.name}: complete" in capsys.readouterr().out
+    assert json.loads(result.read_text())["status"] == "complete"
+    assert (run / "cases.csv").read_bytes() == original
+
+
+def test_a_plain_rerun_warns_about_damaged_runs_and_points_to_repair(tmp_path, tiny, capsys):
+    out = tmp_path / "results"
+    assert main(["run", *ARGS, "--out", str(out)]) == 0
+    (run,) = (p for p in (out / "runs").iterdir())
+    (run / "cases.csv").write_text("edited\n")
+    checkpoint = next(p for p in sorted((run / "checkpoints").iterdir()) if p.name.startswith("top_"))
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])  # truncated
+    capsys.readouterr()
+    assert main(["run", *ARGS, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: damaged run {run.name}: {run / 'cases.csv'}" in err and "(and 1 more)" in err
+    assert f"`bench3d2d status {out} --repair`" in err
+
+
+def test_the_quick_check_reads_only_files_changed_after_the_result(tmp_path):
+    from bench3d2d.results import verify_artefacts
+
+    (tmp_path / "checkpoints").mkdir()
+    ckpt = tmp_path / "checkpoints" / "a.pt"
+    ckpt.write_bytes(b"weights")
+    os.utime(ckpt, (1000, 1000))
+    result = {"artefacts": {"checkpoints/a.pt": "0" * 64}}  # a wrong digest: only reading finds it
+    assert verify_artefacts(tmp_path, result, unchanged_before=2000) == []
+    assert len(verify_artefacts(tmp_path, result)) == 1
+    assert len(verify_artefacts(tmp_path, result, unchanged_before=500)) == 1  # modified since: read
+    ckpt.unlink()
+    assert verify_artefacts(tmp_path, result, unchanged_before=2000) == [f"{ckpt}: missing"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` sub-command and its actions."""
-    p = subparsers.add_parser("data", help="datasets: list, info, preview, prepare, split")
+    p = subparsers.add_parser("data", help="datasets: list, info, check, preview, prepare, split")
     actions = p.add_subparsers(dest="data_action", metavar="ACTION")
 
     def common(sp: argparse.ArgumentParser) -> None:
@@ -27,6 +27,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sp.add_argument("--json", action="store_true", help="print JSON")
     sp.set_defaults(func=run_info)
 
+    sp = actions.add_parser(
+        "check",
+        help="read datasets as a sweep will and report every problem before any training",
+        description="Check datasets (registered names, manifests, dataset folders; a folder that is not "
+        "a dataset is searched for .csv/.json manifests) and print every problem, one line each: columns, "
+        "rows, files, shapes, spacing, mask values, patients for the split, modalities a pre-training "
+        "needs. Exit 1 if any problem was found.",
+    )
+    sp.add_argument("paths", nargs="+", metavar="PATH", help="dataset names, manifests or folders")
+    sp.add_argument("--size", default="quick", help="size preset of synthetic data: quick or paper")
+    sp.add_argument("--seed", type=int, default=0, help="cohort seed of synthetic data")
+    sp.add_argument(
+        "--pretrain",
+        default="none",
+        metavar="VARIANT,...",
+        help="pre-training variants planned on these datasets (slo, faf): every scan needs that image",
+    )
+    sp.add_argument("--headers-only", action="store_true", help="do not read the images (faster)")
+    sp.add_argument("--json", action="store_true", help="print JSON")
+    sp.set_defaults(func=run_check)
+
     sp = actions.add_parser("preview", help="figure: B-scan with mask, en-face mask, SLO, FAF")
     common(sp)
     sp.add_argument("--out", required=True, help="output PNG file")
@@ -34,11 +55,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sp.add_argument("--dpi", type=int, default=110, help="figure resolution in dots per inch")
     sp.set_defaults(func=run_preview)
 
-    sp = actions.add_parser("prepare", help="preprocess into the memory-mapped cache (protocol §2)")
-    common(sp)
-    sp.add_argument("--depth", type=int, default=64, help="depth after resizing (the paper: 128)")
-    sp.add_argument("--cache-dir", default=".bench3d2d-cache", help="cache folder")
-    sp.add_argument("--no-flatten", action="store_true", help="do not flatten at Bruch's membrane")
+    sp = actions.add_parser(
+        "prepare",
+        help="preprocess into the memory-mapped cache (protocol §2), exactly as `run` will use it",
+        description="Fill the cache a sweep reads: by default the depth and data size of the profile "
+        "`run` uses (standard) and the cache of its results folder (RESULTS/cache, or "
+        "$BENCH3D2D_CACHE_DIR), so that `run` finds every scan prepared.",
+    )
+    sp.add_argument("name", help="registered dataset name, manifest (.csv/.json), .vol file or folder")
+    sp.add_argument("--profile", default="standard", help="training profile whose depth and data size to use")
+    sp.add_argument("--size", default=None, help="size preset of synthetic data (default: the profile's)")
+    sp.add_argument("--seed", type=int, default=0, help="cohort seed of synthetic data")
+    sp.add_argument("--depth", type=int, default=None, help="depth after resizing (default: the profile's)")
+    sp.add_argument("--out", default="results", help="results folder whose cache to fill (as `run --out`)")
+    sp.add_argument(
+        "--cache-dir", default=None, help="cache folder (default: $BENCH3D2D_CACHE_DIR, else RESULTS/cache)"
+    )
+    sp.add_argument(
+        "--no-flatten", action="store_true", help="do not flatten at Bruch's membrane (`run` always does)"
+    )
     sp.set_defaults(func=run_prepare)
 
     sp = actions.add_parser("split", help="patient-wise 60/10/30 split, saved as JSON")
@@ -94,6 +129,32 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_check(args: argparse.Namespace) -> int:
+    """Print every problem of the given datasets, one line each; exit 1 if there is any."""
+    from bench3d2d.data.check import CheckOptions, check_dataset, find_datasets
+
+    variants = [v.strip().lower() for v in args.pretrain.replace(",", " ").split()]
+    bad = [v for v in variants if v not in ("none", "slo", "faf")]
+    if bad:
+        raise ValueError(f"--pretrain: unknown variant(s) {', '.join(bad)}; choose among none, slo, faf")
+    options = CheckOptions(
+        args.size, args.seed, tuple(v for v in variants if v != "none"), not args.headers_only
+    )
+    reports = [check_dataset(t, options) for path in args.paths for t in find_datasets(path)]
+    if args.json:
+        print(json.dumps([vars(r) for r in reports], indent=2))
+        return 1 if any(r.problems for r in reports) else 0
+    for r in reports:
+        for line in r.problems:
+            print(f"error: {line}")
+        for line in r.notes:
+            print(f"note: {line}")
+        counts = ", ".join(f"{k} {v}" for k, v in r.counts.items())
+        verdict = "ok" if r.ok else f"{len(r.problems)} problem(s)"
+        print(f"{r.target}: {verdict}{f' ({counts})' if counts else ''}")
+    return 1 if any(r.problems for r in reports) else 0
+
+
 def run_preview(args: argparse.Namespace) -> int:
     """Write the preview figure."""
     from bench3d2d.data import load_dataset
@@ -107,14 +168,21 @@ def run_preview(args: argparse.Namespace) -> int:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    """Prepare the dataset into the cache and report the key and timing."""
+    """Prepare the dataset into the cache `run` reads (same depth, data size and cache folder)."""
     from bench3d2d.data import load_dataset, prepare
+    from bench3d2d.engine.profiles import get_profile
+    from bench3d2d.harness.sweep import ResultsStore
 
+    profile = get_profile(args.profile)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else ResultsStore(args.out).cache_dir
+    depth = args.depth or profile.depth
     t0 = time.perf_counter()
-    ds = load_dataset(args.name, size=args.size, seed=args.seed)
-    prepared = prepare(ds, depth=args.depth, cache_dir=Path(args.cache_dir), flatten=not args.no_flatten)
+    ds = load_dataset(args.name, size=args.size or profile.data_size, seed=args.seed)
+    prepared = prepare(ds, depth=depth, cache_dir=cache_dir, flatten=not args.no_flatten)
     dt = time.perf_counter() - t0
-    print(f"prepared {len(prepared)} scans of {prepared.name} in {dt:.1f} s -> {prepared.root}")
+    print(
+        f"prepared {len(prepared)} scans of {prepared.name} at depth {depth} in {dt:.1f} s -> {prepared.root}"
+    )
     print(f"cache key {prepared.key}")
     return 0
 
@@ -122,8 +190,10 @@ def run_prepare(args: argparse.Namespace) -> int:
 def run_split(args: argparse.Namespace) -> int:
     """Write the patient-wise split."""
     from bench3d2d.data import load_dataset, make_split
+    from bench3d2d.data.splits import require_split_patients
 
     ds = load_dataset(args.name, size=args.size, seed=args.seed)
+    require_split_patients(len(ds.patient_ids()), args.name)
     split = make_split(ds.patient_ids(), seed=args.split_seed, dataset=ds.name)
     split.to_json(args.out)
     print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -160,16 +161,51 @@ def _hparams_for(args: argparse.Namespace):
             return best_params(model, bench.train_dataset, fraction, profile, args.storage, args.out)
 
         return tuned
-    path = Path(choice)
+    table = read_params_file(Path(choice))
+
+    def from_file(model: str, bench: Any, fraction: float, profile: str) -> dict:
+        return params_for(table, model)
+
+    return from_file
+
+
+def read_params_file(path: Path) -> dict[str, dict[str, Any]]:
+    """The ``--params`` JSON file: ``{model or wildcard: {param: value}}``; a malformed file is one error."""
     if not path.is_file():
-        raise FileNotFoundError(f"--params {choice!r}: not 'default', 'tuned' or an existing JSON file")
+        raise FileNotFoundError(f"--params {str(path)!r}: not 'default', 'tuned' or an existing JSON file")
     try:
         table = json.loads(path.read_text())
     except ValueError as exc:
         raise ValueError(f"--params {path}: not valid JSON ({exc})") from None
     if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
         raise ValueError(f"--params {path}: expected an object {{model: {{param: value}}}}")
-    return lambda model, bench, fraction, profile: table.get(model, {})
+    return table
+
+
+def params_for(table: Mapping[str, Mapping[str, Any]], model: str) -> dict[str, Any]:
+    """A model's overrides: every matching wildcard key (``"*"``, ``"ipn*"``) in file order, then its
+    own name's entry over them."""
+    from fnmatch import fnmatchcase
+
+    values: dict[str, Any] = {}
+    for key, entry in table.items():
+        if key != model and fnmatchcase(model, key):
+            values.update(entry)
+    return {**values, **dict(table.get(model, {}))}
+
+
+def params_key_problems(path: str, table: Mapping[str, Any], models: list[str]) -> list[str]:
+    """``--params`` keys that name no model of the plan (with a did-you-mean)."""
+    import difflib
+    from fnmatch import fnmatchcase
+
+    problems = []
+    for key in table:
+        if not any(fnmatchcase(m, key) for m in models):
+            close = difflib.get_close_matches(key, models, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (planned: {', '.join(models)})"
+            problems.append(f"--params {path}: {key!r} matches no model of the plan{hint}")
+    return problems
 
 
 def _fmt_seconds(seconds: float) -> str:
@@ -207,6 +243,18 @@ def estimate_lines(plan: Any, work: Any, store: Any, jobs: int) -> list[str]:
         f"{_fmt_seconds(secs)} of compute"
         for model, (n, secs) in sorted(per.items(), key=lambda kv: -kv[1][1])
     ]
+
+
+def check_plan(plan: Any, args: argparse.Namespace) -> list[str]:
+    """Everything about the plan that is known to fail before any training: ``--params`` keys and
+    values, and the datasets (columns, rows, files, patients, the images SSL pre-training needs)."""
+    from bench3d2d.harness._checks import plan_problems
+
+    problems = []
+    if args.params not in ("default", "tuned"):
+        models = sorted({s.model for s in plan.runs})
+        problems += params_key_problems(args.params, read_params_file(Path(args.params)), models)
+    return problems + plan_problems(plan)
 
 
 def print_plan(plan: Any, store: Any, jobs: int, retry_failed: bool, listing: bool = False) -> None:
@@ -249,8 +297,16 @@ def run(args: argparse.Namespace) -> int:
     get_backend()  # fail fast; a site backend may register models and profiles on import
     store = ResultsStore(args.out, stale_after=args.stale_after)
     plan = _plan(args)
+    problems = check_plan(plan, args)
     if args.dry_run:
         print_plan(plan, store, args.jobs, args.retry_failed, args.list)
+    for line in problems:
+        print(f"problem: {line}", file=sys.stderr)
+    if problems:
+        print(f"bench3d2d: error: {len(problems)} problem(s) found before any training; nothing was run "
+              "(`bench3d2d data check PATH` lists every problem of a dataset)", file=sys.stderr)  # fmt: skip
+        return 2
+    if args.dry_run:
         return 0
     if not plan.runs:
         print("nothing to run: the plan is empty", file=sys.stderr)
@@ -295,11 +351,22 @@ def run(args: argparse.Namespace) -> int:
         f"{report.count('failed', 'pretrain')} failed",
         file=sys.stderr,
     )
+    warn_damaged(report.damaged, store.root)
     for o in failed:
         print(f"failed {o.kind} {o.id} ({o.label}): {o.error}", file=sys.stderr)
     if failed:
         print(f"see `bench3d2d status {store.root} --failed`", file=sys.stderr)
     return 1 if failed else 0
+
+
+def warn_damaged(damaged: list[Any], root: Path) -> None:
+    """One warning line per damaged complete run or pre-training, then what to do about them."""
+    for item in damaged:
+        more = f" (and {len(item.problems) - 1} more)" if len(item.problems) > 1 else ""
+        print(f"warning: damaged {item.kind} {item.id}: {item.problems[0]}{more}", file=sys.stderr)
+    if damaged:
+        print(f"warning: {len(damaged)} complete run(s) or pre-training(s) are damaged and were not redone; "
+              f"`bench3d2d status {root} --repair` runs exactly those again", file=sys.stderr)  # fmt: skip
 
 
 def run_one_command(args: argparse.Namespace) -> int:

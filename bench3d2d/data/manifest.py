@@ -32,6 +32,7 @@ non-binary masks when a scan is loaded (``prepare`` loads each scan before writi
 from __future__ import annotations
 
 import csv
+import difflib
 import hashlib
 import json
 import warnings
@@ -46,7 +47,14 @@ from bench3d2d.data.imageio import binary_mask, read_image, read_volume
 from bench3d2d.data.preprocess import area_resample, image_to_unit
 from bench3d2d.data.records import DataError, Dataset, DataWarning, Scan, ScanRef
 
-__all__ = ["load_manifest_rows", "read_manifest", "write_manifest"]
+__all__ = [
+    "column_problems",
+    "load_manifest_rows",
+    "manifest_row",
+    "read_manifest",
+    "read_scan",
+    "write_manifest",
+]
 
 _EYES = {"od": "OD", "r": "OD", "right": "OD", "re": "OD", "os": "OS", "l": "OS", "left": "OS", "le": "OS"}
 _TRUE = {"1", "true", "yes", "y", "t"}
@@ -121,6 +129,59 @@ def _spacing(row: dict, where: str) -> tuple[float, float, float] | None:
     return sp  # type: ignore[return-value]
 
 
+#: Columns that hold a file path (besides ``mask_<name>``).
+FILE_COLUMNS = ("volume", "slo", "faf", "mask", "bm")
+#: Every column a manifest row may have (besides ``mask_<name>``); names are case-sensitive.
+KNOWN_COLUMNS = (
+    "scan_id", "patient_id", "patient", "eye", "visit", "volume", "volume_axes", "slo", "faf", "mask",
+    "bm", "spacing", "spacing_h", "spacing_w", "spacing_d", "resample_2d",
+)  # fmt: skip
+#: Required columns; each tuple lists the accepted spellings.
+REQUIRED_COLUMNS = (("scan_id",), ("patient_id", "patient"), ("volume",))
+
+
+def _did_you_mean(name: str, choices: list[str] | tuple[str, ...]) -> str:
+    """``"; did you mean 'x'?"`` for a miscased or close name, else ``""``."""
+    lower = {c.lower(): c for c in choices}
+    close = (
+        [lower[name.lower()]]
+        if name.lower() in lower
+        else difflib.get_close_matches(name, choices, n=1, cutoff=0.75)
+    )
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def column_problems(columns: list[str], manifest: Path) -> tuple[list[str], list[str]]:
+    """Problems with a manifest's column names, one line each: missing required columns (first list:
+    nothing can be read), and miscased or misspelt columns that would be ignored (second list).
+    Names are case-sensitive; a column with no close known name is taken as the user's own."""
+    fatal = []
+    for spellings in REQUIRED_COLUMNS:
+        if not any(c in columns for c in spellings):
+            hint = _did_you_mean(spellings[0], columns)
+            also = f" (or {spellings[1]!r})" if len(spellings) > 1 else ""
+            fatal.append(f"{manifest}: missing column {spellings[0]!r}{also}{hint}")
+    ignored = []
+    for col in columns:
+        if col in KNOWN_COLUMNS or col.startswith("mask_"):
+            continue
+        hint = _did_you_mean(col, KNOWN_COLUMNS)
+        if hint:
+            ignored.append(f"{manifest}: column {col!r} is not read (column names are case-sensitive){hint}")
+    return fatal, ignored
+
+
+def manifest_row(row: dict, index: int, manifest: Path) -> dict:
+    """One row's checked header fields and file paths (no image is read); a bad row is a ``DataError``
+    naming the manifest, the row and every missing file."""
+    return _row_spec(row, index, manifest)
+
+
+def read_scan(spec: dict, manifest: Path) -> Scan:
+    """Read the files of one row (as :func:`manifest_row` returns it) into a checked ``Scan``."""
+    return _load_scan(spec, manifest)
+
+
 def _row_spec(row: dict, index: int, manifest: Path) -> dict:
     """Validate one row's header fields and paths (no image is read)."""
     where = f"{manifest} row {index}"
@@ -149,16 +210,19 @@ def _row_spec(row: dict, index: int, manifest: Path) -> dict:
     paths: dict[str, Path] = {}
     if not _text(row, "volume"):
         raise DataError(f"{where}: missing volume path")
+    missing = []
     for key in row:
-        if key in ("volume", "slo", "faf", "mask", "bm") or key.startswith("mask_"):
+        if key in FILE_COLUMNS or key.startswith("mask_"):
             value = _text(row, key)
             if not value:
                 continue
             p = Path(value).expanduser()
             p = p if p.is_absolute() else base / p
             if not p.is_file():
-                raise DataError(f"{where}: {key} file not found: {p}")
+                missing.append(f"{key} file not found: {p}")
             paths[key] = p
+    if missing:
+        raise DataError(f"{where}: {'; '.join(missing)}")
     return {
         "where": where,
         "scan_id": scan_id,
@@ -254,6 +318,11 @@ def read_manifest(path: str | Path, name: str | None = None, confine_paths: bool
     rows = load_manifest_rows(path)
     if not rows:
         raise DataError(f"{path}: the manifest lists no scans (empty dataset)")
+    fatal, ignored = column_problems(list(dict.fromkeys(k for r in rows for k in r)), path)
+    if fatal:
+        raise DataError(fatal[0])
+    for line in ignored:
+        warnings.warn(line, DataWarning, stacklevel=2)
     specs, seen = [], {}
     for i, row in enumerate(rows, start=1):
         spec = _row_spec(row, i, path)

@@ -22,7 +22,17 @@ import numpy as np
 from bench3d2d._io import atomic_write_json
 from bench3d2d.data.records import DataError
 
-__all__ = ["Split", "label_subset", "make_split", "parse_fraction"]
+__all__ = [
+    "MIN_SPLIT_PATIENTS",
+    "Split",
+    "label_subset",
+    "make_split",
+    "parse_fraction",
+    "require_split_patients",
+]
+
+#: The fewest patients whose 60/10/30 split has a patient in each of train, validation and test.
+MIN_SPLIT_PATIENTS = 3
 
 
 @dataclass
@@ -158,6 +168,15 @@ def make_split(
         dataset=dataset,
         ratios=tuple(float(r) for r in ratios),  # type: ignore[arg-type]
     )
+
+
+def require_split_patients(n_patients: int, dataset: str = "") -> None:
+    """Raise ``DataError`` when ``n_patients`` are too few for a split with a validation part."""
+    if n_patients < MIN_SPLIT_PATIENTS:
+        raise DataError(
+            f"{dataset}: {n_patients} patient(s); the patient-wise split needs at least "
+            f"{MIN_SPLIT_PATIENTS} (one each for training, validation and test)"
+        )
 
 
 def parse_fraction(fraction: float | int | str | Decimal) -> Decimal:

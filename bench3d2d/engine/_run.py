@@ -214,10 +214,12 @@ def _prepare_data(
 ) -> tuple[CaseSource, CaseSource, dict[str, CaseSource], dict[str, Any]]:
     """Training, validation and test sources (test patients seen in training removed) and the split record."""
     from bench3d2d.data import label_subset, load_dataset, make_split, prepare
+    from bench3d2d.data.splits import require_split_patients
 
     opts = dict(target.data_options or {})
     train_dataset, seed = target.dataset, target.seed
     ds = load_dataset(train_dataset, size=prof.data_size, seed=target.data_seed, **opts)
+    require_split_patients(len(ds.patient_ids()), train_dataset)  # before anything is prepared
     prep = prepare(ds, prof.depth, cache_dir)
     split = make_split(prep.patient_ids(), seed=target.split_seed, dataset=train_dataset)
     labelled = label_subset(split.train, frac, seed)

@@ -109,6 +109,28 @@ def _scan_counts(store: Any) -> dict[str, tuple[int, int]]:
     return out
 
 
+def step_budget(profile: Any) -> float | None:
+    """The most optimiser steps a profile trains (None when it depends on the data)."""
+    if profile.converges:
+        return float(profile.max_steps)
+    per_round = profile.steps_per_round or profile.max_steps_per_round
+    return float(profile.rounds * per_round) if per_round else None
+
+
+def step_scale(profile: str, hparams: Mapping[str, Any]) -> float:
+    """How many times the steps of ``profile`` a run with ``hparams`` overrides trains (1 when unknown)."""
+    from bench3d2d.engine.profiles import get_profile
+
+    if not hparams:
+        return 1.0
+    base = get_profile(profile)
+    try:
+        before, after = step_budget(base), step_budget(base.with_overrides(dict(hparams)))
+    except (ValueError, TypeError):
+        return 1.0
+    return after / before if before and after else 1.0
+
+
 class Estimator:
     """Seconds per run and per pre-training of a plan on this machine (see the module docstring)."""
 
@@ -154,7 +176,7 @@ class Estimator:
         ]
         if not same.empty:
             self.sources.add("finished runs")
-            return float(same["seconds"].median())
+            return float(same["seconds"].median()) * step_scale(spec.profile, spec.hparams)
         val, test = self.scans.get(spec.train_dataset, GENERIC_SCANS)
         return work_of(prof, val, test).seconds(*self.costs(spec.model, prof))
 

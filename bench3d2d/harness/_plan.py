@@ -129,6 +129,16 @@ def resolve_models(patterns: str | Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def dataset_identity_name(name: str) -> str:
+    """How a plan names a dataset: a registered name as it is, an existing path resolved (so that the
+    same data gets the same run ids, pre-training keys and records from any working folder)."""
+    from bench3d2d.data.registry import list_datasets
+
+    if name in list_datasets() or not Path(name).expanduser().exists():
+        return name
+    return str(Path(name).expanduser().resolve())
+
+
 def resolve_benchmarks(tokens: str | Sequence[str] | None) -> list[Benchmark]:
     """Benchmark groups by name (``ga``, ``rpd``), or a registered dataset / manifest path.
 
@@ -145,7 +155,7 @@ def resolve_benchmarks(tokens: str | Sequence[str] | None) -> list[Benchmark]:
         if tok in list_datasets():
             name = tok
         elif Path(tok).expanduser().exists():
-            name = str(Path(tok).expanduser().resolve())
+            name = dataset_identity_name(tok)
         else:
             try:
                 dataset_info(tok)
@@ -220,8 +230,9 @@ def expand_plan(
     benchmarks = resolve_benchmarks(datasets)
     plan = Plan(runs=[])
     pretrain_keys: dict[str, PretrainSpec] = {}
+    own_source = dataset_identity_name(opts.pretrain_source) if opts.pretrain_source else None
     for bench in benchmarks:
-        source = opts.pretrain_source or bench.pretrain_source
+        source = own_source or bench.pretrain_source
         bench_fracs = [f for f in fracs if bench.fractions is None or f in bench.fractions]
         if not bench_fracs:
             plan.notes.append(

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from bench3d2d._console import log_to_file
-from bench3d2d._io import atomic_write_json, remove_stale_temps
+from bench3d2d._io import atomic_write_json, disk_error_line, disk_write_error, remove_stale_temps
 from bench3d2d.harness._locks import Claim, claim_alive
 from bench3d2d.harness._spec import (
     PretrainSpec,
@@ -148,6 +148,27 @@ def _data_record(identity: dict[str, Any] | None, folder: Path) -> dict[str, Any
     return {"data": record}
 
 
+#: ``error.json``'s ``cause`` of a failure the disk caused (full, over quota, read-only): retried by the
+#: next plain ``run``, as it needs no change of the run, only of the disk.
+DISK_CAUSE = "disk"
+
+
+def failure_cause(exc: BaseException) -> dict[str, str]:
+    """``{"cause": "disk"}`` when the disk caused ``exc``, else nothing."""
+    return {"cause": DISK_CAUSE} if disk_write_error(exc) is not None else {}
+
+
+def failure_line(exc: BaseException, root: Path) -> str:
+    """The one-line error of a failed run or pre-training (a disk failure says what to do)."""
+    disk = disk_write_error(exc)
+    return disk_error_line(disk, root) if disk is not None else f"{type(exc).__name__}: {exc}"
+
+
+def failed_for_disk(error: Mapping[str, Any] | None) -> bool:
+    """Whether a recorded failure (``error.json``) was caused by the disk, so a plain rerun retries it."""
+    return bool(error) and error.get("cause") == DISK_CAUSE  # type: ignore[union-attr]
+
+
 def _tee(*fns: ProgressFn | None) -> ProgressFn | None:
     live = [f for f in fns if f is not None]
     if not live:
@@ -189,7 +210,6 @@ def run_one(
         remove_stale_temps(folder)  # left by a killed attempt
         report = _tee(progress, _file_progress(folder / PROGRESS_FILE) if progress_file else None)
         start = time.time()
-        identity = run_data_identity(spec)
         with log_to_file(folder / LOG_FILE):
             log.info("run %s (%s) attempt on %s pid %d", run_id, label, socket.gethostname(), os.getpid())
             log.info("spec %s", canonical_json(spec.to_dict()))
@@ -198,6 +218,7 @@ def run_one(
                 log.info("validation %d: %.6f", step, score)
 
             try:
+                identity = run_data_identity(spec)
                 pre = spec.pretrain_spec()
                 if pre is not None:
                     ensure_pretrained(pre, store, backend=backend)
@@ -214,9 +235,10 @@ def run_one(
                 return Outcome("run", run_id, "complete", label, seconds)
             except Exception as exc:
                 seconds = time.time() - start
-                store.write_error(spec, exc, {"seconds": seconds})
+                info = {"seconds": seconds, **failure_cause(exc)}
+                store.write_error(spec, exc, info)
                 log.exception("run failed after %.1f s", seconds)
-                return Outcome("run", run_id, "failed", label, seconds, f"{type(exc).__name__}: {exc}")
+                return Outcome("run", run_id, "failed", label, seconds, failure_line(exc, store.root))
     finally:
         (folder / PROGRESS_FILE).unlink(missing_ok=True)
         claim.release()
@@ -279,10 +301,10 @@ def run_pretrain(
         remove_stale_temps(folder)  # left by a killed attempt
         report = _tee(progress, _file_progress(folder / PROGRESS_FILE) if progress_file else None)
         start = time.time()
-        identity = pretrain_data_identity(pre)
         with log_to_file(folder / LOG_FILE):
             log.info("pre-training %s (%s) on %s pid %d", pre.key, label, socket.gethostname(), os.getpid())
             try:
+                identity = pretrain_data_identity(pre)
                 info = dict(backend.execute_pretrain(pre, folder, store=store, progress=report) or {})
                 seconds = time.time() - start
                 (folder / ERROR_FILE).unlink(missing_ok=True)
@@ -295,9 +317,9 @@ def run_pretrain(
                 return Outcome("pretrain", pre.key, "complete", label, seconds)
             except Exception as exc:
                 seconds = time.time() - start
-                write_error_file(folder, exc, {"key": pre.key}, {"seconds": seconds})
+                write_error_file(folder, exc, {"key": pre.key}, {"seconds": seconds, **failure_cause(exc)})
                 log.exception("pre-training failed after %.1f s", seconds)
-                return Outcome("pretrain", pre.key, "failed", label, seconds, f"{type(exc).__name__}: {exc}")
+                return Outcome("pretrain", pre.key, "failed", label, seconds, failure_line(exc, store.root))
     finally:
         (folder / PROGRESS_FILE).unlink(missing_ok=True)
         claim.release()

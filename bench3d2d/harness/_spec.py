@@ -250,7 +250,9 @@ def data_identity(
     ``{"datasets": {name: fingerprint}, "fingerprint": hash}``, where a dataset's fingerprint is
     :meth:`bench3d2d.data.records.Dataset.fingerprint` (synthetic: preset parameters, difficulty and
     generator version; manifest: its content and each file's size and modification time). None when
-    a dataset cannot be loaded in this process (then nothing is compared). Not part of the run id.
+    a dataset is unknown to this process (a site backend's: then nothing is compared); a dataset that
+    is known but cannot be read (a listed file deleted, a broken manifest) raises its error, so that
+    change detection never gives up silently. Not part of the run id.
     """
     from bench3d2d.data import load_dataset
 
@@ -262,7 +264,7 @@ def data_identity(
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     memo[(name, size)] = load_dataset(name, size=size).fingerprint()
-            except Exception:  # a site backend's dataset this process does not know
+            except LookupError:  # a site backend's dataset this process does not know
                 return None
         prints[name] = memo[(name, size)]
     return {"datasets": prints, "fingerprint": short_hash(canonical_json(prints))}

@@ -10,7 +10,7 @@ import shutil
 import socket
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -150,6 +150,21 @@ def write_error_file(
     }
     atomic_write_json(Path(folder) / ERROR_FILE, error)
     return error
+
+
+def _folder_damage(folder: Path, quick: bool = False) -> list[str]:
+    """What is damaged in one run or pre-training folder: an unreadable ``result.json``, or artefacts
+    that differ from the checksums of a complete one (nothing for a folder without a result).
+    ``quick`` reads only the files modified after ``result.json`` (see ``verify_artefacts``)."""
+    path = folder / RESULT_FILE
+    if not path.is_file():
+        return []
+    result = read_json(path)
+    if result is None:
+        return [f"{path}: unreadable (not a JSON object: truncated or edited)"]
+    if result.get("status") != "complete":
+        return []
+    return verify_artefacts(folder, result, unchanged_before=path.stat().st_mtime if quick else None)
 
 
 class ResultsStore:
@@ -296,24 +311,26 @@ class ResultsStore:
         """Remove everything of a run but its ``spec.json`` (``result.json`` first), to run it afresh."""
         reset_folder(self.run_dir(run_id))
 
-    def verify(self) -> list[Damage]:
-        """Every complete run and pre-training whose artefacts differ from the checksums in its result.
+    def verify(
+        self, run_ids: Iterable[str] | None = None, pretrainings: bool = True, quick: bool = False
+    ) -> list[Damage]:
+        """Every complete run and pre-training whose artefacts differ from the checksums in its result,
+        and every ``result.json`` that is there but cannot be read (a damaged record).
 
-        Checks ``cases.csv``, predictions and checkpoints of runs, and the files of pre-trainings.
+        Checks ``cases.csv``, predictions and checkpoints of runs (all, or ``run_ids``), and the files
+        of pre-trainings (unless ``pretrainings`` is False). ``quick`` (a plain rerun's check) hashes
+        only files modified after their ``result.json``; missing files are always found.
         """
         damaged = []
-        for run_id in self.run_ids():
-            result = read_json(self.run_dir(run_id) / RESULT_FILE)
-            if result is not None and result.get("status") == "complete":
-                problems = verify_artefacts(self.run_dir(run_id), result)
-                if problems:
-                    damaged.append(Damage("run", run_id, problems))
-        for folder in sorted(self.pretrain_dir.iterdir()) if self.pretrain_dir.is_dir() else []:
-            result = read_json(folder / RESULT_FILE)
-            if result is not None and result.get("status") == "complete":
-                problems = verify_artefacts(folder, result)
-                if problems:
-                    damaged.append(Damage("pretrain", folder.name, problems))
+        for run_id in self.run_ids() if run_ids is None else list(run_ids):
+            problems = _folder_damage(self.run_dir(run_id), quick)
+            if problems:
+                damaged.append(Damage("run", run_id, problems))
+        folders = sorted(self.pretrain_dir.iterdir()) if pretrainings and self.pretrain_dir.is_dir() else []
+        for folder in folders:
+            problems = _folder_damage(folder, quick)
+            if problems:
+                damaged.append(Damage("pretrain", folder.name, problems))
         return damaged
 
     def cases(self, run_ids: list[str] | None = None) -> pd.DataFrame:

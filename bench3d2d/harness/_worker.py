@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from bench3d2d._io import atomic_write_json, safe_name
 from bench3d2d.harness._spec import PretrainSpec, RunSpec
-from bench3d2d.harness._store import ResultsStore, read_json
+from bench3d2d.harness._splits import check_split, expected_split, record_split, split_record_path
+from bench3d2d.harness._store import ResultsStore
 
 if TYPE_CHECKING:
     from bench3d2d.engine.config import Compute
@@ -63,20 +63,22 @@ def engine_test_sets(spec: RunSpec) -> list[str]:
     return whole
 
 
-def _record_split(store: ResultsStore, dataset: str, split: Mapping[str, Any]) -> None:
-    """Keep the dataset's patient-wise split in ``RESULTS/splits/<dataset>.json`` (first run writes it)."""
-    path = store.splits_dir / f"{safe_name(Path(dataset).name if '/' in dataset else dataset)}.json"
-    keys = ("dataset", "seed", "ratios", "train", "val", "test", "counts", "split_seed")
-    record = {k: split[k] for k in keys if k in split}
-    existing = read_json(path)
-    if existing is None:
-        atomic_write_json(path, record)
-    elif {k: existing.get(k) for k in ("train", "val", "test")} != {
-        k: record.get(k) for k in ("train", "val", "test")
-    }:
-        raise ValueError(
-            f"{path} holds another split of {dataset!r} than this run used (split seed changed?)"
-        )
+def _planned_split(spec: RunSpec, target: Any, store: ResultsStore) -> tuple[Path, dict[str, Any]]:
+    """The split record's path and the split the run will use, checked against the record before
+    training (a mismatch or too few patients fails here, not after the compute is spent)."""
+    import warnings
+
+    from bench3d2d.data import load_dataset
+    from bench3d2d.engine.profiles import get_profile
+
+    size = get_profile(spec.profile).with_overrides(spec.hparams).data_size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the engine loads the dataset again and warns there
+        ds = load_dataset(spec.train_dataset, size=size, seed=target.data_seed, **dict(target.data_options))
+    split = expected_split(ds, spec.train_dataset, target.split_seed)
+    path = split_record_path(store, spec.train_dataset, split["fingerprint"])
+    check_split(path, split)
+    return path, split
 
 
 def execute_run(
@@ -103,24 +105,26 @@ def execute_run(
         if on_validation is not None:
             on_validation(step, score)
 
+    target = RunTarget(
+        spec.model,
+        spec.train_dataset,
+        engine_test_sets(spec),
+        fraction=spec.fraction,
+        seed=spec.seed,
+        pretrain=spec.pretrain,
+        pretrain_source=spec.pretrain_source,
+        own_test=f"{spec.train_dataset}{TEST_SUFFIX}" in spec.test_sets,
+    )
+    planned = _planned_split(spec, target, store) if spec.test_sets else None
     peak_scope = _reset_peak_memory()
     result = train_and_evaluate(
-        RunTarget(
-            spec.model,
-            spec.train_dataset,
-            engine_test_sets(spec),
-            fraction=spec.fraction,
-            seed=spec.seed,
-            pretrain=spec.pretrain,
-            pretrain_source=spec.pretrain_source,
-            own_test=f"{spec.train_dataset}{TEST_SUFFIX}" in spec.test_sets,
-        ),
+        target,
         RunSettings(profile=spec.profile, recipe=spec.recipe, hparams=dict(spec.hparams), compute=_compute()),
         RunPaths(run_dir, store.cache_dir, pretrain_dir),
         on_validation=validated,
     )
-    if spec.test_sets:
-        _record_split(store, spec.train_dataset, result.split)
+    if planned is not None:
+        record_split(planned[0], {**result.split, "fingerprint": planned[1]["fingerprint"]})
     cases = result.cases.copy()
     cases.attrs["run_info"] = {
         "timings": dict(result.timings),

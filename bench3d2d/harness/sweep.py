@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bench3d2d._io import remove_stale_temps
-from bench3d2d.harness._estimate import Estimator, longest_first, makespan
+from bench3d2d.harness._estimate import Estimator, longest_first, makespan, step_scale
 from bench3d2d.harness._locks import DEFAULT_STALE_AFTER
 from bench3d2d.harness._plan import (
     BENCHMARKS,
@@ -39,6 +39,7 @@ from bench3d2d.harness._runner import (
     Outcome,
     ProgressFn,
     ensure_pretrained,
+    failed_for_disk,
     get_backend,
     pretrain_state,
     read_pretrain_spec,
@@ -133,7 +134,8 @@ def _changed(result: Mapping[str, Any] | None, current: dict[str, Any] | None) -
 def select_work(
     plan: Plan, store: ResultsStore, retry_failed: bool = False, rerun_changed: bool = False
 ) -> Work:
-    """Runs and pre-trainings to execute: not complete, and not failed unless ``retry_failed``.
+    """Runs and pre-trainings to execute: not complete, and not failed unless ``retry_failed`` or the
+    failure was the disk's (full or read-only: retried once the disk is fixed, see ``failed_for_disk``).
 
     A complete run whose recorded data fingerprint differs from the data now is listed in
     ``changed``; ``rerun_changed`` also schedules it again.
@@ -150,7 +152,7 @@ def select_work(
                     work.runs.append(spec)
                     continue
             work.complete.append(spec.run_id)
-        elif state is RunState.FAILED and not retry_failed:
+        elif state is RunState.FAILED and not retry_failed and not failed_for_disk(store.error(spec.run_id)):
             work.failed_skipped.append(spec.run_id)
         else:
             work.runs.append(spec)
@@ -166,9 +168,15 @@ def select_work(
                     work.pretrainings.append(pre)
                     continue
             work.pretrain_complete.append(pre.key)
-        elif pre.key in needed and (state is not RunState.FAILED or retry_failed):
+        elif pre.key in needed and (
+            state is not RunState.FAILED or retry_failed or _pre_disk_failed(pre, store)
+        ):
             work.pretrainings.append(pre)
     return work
+
+
+def _pre_disk_failed(pre: PretrainSpec, store: ResultsStore) -> bool:
+    return failed_for_disk(read_json(store.pretrain_path(pre) / ERROR_FILE))
 
 
 def changed_message(work: Work, store: ResultsStore) -> str:
@@ -227,9 +235,10 @@ def item_seconds(
         nonlocal used_fallback
         try:
             return fn(item)
-        except LookupError:
+        except (LookupError, ValueError, TypeError):  # no calibration, or overrides the dry run refuses
             used_fallback = True
-            return FALLBACK_SECONDS.get(profile, FALLBACK_SECONDS["paper"])[which]
+            scale = step_scale(item.profile, item.hparams) if which == 0 else 1.0
+            return FALLBACK_SECONDS.get(profile, FALLBACK_SECONDS["paper"])[which] * scale
 
     runs = {s.run_id: guarded(est.run_seconds, s, s.profile, 0) for s in work.runs}
     pres = {p.key: guarded(est.pretrain_seconds, p, p.profile, 1) for p in work.pretrainings}
@@ -260,6 +269,7 @@ class SweepReport:
     skipped_complete: int
     skipped_failed: int
     seconds: float
+    damaged: list[Damage] = field(default_factory=list)
 
     def count(self, status: str, kind: str = "run") -> int:
         """How many runs (or pre-trainings) ended with ``status``."""
@@ -282,7 +292,8 @@ def _fail_dependents(
             continue
         store.write_spec(spec)
         exc = RuntimeError(f"SSL pre-training {pre.key} ({pre.label()}) failed: {failed[pre.key].error}")
-        store.write_error(spec, exc, {"seconds": 0.0, "cause": "pretraining"})
+        cause = "disk" if _pre_disk_failed(pre, store) else "pretraining"  # a disk failure is retried
+        store.write_error(spec, exc, {"seconds": 0.0, "cause": cause})
         out.append(Outcome("run", spec.run_id, "failed", spec.label(), 0.0, f"RuntimeError: {exc}"))
     return out
 
@@ -296,6 +307,9 @@ def run_sweep(
     rerun_changed: bool = False,
 ) -> SweepReport:
     """Execute a plan: shared pre-trainings first, then the runs; complete work is skipped.
+
+    Complete runs and pre-trainings whose files no longer match their checksums are not redone but
+    listed in ``SweepReport.damaged`` (``status --repair`` redoes exactly those).
 
     Complete runs made from other data than now (see :func:`select_work`) raise
     :class:`DataChangedError`, unless ``rerun_changed`` runs exactly those again.
@@ -311,6 +325,7 @@ def run_sweep(
     work = select_work(plan, store, retry_failed=retry_failed, rerun_changed=rerun_changed)
     if work.changed and not rerun_changed:
         raise DataChangedError(changed_message(work, store))
+    damaged = store.verify(work.complete, quick=True)  # reported (status --repair redoes them), not redone
     for spec in work.runs:
         if spec.run_id in work.changed:
             store.reset_run(spec.run_id)
@@ -343,6 +358,7 @@ def run_sweep(
         skipped_complete=len(work.complete),
         skipped_failed=len(work.failed_skipped),
         seconds=time.time() - start,
+        damaged=damaged,
     )
 
 
