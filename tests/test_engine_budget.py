@@ -37,13 +37,13 @@ def test_every_step_gets_the_schedules_learning_rate(tmp_path, monkeypatch):
     calls = []
     real = _fit.lr_factor
 
-    def spy(name, step, total, warmup=0):
-        calls.append((name, step, total, warmup))
-        return real(name, step, total, warmup)
+    def spy(name, step, total, warmup=0, cooldown=0):
+        calls.append((name, step, total, warmup, cooldown))
+        return real(name, step, total, warmup, cooldown)
 
     monkeypatch.setattr(_fit, "lr_factor", spy)
     toy_fit(tmp_path, profile=BUDGET)
-    assert calls == [("cosine", s, 12, 1) for s in range(12)]
+    assert calls == [("cosine", s, 12, 1, 3) for s in range(12)]  # cooldown: its default quarter
 
 
 def test_a_run_that_never_leaves_zero_stops_as_failed_at_fail_at(tmp_path, monkeypatch):

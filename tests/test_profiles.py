@@ -55,6 +55,7 @@ def test_plateau_profile_derives_its_rounds_and_round_length():
         ({"fail_at": 0.0}, "fraction of max_steps"),
         ({"schedule": "step"}, "unknown learning-rate schedule"),
         ({"warmup": 1.0}, "warmup is a fraction"),
+        ({"cooldown": 0.0}, "cooldown is a fraction"),
         ({"steps_per_round": 5}, "round-based"),
         ({"repeats": 4}, "round-based"),
         ({"patience": 0}, "must be >= 1"),
@@ -88,7 +89,7 @@ def test_standard_profile():
     assert prof is STANDARD and prof.converges and not prof.plateau  # a fixed budget, no early stop
     assert prof.depth % 16 == 0 and prof.depth // 16 != 4  # ReSensNet differs from the FPB net there
     assert prof.amp is False and prof.data_size == "quick"
-    assert prof.schedule == "cosine" and 0 < prof.warmup < 0.1
+    assert prof.schedule == "wsd" and 0 < prof.warmup < 0.1 and prof.cooldown == 1 - prof.select_from
     assert prof.rounds * prof.validate_every >= prof.max_steps
     assert 0.5 <= prof.select_from <= 1 and prof.validate_from <= prof.select_from
     assert prof.fail_at is not None and prof.fail_at < prof.validate_from
@@ -109,4 +110,5 @@ def test_new_fields_at_their_defaults_leave_the_form_and_run_ids_alone():
     for prof in (PAPER, SMOKE, _plateau()):
         assert not set(SCHEDULE_FIELDS) & set(prof.to_dict())
     assert profile_fingerprint("smoke") == "f7e18dc9" and profile_fingerprint("paper") == "1edd8b4f"
-    assert STANDARD.to_dict()["schedule"] == "cosine" and STANDARD.to_dict()["fail_at"] == 0.5
+    assert STANDARD.to_dict()["schedule"] == "wsd" and STANDARD.to_dict()["fail_at"] == 0.5
+    assert "cooldown" not in STANDARD.to_dict()  # at its default (0.25)

@@ -470,6 +470,7 @@ class _FitRun:
         self.start_round, self.step, self.elapsed_before = 0, 0, 0.0
         self.plateau: dict[str, Any] | None = {"best": None, "stale": 0} if profile.plateau else None
         self.warmup_steps = round(float(profile.warmup) * self.total_steps)
+        self.cooldown_steps = round(float(profile.cooldown) * self.total_steps)
         self.stop: dict[str, Any] | None = None
 
     def _setup(self) -> None:
@@ -600,7 +601,9 @@ class _FitRun:
             length += (
                 f", stop after {p.patience} without an improvement > {p.min_delta} once {p.min_steps} done"
             )
-        length += ", " + describe_schedule(p.schedule, self.total_steps, self.warmup_steps)
+        length += ", " + describe_schedule(
+            p.schedule, self.total_steps, self.warmup_steps, self.cooldown_steps
+        )
         log.info(
             "fit %s: task %s, %d training / %d validation cases, %s, batch %d, "
             "crop %s, profile %s, optimizer %s lr %g, device %s, precision %s%s",
@@ -699,7 +702,7 @@ class _FitRun:
     def _set_lr(self) -> None:
         """The schedule's learning rate for the coming step (a function of the step: exact on resume)."""
         p = self.profile
-        factor = lr_factor(p.schedule, self.step, self.total_steps, self.warmup_steps)
+        factor = lr_factor(p.schedule, self.step, self.total_steps, self.warmup_steps, self.cooldown_steps)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * factor
 

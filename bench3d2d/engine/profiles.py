@@ -20,8 +20,9 @@ A *step-budget* profile (``validate_every`` and ``max_steps`` set; :attr:`Profil
 validation score has never left 0 by ``fail_at`` x ``max_steps`` stops as a failed fit. With ``patience``
 (and optionally ``min_steps``, ``min_delta``) it also stops early on a validation plateau.
 
-``standard`` is a step-budget profile without a plateau stop: 400 steps, cosine decay with a 5 % warmup,
-the top-3 chosen from the validations of the last quarter, on the quick synthetic data at depth 96
+``standard`` is a step-budget profile without a plateau stop: 400 steps, a 5 % warmup, the peak learning
+rate, and a linear decay to 0 over the last quarter (``wsd``), the top-3 chosen from the validations of
+that last quarter, on the quick synthetic data at depth 96
 (where ReSensNet and the FPB net differ), in float32; its budget comes from the learning curves
 (``docs/training.md``). The optimiser fields of every profile are the paper's; the run's recipe set
 (:mod:`bench3d2d.engine.recipes`) applies over them.
@@ -68,12 +69,15 @@ class Profile:
     max_steps: int | None = None
     schedule: str = "constant"
     warmup: float = 0.0
+    cooldown: float = 0.25
     validate_from: float = 0.0
     select_from: float = 0.0
     fail_at: float | None = None
 
     def __post_init__(self) -> None:
         check_schedule(self.schedule)
+        if not 0.0 < float(self.cooldown) <= 1.0:
+            raise ValueError(f"profile {self.name!r}: cooldown is a fraction of the steps in (0, 1]")
         if not 0.0 <= float(self.warmup) < 1.0:
             raise ValueError(
                 f"profile {self.name!r}: warmup is a fraction of the steps in [0, 1), not {self.warmup}"
@@ -201,7 +205,16 @@ class Profile:
             changes.setdefault("repeats", None)
         if "repeats" in changes and changes["repeats"] is not None:
             changes.setdefault("steps_per_round", None)
-        for key in ("lr", "weight_decay", "momentum", "min_delta", "warmup", "validate_from", "select_from"):
+        for key in (
+            "lr",
+            "weight_decay",
+            "momentum",
+            "min_delta",
+            "warmup",
+            "cooldown",
+            "validate_from",
+            "select_from",
+        ):
             if key in changes:
                 changes[key] = float(changes[key])
         for key in ("validate_every", "patience", "min_steps", "max_steps"):
@@ -235,7 +248,7 @@ class Profile:
 PLATEAU_FIELDS = ("validate_every", "patience", "min_delta", "min_steps", "max_steps")
 
 #: The schedule and step-budget fields added with learning-rate schedules (docs/training.md).
-SCHEDULE_FIELDS = ("schedule", "warmup", "validate_from", "select_from", "fail_at")
+SCHEDULE_FIELDS = ("schedule", "warmup", "cooldown", "validate_from", "select_from", "fail_at")
 
 #: The fields :meth:`Profile.to_dict` always writes (the form run ids were made from before schedules);
 #: any later field is written only where it differs from its default. Never add a name here.
@@ -344,8 +357,9 @@ STANDARD = Profile(
     rounds=1,  # derived: ⌈max_steps / validate_every⌉ rounds
     validate_every=10,
     max_steps=400,
-    schedule="cosine",
+    schedule="wsd",
     warmup=0.05,
+    cooldown=0.25,
     validate_from=0.75,
     select_from=0.75,
     fail_at=0.5,
@@ -359,8 +373,9 @@ STANDARD = Profile(
     eval_batch=4,
     description="Converged runs on the quick synthetic data (the budget comes from learning curves, see "
     "docs/training.md): depth 96 (the data's own depth; ReSensNet differs from the FPB net there), crops "
-    "8 x 32, batch 4, float32, a fixed budget of 400 steps under a cosine learning-rate decay (5 % linear "
-    "warmup), no early stop; validation every 10 steps over the last quarter, the top-3 of those ensembled; "
+    "8 x 32, batch 4, float32, a fixed budget of 400 steps: 5 % linear warmup, the peak learning rate, then "
+    "a linear decay to 0 over the last quarter (wsd), no early stop; validation every 10 steps over that "
+    "last quarter, the top-3 of those ensembled; "
     "a run still at validation Dice 0 at half the budget stops as a failed fit.",
 )
 
