@@ -96,9 +96,10 @@ CSV_COLUMNS = (
 # -- the plan ---------------------------------------------------------------------------------------
 def long_overrides(profile: str, factor: float) -> dict[str, Any]:
     """The profile stretched to ``factor x`` its ``max_steps`` (the schedule stretches with it), validated
-    from the first round so that the whole curve is seen. A fixed budget keeps its top-k rule
-    (``select_from``), so its runs train and select exactly as that budget's sweep runs do; a plateau
-    profile gets ``min_steps = max_steps`` (no early stop)."""
+    from the first round so that the whole curve is seen; its top-k rule (``select_from``) is kept. At
+    ``factor`` 1 a fixed budget gets no override at all: those runs are the sweep's own (same run ids), so
+    a learning-curve folder that is also the sweep's results folder shares them. A plateau profile gets
+    ``min_steps = max_steps`` (no early stop)."""
     from bench3d2d.engine.profiles import get_profile
 
     prof = get_profile(profile)
@@ -112,6 +113,8 @@ def long_overrides(profile: str, factor: float) -> dict[str, Any]:
     steps = round(factor * int(prof.max_steps))
     if prof.plateau:
         return {"min_steps": steps, "max_steps": steps}
+    if steps == int(prof.max_steps):
+        return {}  # the budget itself: exactly the sweep's runs (same run ids, shared with a sweep's folder)
     return {"max_steps": steps, "validate_from": 0.0}
 
 
@@ -188,7 +191,9 @@ def run_command(args: argparse.Namespace) -> int:
     if args.conditions:
         plan = only_conditions(plan, args.conditions)
     store = ResultsStore(args.out)
-    steps = long_overrides(args.profile, args.factor)["max_steps"]
+    from bench3d2d.engine.profiles import get_profile
+
+    steps = long_overrides(args.profile, args.factor).get("max_steps", get_profile(args.profile).max_steps)
     print(
         f"learning curves: profile {args.profile} at {steps} steps (no early stop), "
         f"recipe sets {', '.join(recipes)}, seed {args.seed}"

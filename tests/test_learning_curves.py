@@ -111,6 +111,7 @@ def test_the_plan_refuses_a_profile_without_a_step_budget(lc):
 
     steps = round(1.5 * get_profile("standard").max_steps)
     assert lc.long_overrides("standard", 1.5) == {"max_steps": steps, "validate_from": 0.0}
+    assert lc.long_overrides("standard", 1) == {}  # the sweep's own runs
 
 
 # -- plot and table on fabricated results ---------------------------------------------------------------
