@@ -38,7 +38,8 @@ DEFAULT_SCANS: dict[str, tuple[int, int]] = {
     "synthetic-ga-m": (37, 0),
 }
 #: Speed-up per thread of one process with several threads over one thread (calibrations are one-thread CPU
-#: seconds): measured on the 2-core development machine, docs/performance.md.
+#: seconds). An assumption, not yet measured on the sweep's runs (docs/performance.md): a sweep with one
+#: worker per core (``--jobs`` = cores, one thread each) needs no such factor.
 PARALLEL_EFFICIENCY = 0.8
 #: When nothing better is known: a validation split of 7 scans and 60 test scans.
 GENERIC_SCANS = (7, 60)
