@@ -85,3 +85,23 @@ def test_rounds_without_a_validation_write_last_pt_at_a_cadence(tmp_path, monkey
     monkeypatch.setattr(_fit, "CHECKPOINT_EVERY_ROUNDS", 2)
     toy_fit(tmp_path, profile=BUDGET)
     assert saves == [4, 6, 8, 10, 12]  # rounds 2 and 4 (cadence), validations at 6, 10, 12
+
+
+def test_a_kill_between_validations_resumes_from_the_cadence_checkpoint(tmp_path, monkeypatch):
+    straight, cases = toy_fit(tmp_path / "straight", profile=BUDGET)
+    monkeypatch.setattr(_fit, "CHECKPOINT_EVERY_ROUNDS", 2)
+    real = _fit._save_last
+
+    def killed_after_step_4(path, model, resume, progress, config):
+        real(path, model, resume, progress, config)
+        if progress["step"] == 4:
+            raise Killed(4)
+
+    monkeypatch.setattr(_fit, "_save_last", killed_after_step_4)
+    with pytest.raises(Killed):
+        toy_fit(tmp_path / "killed", profile=BUDGET)
+    monkeypatch.setattr(_fit, "_save_last", real)
+    resumed, resumed_cases = toy_fit(tmp_path / "killed", profile=BUDGET)
+    assert resumed.resumed_from_step == 4
+    assert resumed.history == straight.history and resumed.stop == straight.stop
+    assert resumed_cases["dice"].tolist() == cases["dice"].tolist()
