@@ -9,6 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench3d2d._defaults import DEFAULT_PROFILE, DEFAULT_RECIPE
 from bench3d2d.commands._options import add_list_option
 
 
@@ -58,14 +59,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--profile",
-        default="standard",
+        default=DEFAULT_PROFILE,
         help="training profile: standard (trains until the validation score stops improving), "
         "smoke (a pipeline check in minutes, not a benchmark) or paper (the published "
         "protocol)",
     )
     p.add_argument(
         "--recipe",
-        default="tuned",
+        default=DEFAULT_RECIPE,
         choices=["common", "official", "tuned"],
         help="recipe set (each model's optimiser settings): common (the paper's SGD for "
         "every model), official (each baseline's published optimiser) or tuned",

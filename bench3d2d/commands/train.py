@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench3d2d._console import log_to_terminal
+from bench3d2d._defaults import DEFAULT_PROFILE, DEFAULT_RECIPE
 from bench3d2d.commands._options import add_list_option
 
 DEFAULT_CACHE = ".bench3d2d-cache"
@@ -29,14 +30,14 @@ def _hparam(text: str) -> tuple[str, Any]:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--profile",
-        default="standard",
+        default=DEFAULT_PROFILE,
         help="training profile: standard (trains until the validation score stops improving), "
         "smoke (a pipeline check in minutes, not a benchmark) or paper (the published "
         "protocol)",
     )
     p.add_argument(
         "--recipe",
-        default="tuned",
+        default=DEFAULT_RECIPE,
         choices=["common", "official", "tuned"],
         help="recipe set (the model's optimiser settings): common, official or tuned",
     )

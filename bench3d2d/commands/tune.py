@@ -7,6 +7,7 @@ import json
 import shlex
 from typing import Any
 
+from bench3d2d._defaults import DEFAULT_PROFILE
 from bench3d2d.commands._options import add_list_option
 
 
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--profile",
-        default="standard",
+        default=DEFAULT_PROFILE,
         help="training profile of every trial (its step budget), the same for every model",
     )
     p.add_argument(

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from bench3d2d._defaults import DEFAULT_PROFILE, DEFAULT_RECIPE
 from bench3d2d.engine._sources import CaseSource
 from bench3d2d.engine.profiles import Profile
 
@@ -81,14 +82,15 @@ class RunTarget:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """How to train: a profile (name or :class:`Profile`), the ``recipe`` set (``common``, ``official``
-    or ``tuned``: the model's optimiser settings, :mod:`bench3d2d.engine.recipes`) applied over the
+    """How to train: a profile (name or :class:`Profile`; default ``standard``, as on the command line),
+    the ``recipe`` set (``common``, ``official`` or ``tuned``, the default as on the command line: the
+    model's optimiser settings, :mod:`bench3d2d.engine.recipes`) applied over the
     profile for fine-tuning and SSL pre-training, ``hparams`` overriding both for fine-tuning only, the
     :class:`Compute` settings, and how many prediction maps per test set to save."""
 
-    profile: Profile | str = "smoke"
+    profile: Profile | str = DEFAULT_PROFILE
     hparams: Mapping[str, Any] = field(default_factory=dict)
-    recipe: str = "common"
+    recipe: str = DEFAULT_RECIPE
     compute: Compute = field(default_factory=Compute)
     n_prediction_maps: int = 3
 
@@ -137,4 +139,4 @@ class PretrainTarget:
     split_seed: int = 0
     data_options: Mapping[str, Any] = field(default_factory=dict)
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    recipe: str = "common"
+    recipe: str = DEFAULT_RECIPE

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from bench3d2d._defaults import DEFAULT_PROFILE
 from bench3d2d._io import atomic_write_json, safe_name
 from bench3d2d._lock import Claim
 from bench3d2d.engine import checkpoints as ckpt_io
@@ -167,7 +168,7 @@ def _lock(path: Path):
 def pretrain(
     what: PretrainTarget,
     *,
-    profile: Profile | str = "smoke",
+    profile: Profile | str = DEFAULT_PROFILE,
     compute: Compute | None = None,
     root: Path,
     cache_dir: Path,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench3d2d._defaults import DEFAULT_PROFILE, DEFAULT_RECIPE
 from bench3d2d.harness._spec import PRETRAIN_CHOICES, PretrainSpec, RunSpec, normalise_fraction
 
 
@@ -186,7 +187,7 @@ class PlanOptions:
     hparams_for: HParamsFor | None = None
     pretrain_source: str | None = None
     ssl_all_models: bool = False
-    recipe: str = "tuned"
+    recipe: str = DEFAULT_RECIPE
 
 
 def expand_plan(
@@ -195,7 +196,7 @@ def expand_plan(
     datasets: str | Sequence[str] | None = None,
     pretrain: str | Sequence[str] | None = None,
     seeds: str | Iterable[int | str] | None = None,
-    profile: str = "standard",
+    profile: str = DEFAULT_PROFILE,
     options: PlanOptions | None = None,
 ) -> Plan:
     """Every (benchmark, model, pre-training, fraction, seed) run, in a stable order.

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bench3d2d._defaults import DEFAULT_PROFILE
 from bench3d2d._io import atomic_write_json
 from bench3d2d.engine.recipes import RECIPE_KEYS, TUNED_FORMAT, RecipeError, resolve_recipe
 from bench3d2d.harness._plan import Benchmark, resolve_benchmarks
@@ -229,7 +230,7 @@ class TuneSettings:
     dataset: str = "ga"
     fraction: float | str = 100.0
     trials: int = 20
-    profile: str = "standard"
+    profile: str = DEFAULT_PROFILE
     seed: int = 0
     pretrain: str = "none"
     keep_checkpoints: bool = False
