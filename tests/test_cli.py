@@ -95,6 +95,7 @@ def test_the_python_api_defaults_to_the_command_lines_profile_and_recipe_set():
     import inspect
 
     from bench3d2d._defaults import DEFAULT_PROFILE, DEFAULT_RECIPE
+    from bench3d2d.commands.tune import fill_budget
     from bench3d2d.engine import PretrainTarget, RunSettings, ssl
     from bench3d2d.harness.sweep import PlanOptions, expand_plan
     from bench3d2d.harness.tune import TuneSettings
@@ -106,7 +107,9 @@ def test_the_python_api_defaults_to_the_command_lines_profile_and_recipe_set():
     for argv in (["run"], train, pretrain):
         args = parser.parse_args(argv)
         assert (args.profile, args.recipe) == (DEFAULT_PROFILE, DEFAULT_RECIPE), argv
-    assert parser.parse_args(["tune", "--models", "fpbnet", "--trials", "1"]).profile == DEFAULT_PROFILE
+    tune = parser.parse_args(["tune", "--models", "fpbnet", "--trials", "1"])
+    fill_budget(tune, None)  # without a shipped table's budget to follow
+    assert tune.profile == DEFAULT_PROFILE
     assert (RunSettings().profile, RunSettings().recipe) == (DEFAULT_PROFILE, DEFAULT_RECIPE)
     assert PretrainTarget("fpbnet", "synthetic-ga-m", "faf").recipe == DEFAULT_RECIPE
     assert inspect.signature(ssl.pretrain).parameters["profile"].default == DEFAULT_PROFILE

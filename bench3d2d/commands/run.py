@@ -71,6 +71,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="recipe set (each model's optimiser settings): common (the paper's SGD for "
         "every model), official (each baseline's published optimiser) or tuned",
     )
+    p.add_argument(
+        "--recipes",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a tuned recipe table of your own (`bench3d2d tune --write-recipes FILE`), layered over the "
+        "shipped one for --recipe tuned; repeatable, the last given wins (default: the shipped table only)",
+    )
+    p.add_argument(
+        "--allow-untuned",
+        action="store_true",
+        help="under --recipe tuned, run models that have no tuned entry with their official or the common "
+        "recipe (default: refuse, since the others train with tuned recipes)",
+    )
     p.add_argument("--out", default="results", help="results folder")
     p.add_argument(
         "--executor",
@@ -184,7 +198,8 @@ def _plan(args: argparse.Namespace):
     from bench3d2d.harness.sweep import PlanOptions, expand_plan
 
     options = PlanOptions(hparams_for=_hparams_for(args), pretrain_source=args.pretrain_source,
-                          ssl_all_models=args.ssl_all_models, recipe=args.recipe)  # fmt: skip
+                          ssl_all_models=args.ssl_all_models, recipe=args.recipe,
+                          recipe_tables=tuple(args.recipes))  # fmt: skip
     return expand_plan(args.models, args.fractions, args.datasets, args.pretrain, args.seeds, args.profile,
                        options)  # fmt: skip
 
@@ -212,11 +227,30 @@ def print_plan(plan: Any, store: Any, jobs: int, retry_failed: bool, listing: bo
     print(f"estimated wall time: {_fmt_seconds(seconds)} with {jobs} worker(s) (from {how})")
     for note in plan.notes:
         print(f"note: {note}")
+    for model, recipe in plan.recipes.items():
+        print(f"recipe: {model} trains with {recipe.describe()}")
     if listing:
         todo = {s.run_id for s in work.runs}
         for spec in plan.runs:
             mark = "todo" if spec.run_id in todo else store.state(spec.run_id).value
-            print(f"  {spec.run_id}  {mark:10s} {spec.benchmark:4s} {spec.label()}")
+            recipe = plan.recipes.get(spec.model)
+            label = spec.label(recipe.describe() if recipe is not None else None)
+            print(f"  {spec.run_id}  {mark:10s} {spec.benchmark:4s} {label}")
+
+
+def untuned_refusal(plan: Any, args: argparse.Namespace) -> str | None:
+    """Why the plan may not run as asked (models without a tuned entry under ``--recipe tuned``, when
+    the others train with tuned recipes), with what to do; None when it may."""
+    if not plan.untuned or args.allow_untuned:
+        return None
+    names = ",".join(plan.untuned)
+    got = "; ".join(f"{m}: {plan.recipes[m].describe()}" for m in plan.untuned)
+    return (
+        f"no tuned recipe for {names} under --recipe tuned ({got}), while the other models train with "
+        f"tuned recipes. Tune it with the shipped table's budget: `bench3d2d tune --models {names} "
+        "--write-recipes my_recipes.json` (with the same --plugin), then run with --recipes "
+        "my_recipes.json; or pass --allow-untuned to compare it untuned anyway"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -227,8 +261,13 @@ def run(args: argparse.Namespace) -> int:
     get_backend()  # fail fast; a site backend may register models and profiles on import
     store = ResultsStore(args.out, stale_after=args.stale_after)
     plan = _plan(args)
+    refusal = untuned_refusal(plan, args)
     if args.dry_run:
         print_plan(plan, store, args.jobs, args.retry_failed, args.list)
+    if refusal:
+        print(f"bench3d2d: error: {refusal}", file=sys.stderr)
+        return 2
+    if args.dry_run:
         return 0
     if not plan.runs:
         print("nothing to run: the plan is empty", file=sys.stderr)

@@ -184,7 +184,7 @@ def pretrain(
     A cached pre-training whose ``weights.pt`` or ``info.json`` cannot be read is made again (its
     fit resumes or heals, see :func:`~bench3d2d.engine.fit`); this is logged.
     """
-    recipe = resolve_recipe(what.model, what.recipe)
+    recipe = resolve_recipe(what.model, what.recipe, tables=what.recipe_tables)
     prof = apply_recipe(get_profile(profile), recipe)
     excluded_sets = (
         default_exclusions(what.source, prof.data_size, what.data_seed)
