@@ -140,7 +140,7 @@ def test_a_model_in_one_file_trains_through_run_with_the_subprocess_executor(tmp
            "--datasets", "rpd", "--fractions", "20", "--pretrain", "none", "--profile", "smoke",
            "--seeds", "0",
            "--params", str(params), "--executor", "subprocess", "--out", str(out),
-           "--no-progress"]  # fmt: skip
+           "--no-progress", "--allow-untuned"]  # fmt: skip
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (run_dir,) = (out / "runs").iterdir()

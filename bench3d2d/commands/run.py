@@ -256,16 +256,17 @@ def untuned_refusal(plan: Any, args: argparse.Namespace) -> str | None:
 def run(args: argparse.Namespace) -> int:
     """Plan and run (or, with --dry-run, describe) a sweep."""
     from bench3d2d.harness.executors import SweepProgress, make_executor
-    from bench3d2d.harness.sweep import ResultsStore, get_backend, run_sweep
+    from bench3d2d.harness.sweep import ResultsStore, contract_problems, get_backend, run_sweep
 
     get_backend()  # fail fast; a site backend may register models and profiles on import
     store = ResultsStore(args.out, stale_after=args.stale_after)
     plan = _plan(args)
-    refusal = untuned_refusal(plan, args)
+    refusals = [r for r in (untuned_refusal(plan, args),) if r] + contract_problems(plan)
     if args.dry_run:
         print_plan(plan, store, args.jobs, args.retry_failed, args.list)
-    if refusal:
+    for refusal in refusals:
         print(f"bench3d2d: error: {refusal}", file=sys.stderr)
+    if refusals:
         return 2
     if args.dry_run:
         return 0

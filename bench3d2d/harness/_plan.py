@@ -291,3 +291,22 @@ def _resolve_recipes(plan: Plan, models: list[str], recipe_set: str, tables: tup
         if recipe_set == "tuned" and recipe.source != "tuned":
             plan.untuned.append(model)
             plan.notes.append(f"{model}: {recipe.note}; its runs train with {recipe.describe()}")
+
+
+def contract_problems(plan: Plan) -> list[str]:
+    """One line per planned model that breaks the tensor contract at its runs' profile's depth and crop
+    (:func:`bench3d2d.models.check_contract`), checked before the first run so that a broken model
+    fails in seconds, naming the rule, instead of inside training."""
+    from bench3d2d.engine.profiles import get_profile
+    from bench3d2d.models import ContractError, check_contract
+
+    lines = []
+    for model, profile in dict.fromkeys((s.model, s.profile) for s in plan.runs):
+        prof = get_profile(profile)
+        try:
+            check_contract(model, *prof.crop, prof.depth)
+        except ContractError as exc:
+            lines.append(
+                f"{exc} (profile {prof.name}: depth {prof.depth}, crop {prof.crop[0]} x {prof.crop[1]})"
+            )
+    return lines
