@@ -27,6 +27,16 @@ def _hparam(text: str) -> tuple[str, Any]:
         return key.strip(), value
 
 
+def _tables(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--recipes`` files as absolute paths; a missing one is an error naming it, before any work."""
+    from bench3d2d.engine.recipes import load_tuned
+
+    tables = tuple(str(Path(t).expanduser().resolve()) for t in args.recipes)
+    for table in tables:
+        load_tuned(table, must_exist=True)
+    return tables
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--profile",
@@ -40,6 +50,14 @@ def _common(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_RECIPE,
         choices=["common", "official", "tuned"],
         help="recipe set (the model's optimiser settings): common, official or tuned",
+    )
+    p.add_argument(
+        "--recipes",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a tuned recipe table of your own (`bench3d2d tune --write-recipes FILE`), layered over the "
+        "shipped one; repeatable, the last given wins (default: the shipped table only)",
     )
     p.add_argument("--seed", type=int, default=0, help="run seed")
     p.add_argument("--cache-dir", default=DEFAULT_CACHE, help="prepared-data cache")
@@ -162,6 +180,7 @@ def run_train(args: argparse.Namespace) -> int:
                     recipe=args.recipe,
                     hparams=dict(args.hparam),
                     compute=_compute(args),
+                    recipe_tables=_tables(args),
                 ),
                 RunPaths(Path(args.out), Path(args.cache_dir), args.pretrain_dir),
             )
@@ -205,9 +224,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
     log_to_terminal(args.quiet)
     root = Path(args.out) if args.out else Path(args.cache_dir) / "pretrain"
-    what = PretrainTarget(
-        args.model, args.source, args.modality, seed=args.seed, exclude=args.exclude, recipe=args.recipe
-    )
+    what = PretrainTarget(args.model, args.source, args.modality, seed=args.seed, exclude=args.exclude,
+                          recipe=args.recipe, recipe_tables=_tables(args))  # fmt: skip
     try:
         res = ssl.pretrain(
             what, profile=args.profile, compute=_compute(args), root=root, cache_dir=Path(args.cache_dir)

@@ -225,6 +225,10 @@ def expand_plan(
     if opts.recipe not in RECIPE_SETS:
         raise ValueError(f"unknown recipe set {opts.recipe!r}; choose one of {', '.join(RECIPE_SETS)}")
     tables = tuple(str(Path(t).expanduser().resolve()) for t in opts.recipe_tables)
+    if tables and opts.recipe != "tuned":
+        raise ValueError(
+            f"--recipes tables hold tuned recipes; they apply to --recipe tuned, not {opts.recipe}"
+        )
     model_names = resolve_models(models)
     plan = Plan(runs=[])
     _resolve_recipes(plan, model_names, opts.recipe, tables)
