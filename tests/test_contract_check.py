@@ -25,6 +25,10 @@ MODELS = textwrap.dedent(
             self.how = how
             self.head = nn.Conv2d(1, 1, 3, padding=1)
             self.unused = nn.Linear(2, 2)
+            if how == "shifted":
+                with torch.no_grad():
+                    self.head.weight.mul_(0.01)
+                    self.head.bias.fill_(0.5)
 
         def forward(self, x):
             y = self.head(x.mean(dim=-1))
@@ -34,6 +38,8 @@ MODELS = textwrap.dedent(
                 return torch.sigmoid(y)
             if self.how == "dead":
                 return y
+            if self.how == "shifted":  # logits that happen to lie in [0, 1] at initialisation
+                return y + 0.0 * sum(p.sum() for p in self.unused.parameters())
             return y + 0.0 * sum(p.sum() for p in self.unused.parameters())
 
 
@@ -55,6 +61,11 @@ MODELS = textwrap.dedent(
     @register_model
     def dead_net(in_channels=1, out_channels=1, depth=None, **kw):
         return Net("dead")
+
+
+    @register_model
+    def shifted_net(in_channels=1, out_channels=1, depth=None, **kw):
+        return Net("shifted")
     """
 )
 
@@ -91,10 +102,19 @@ def test_models_check_rejects_a_broken_model_in_one_line(plugin, capsys, name, r
 
 
 def test_models_check_passes_a_good_model_and_the_built_ins(plugin, capsys):
-    argv = ["models", "good_net,fpbnet,lachinov", "--check", "--profile", "smoke", "--plugin", str(plugin)]
+    argv = [
+        "models",
+        "good_net,shifted_net,fpbnet,lachinov",
+        "--check",
+        "--profile",
+        "smoke",
+        "--plugin",
+        str(plugin),
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "model 'good_net' obeys the tensor contract (profile smoke: depth 64, crop 8 x 32)" in out
+    assert "model 'shifted_net' obeys the tensor contract" in out  # in [0, 1] by chance, not by a sigmoid
     with pytest.raises(ContractError, match="model 'half_net' breaks the tensor contract"):
         check_contract("half_net", 8, 32, 16)
 

@@ -73,7 +73,7 @@ def _output_problems(model: torch.nn.Module, out: torch.Tensor, shape: tuple[int
         problems.append(f"output dtype {out.dtype}; the rule is float32 logits")
     if not torch.isfinite(out).all():
         problems.append("output holds NaN or infinite values")
-    elif _bounded(out) and _bounded(model(10.0 * torch.randn(shape))):
+    elif _bounded(out) and _bounded_when_scaled(model, shape):
         problems.append(
             "outputs all lie in [0, 1] (probabilities?); the rule is logits, with no sigmoid inside the model"
         )
@@ -81,10 +81,24 @@ def _output_problems(model: torch.nn.Module, out: torch.Tensor, shape: tuple[int
 
 
 def _bounded(out: torch.Tensor) -> bool:
-    """Looks like probabilities: every value in [0, 1], and not merely logits close to 0 (a fresh head
-    gives small values of either sign; a sigmoid gives values around 0.5)."""
     values = out.detach().float()
-    return bool(values.min() >= 0.0 and values.max() <= 1.0 and values.mean() > 0.1)
+    return bool(values.min() >= 0.0 and values.max() <= 1.0)
+
+
+def _bounded_when_scaled(model: torch.nn.Module, shape: tuple[int, ...], factor: float = 10.0) -> bool:
+    """Whether the outputs stay in [0, 1] with every weight and the input scaled up: logits then leave
+    [0, 1] (a fresh head may give small values inside it by chance); a sigmoid, a softmax or a clamp
+    at the end keeps them there whatever the weights."""
+    import copy
+
+    try:
+        scaled = copy.deepcopy(model)
+        with torch.no_grad():
+            for param in scaled.parameters():
+                param.mul_(factor)
+            return _bounded(scaled(factor * torch.randn(shape)))
+    except Exception:  # a model that cannot be copied or scaled: no verdict, no complaint
+        return False
 
 
 def _gradient_problems(model: torch.nn.Module, out: torch.Tensor) -> list[str]:
