@@ -17,6 +17,15 @@ def _no_calibration(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BENCH3D2D_CALIBRATE", "0")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _library_models_registered() -> None:
+    """Built-in and packaged models register once, into the real registry, before any test swaps the
+    registry for a scratch copy (they would otherwise register into the copy and vanish with it)."""
+    from bench3d2d.models import _registry
+
+    _registry._load_library_models()
+
+
 @pytest.fixture
 def fake_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The fast fake sweep backend (tests/_sweep_fake.py), here and in worker processes.

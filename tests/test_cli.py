@@ -87,3 +87,32 @@ def test_run_defaults_are_the_converged_benchmark():
     args = build_parser().parse_args(["run"])
     assert args.profile == "standard" and args.recipe == "tuned"
     assert parse_seeds(args.seeds) == DEFAULT_SEEDS == (0, 1, 2)
+
+
+def test_the_python_api_defaults_to_the_command_lines_profile_and_recipe_set():
+    """One set of defaults: DEFAULT_PROFILE and DEFAULT_RECIPE are what run, train, pretrain and tune
+    use without options, and what the API's settings objects and plan use when not given."""
+    import inspect
+
+    from bench3d2d._defaults import DEFAULT_PROFILE, DEFAULT_RECIPE
+    from bench3d2d.commands.tune import fill_budget
+    from bench3d2d.engine import PretrainTarget, RunSettings, ssl
+    from bench3d2d.harness.sweep import PlanOptions, expand_plan
+    from bench3d2d.harness.tune import TuneSettings
+
+    assert (DEFAULT_PROFILE, DEFAULT_RECIPE) == ("standard", "tuned")
+    parser = build_parser()
+    train = ["train", "--model", "fpbnet", "--dataset", "rpd", "--out", "x"]
+    pretrain = ["pretrain", "--model", "fpbnet", "--source", "synthetic-ga-m", "--modality", "faf"]
+    for argv in (["run"], train, pretrain):
+        args = parser.parse_args(argv)
+        assert (args.profile, args.recipe) == (DEFAULT_PROFILE, DEFAULT_RECIPE), argv
+    tune = parser.parse_args(["tune", "--models", "fpbnet", "--trials", "1"])
+    fill_budget(tune, None)  # without a shipped table's budget to follow
+    assert tune.profile == DEFAULT_PROFILE
+    assert (RunSettings().profile, RunSettings().recipe) == (DEFAULT_PROFILE, DEFAULT_RECIPE)
+    assert PretrainTarget("fpbnet", "synthetic-ga-m", "faf").recipe == DEFAULT_RECIPE
+    assert inspect.signature(ssl.pretrain).parameters["profile"].default == DEFAULT_PROFILE
+    assert PlanOptions().recipe == DEFAULT_RECIPE and TuneSettings("fpbnet").profile == DEFAULT_PROFILE
+    plan = expand_plan("fpbnet", "100", "rpd", "none", "0")
+    assert {(s.profile, s.recipe) for s in plan.runs} == {(DEFAULT_PROFILE, DEFAULT_RECIPE)}

@@ -39,7 +39,7 @@ def test_a_moved_results_folder_resumes_an_interrupted_ssl_run(tmp_path, tiny, c
     study = with_slo(tmp_path / "study")
     args = ["run", "--models", "test_tiny", "--profile", "tiny", "--fractions", "100", "--seeds", "0",
             "--pretrain", "slo", "--datasets", str(study), "--pretrain-source", str(study),
-            "--no-progress"]  # fmt: skip
+            "--no-progress", "--allow-untuned"]  # fmt: skip
     out = tmp_path / "results"
     assert main([*args, "--out", str(out)]) == 0
     (run,) = (out / "runs").iterdir()

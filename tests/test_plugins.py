@@ -140,7 +140,7 @@ def test_a_model_in_one_file_trains_through_run_with_the_subprocess_executor(tmp
            "--datasets", "rpd", "--fractions", "20", "--pretrain", "none", "--profile", "smoke",
            "--seeds", "0",
            "--params", str(params), "--executor", "subprocess", "--out", str(out),
-           "--no-progress"]  # fmt: skip
+           "--no-progress", "--allow-untuned"]  # fmt: skip
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (run_dir,) = (out / "runs").iterdir()
@@ -149,3 +149,34 @@ def test_a_model_in_one_file_trains_through_run_with_the_subprocess_executor(tmp
     assert json.loads((run_dir / "spec.json").read_text())["model"] == "my_file_net"
     assert (run_dir / "worker.out").is_file()  # it ran in a worker process, which loaded the file
     assert (run_dir / "cases.csv").is_file()
+
+
+@pytest.mark.parametrize("taken", ["ipn", "fpbnet"])
+def test_a_plugin_named_like_a_built_in_is_an_error_naming_both(tmp_path, taken):
+    """Names are owned: in a fresh process (the plugin is imported before any lookup, as `--plugin`
+    does), the plugin fails naming itself and the built-in, and every built-in model stays."""
+    path = _write(tmp_path, taken)
+    env = {k: v for k, v in os.environ.items() if k not in (registry.PLUGINS_ENV, "BENCH3D2D_BACKEND")}
+    code = (
+        "import sys, bench3d2d.models as m\n"
+        "try:\n    m.load_plugin(sys.argv[1])\nexcept m.PluginError as e:\n    print('ERROR', e)\n"
+        "print('MODELS', ','.join(m.list_models()))\n"
+    )
+    proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code, str(path)],
+                          env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    error = next(line for line in proc.stdout.splitlines() if line.startswith("ERROR"))
+    assert f"model name {taken!r} is already registered by the built-in model" in error
+    assert f"plugin file {path} cannot register it again" in error
+    models = next(line for line in proc.stdout.splitlines() if line.startswith("MODELS")).split()[1]
+    assert {"fpbnet", "ipn", "ipnv2", "lachinov", "resensnet", "enface_unet"} <= set(models.split(","))
+
+
+def test_the_command_line_refuses_a_plugin_that_reuses_a_name(tmp_path, scratch, capsys):
+    path = _write(tmp_path, "ipnv2")
+    assert main(["models", "--plugin", str(path), "--json"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "'ipnv2' is already registered by the built-in model bench3d2d.baselines.ipnv2" in err
+    assert f"plugin file {path}" in err
+    assert registry.model_info("ipnv2").source.startswith("bench3d2d.baselines.ipnv2")

@@ -20,7 +20,7 @@ from bench3d2d.harness.sweep import PlanOptions, ResultsStore
 
 H, W, D = 8, 32, 16
 ARGS = ["--models", "test_tiny", "--profile", "tiny", "--fractions", "100", "--pretrain", "none",
-        "--seeds", "0", "--no-progress"]  # fmt: skip
+        "--seeds", "0", "--no-progress", "--allow-untuned"]  # fmt: skip
 
 
 @pytest.fixture

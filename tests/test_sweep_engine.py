@@ -86,7 +86,7 @@ def test_sigkill_mid_sweep_on_the_real_engine(tmp_path):
            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
     cmd = [sys.executable, "-m", "bench3d2d", "run", "--models", "test_tiny", "--fractions", "5,10,20,100",
            "--datasets", "ga", "--pretrain", "none", "--seeds", "0,1", "--profile", "tiny", "--out", str(out),
-           "--no-progress"]  # fmt: skip
+           "--no-progress", "--allow-untuned"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     store = ResultsStore(out)

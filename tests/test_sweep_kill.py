@@ -98,7 +98,7 @@ def test_sigkill_then_rerun_loses_and_repeats_nothing(tmp_path, executor, pretra
 
 # -- fault injection: SIGKILL at seeded moments over cache preparation, fitting, evaluation, report ------
 TINY = ["--models", "test_tiny", "--profile", "tiny", "--fractions", "50,100", "--pretrain", "none",
-        "--datasets", "synthetic-rpd", "--seeds", "0", "--no-progress"]  # fmt: skip
+        "--datasets", "synthetic-rpd", "--seeds", "0", "--no-progress", "--allow-untuned"]  # fmt: skip
 LEFTOVERS = ("claim.json", ".claim.json", "progress.json", "error.json")
 
 

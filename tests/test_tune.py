@@ -42,6 +42,14 @@ ROOT = TESTS.parent
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+@pytest.fixture
+def no_shipped_table(monkeypatch):
+    """No shipped tuned table, hence no shipped budget to match: a table of any budget may be written."""
+    from bench3d2d.engine import recipes
+
+    monkeypatch.setattr(recipes, "_shipped_text", lambda: None)
+
+
 def test_study_name_and_storages(tmp_path):
     assert study_name("fpbnet", "synthetic-ga-s-1", 5, "quick") == "fpbnet|synthetic-ga-s-1|5%|quick"
     assert study_name("m", "/data/x/manifest.csv", 12.5, "paper").startswith("m|manifest-")
@@ -235,7 +243,7 @@ def test_trial_settings_are_what_the_tuned_recipe_of_its_params_trains_with():
     assert trial_hparams("fpbnet", {"rounds": 3}) == {"rounds": 3}  # no recipe part: passed on as it is
 
 
-def test_tune_models_one_study_each_and_write_the_recipe_table(tmp_path, fake_env, capsys):
+def test_tune_models_one_study_each_and_write_the_recipe_table(tmp_path, fake_env, capsys, no_shipped_table):
     out, table_file = tmp_path / "results", tmp_path / "tuned.json"
     argv = ["tune", "--models", "fpb*,ipn", "--trials", "3", "--seed", "1", "--out", str(out),
             "--write-recipes", str(table_file)]  # fmt: skip
@@ -270,7 +278,9 @@ def test_tune_models_one_study_each_and_write_the_recipe_table(tmp_path, fake_en
         assert info["search_space"] == space
 
 
-def test_a_model_without_a_complete_trial_gets_no_entry(tmp_path, fake_env, monkeypatch, capsys):
+def test_a_model_without_a_complete_trial_gets_no_entry(
+    tmp_path, fake_env, monkeypatch, capsys, no_shipped_table
+):
     monkeypatch.setenv("FAKE_FAIL_MODELS", "ipn")
     table_file = tmp_path / "tuned.json"
     argv = ["tune", "--models", "fpbnet,ipn", "--trials", "2", "--out", str(tmp_path / "r"),
@@ -302,7 +312,7 @@ def test_recipe_table_rejects_what_a_recipe_cannot_hold_and_over_budget_studies(
 
 
 def test_write_recipes_refuses_a_search_space_a_recipe_cannot_hold_before_tuning(
-    tmp_path, fake_env, monkeypatch, capsys
+    tmp_path, fake_env, monkeypatch, capsys, no_shipped_table
 ):
     from dataclasses import replace
 
@@ -346,7 +356,9 @@ def test_no_trial_is_pruned_before_the_profiles_min_steps(tmp_path, fake_env):
     assert {t.state for t in study.get_trials()} == {optuna.trial.TrialState.COMPLETE}
 
 
-def test_max_steps_caps_every_trial_and_is_recorded(tmp_path, fake_env, capsys, monkeypatch):
+def test_max_steps_caps_every_trial_and_is_recorded(
+    tmp_path, fake_env, capsys, monkeypatch, no_shipped_table
+):
     """--max-steps sets the trials' step budget (not a recipe value) and goes into the table's command."""
     seen = []
     real = _sweep_fake.execute_run
@@ -384,3 +396,64 @@ def test_an_equal_budget_needs_the_same_step_budget_for_every_model(tmp_path, fa
     settings = [TuneSettings("fpbnet", trials=2, max_steps=100), TuneSettings("ipn", trials=2, max_steps=200)]
     with pytest.raises(ValueError, match="max_steps"):
         tune_models(settings, results=tmp_path, backend=_sweep_fake)
+
+
+# -- the shipped table's budget is what "equal" means for a model tuned later ---------------------------
+def _table(**studies) -> str:
+    recipes = {m: {"optimizer": "sgd", "lr": 0.05, "_study": st} for m, st in studies.items()}
+    return json.dumps({"format": "bench3d2d-tuned-recipes/1", "recipes": recipes})
+
+
+def _study(**changes):
+    from bench3d2d.models._registry import DEFAULT_SEARCH_SPACE
+
+    space = json.loads(json.dumps(DEFAULT_SEARCH_SPACE))
+    base = {"trials": 3, "profile": "standard", "max_steps": 40, "dataset": "synthetic-rpd",
+            "fraction": 100.0, "seed": 2, "search_space": space}  # fmt: skip
+    return {**base, **changes}
+
+
+def test_tune_defaults_to_the_budget_the_shipped_table_records(tmp_path, fake_env, monkeypatch, capsys):
+    """Without budget options, a model is tuned exactly as the shipped table's models were (read from
+    their _study records, so a regenerated table moves the default with it)."""
+    from bench3d2d.engine import recipes
+
+    monkeypatch.setattr(recipes, "_shipped_text", lambda: _table(ipn=_study(), fpbnet=_study()))
+    table = tmp_path / "mine.json"
+    assert (
+        main(["tune", "--models", "lachinov", "--out", str(tmp_path / "r"), "--write-recipes", str(table)])
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "the same budget as the shipped table's models" in printed
+    study = json.loads(table.read_text())["recipes"]["lachinov"]["_study"]
+    got = {k: study[k] for k in ("trials", "profile", "max_steps", "dataset", "fraction", "seed")}
+    assert got == {k: v for k, v in _study().items() if k != "search_space"}
+    assert study["search_space"] == _study()["search_space"]
+
+
+def test_a_table_to_layer_over_the_shipped_one_must_have_its_budget(tmp_path, fake_env, monkeypatch, capsys):
+    from bench3d2d.engine import recipes
+    from bench3d2d.harness.tune import shipped_budget
+
+    monkeypatch.setattr(recipes, "_shipped_text", lambda: _table(ipn=_study(), fpbnet=_study()))
+    argv = ["tune", "--models", "lachinov", "--trials", "2", "--seed", "2", "--out", str(tmp_path / "r"),
+            "--write-recipes", str(tmp_path / "t.json")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert (
+        "not the budget the shipped table's models were tuned with" in err and "trials 2 (shipped: 3)" in err
+    )
+    assert "leave those options out" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r" / "tuning.db").exists() and not list(fake_env.iterdir())  # nothing ran
+    # Tuning every shipped model too makes a complete table of one's own: any shared budget is equal.
+    argv[2] = "ipn,fpbnet,lachinov"
+    assert main(argv) == 0
+    assert "NOT the shipped table's budget" in capsys.readouterr().out
+    # Models tuned with different budgets leave no budget to call equal: --write-recipes is refused,
+    # tuning without it goes on with a note.
+    monkeypatch.setattr(recipes, "_shipped_text", lambda: _table(ipn=_study(), fpbnet=_study(trials=4)))
+    with pytest.raises(RecipeError, match="tuned with different budgets"):
+        shipped_budget()
+    assert main(argv) == 2 and "tuned with different budgets" in capsys.readouterr().err
+    assert main(argv[:-2]) == 0 and "no shipped budget to follow" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from bench3d2d.cli import main
 from bench3d2d.harness.sweep import ResultsStore
 
 ARGS = ["--models", "test_tiny", "--profile", "tiny", "--fractions", "100", "--pretrain", "none",
-        "--datasets", "rpd", "--seeds", "0", "--no-progress"]  # fmt: skip
+        "--datasets", "rpd", "--seeds", "0", "--no-progress", "--allow-untuned"]  # fmt: skip
 
 
 @pytest.fixture

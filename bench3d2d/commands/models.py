@@ -1,10 +1,11 @@
-"""``bench3d2d models``: the registered models as a table or JSON."""
+"""``bench3d2d models``: the registered models as a table or JSON; ``--check``: the tensor contract."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+from bench3d2d._defaults import DEFAULT_PROFILE
 from bench3d2d.commands._options import add_list_option
 
 
@@ -21,6 +22,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--depth", type=int, default=128, help="input depth used to count parameters")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="check each matching model against the tensor contract at the --profile's input size (output "
+        "shape and dtype, logits, gradients, its size rule); one line per model, exit 1 if any fails",
+    )
+    p.add_argument(
+        "--profile", default=DEFAULT_PROFILE, help="with --check: the profile whose depth and crop to use"
+    )
     p.set_defaults(func=run)
 
 
@@ -41,8 +51,39 @@ def describe_models(patterns: list[str], depth: int = 128) -> list[dict]:
     return rows
 
 
+def check_models(patterns: list[str], profile: str) -> dict[str, list[str]]:
+    """``{model: broken rules}`` of the matching models at the profile's depth and crop (empty: obeys)."""
+    from bench3d2d.engine.profiles import get_profile
+    from bench3d2d.models import contract_problems, list_models
+
+    prof = get_profile(profile)
+    names = list_models(patterns)
+    if not names:
+        raise LookupError(f"no registered model matches {', '.join(patterns)}")
+    return {name: contract_problems(name, *prof.crop, prof.depth) for name in names}
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """``models --check``: one line per model; exit 1 when any breaks the contract."""
+    from bench3d2d.engine.profiles import get_profile
+
+    prof = get_profile(args.profile)
+    results = check_models(args.pattern, args.profile)
+    if args.json:
+        print(json.dumps({"profile": prof.name, "problems": results}, indent=2))
+    for name, problems in results.items() if not args.json else ():
+        if problems:
+            print(f"model {name!r} breaks the tensor contract: {'; '.join(problems)}")
+        else:
+            print(f"model {name!r} obeys the tensor contract (profile {prof.name}: depth {prof.depth}, crop "
+                  f"{prof.crop[0]} x {prof.crop[1]})")  # fmt: skip
+    return 1 if any(results.values()) else 0
+
+
 def run(args: argparse.Namespace) -> int:
-    """Print the table (or JSON)."""
+    """Print the table (or JSON), or with ``--check`` the contract check."""
+    if args.check:
+        return run_check(args)
     rows = describe_models(args.pattern, args.depth)
     if args.json:
         print(json.dumps(rows, indent=2, default=str))

@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from bench3d2d._defaults import DEFAULT_PROFILE, DEFAULT_RECIPE
 from bench3d2d.commands._options import add_list_option
 
 
@@ -59,17 +60,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--profile",
-        default="standard",
+        default=DEFAULT_PROFILE,
         help="training profile: standard (trains until the validation score stops improving), "
         "smoke (a pipeline check in minutes, not a benchmark) or paper (the published "
         "protocol)",
     )
     p.add_argument(
         "--recipe",
-        default="tuned",
+        default=DEFAULT_RECIPE,
         choices=["common", "official", "tuned"],
         help="recipe set (each model's optimiser settings): common (the paper's SGD for "
         "every model), official (each baseline's published optimiser) or tuned",
+    )
+    p.add_argument(
+        "--recipes",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a tuned recipe table of your own (`bench3d2d tune --write-recipes FILE`), layered over the "
+        "shipped one for --recipe tuned; repeatable, the last given wins (default: the shipped table only)",
+    )
+    p.add_argument(
+        "--allow-untuned",
+        action="store_true",
+        help="under --recipe tuned, run models that have no tuned entry with their official or the common "
+        "recipe (default: refuse, since the others train with tuned recipes)",
     )
     p.add_argument("--out", default="results", help="results folder")
     p.add_argument(
@@ -219,7 +234,8 @@ def _plan(args: argparse.Namespace):
     from bench3d2d.harness.sweep import PlanOptions, expand_plan
 
     options = PlanOptions(hparams_for=_hparams_for(args), pretrain_source=args.pretrain_source,
-                          ssl_all_models=args.ssl_all_models, recipe=args.recipe)  # fmt: skip
+                          ssl_all_models=args.ssl_all_models, recipe=args.recipe,
+                          recipe_tables=tuple(args.recipes))  # fmt: skip
     return expand_plan(args.models, args.fractions, args.datasets, args.pretrain, args.seeds, args.profile,
                        options)  # fmt: skip
 
@@ -282,29 +298,52 @@ def print_plan(plan: Any, store: Any, jobs: int, retry_failed: bool, listing: bo
         print(line)
     for note in plan.notes:
         print(f"note: {note}")
+    for model, recipe in plan.recipes.items():
+        print(f"recipe: {model} trains with {recipe.describe()}")
     if listing:
         todo = {s.run_id for s in work.runs}
         for spec in plan.runs:
             mark = "todo" if spec.run_id in todo else store.state(spec.run_id).value
-            print(f"  {spec.run_id}  {mark:10s} {spec.benchmark:4s} {spec.label()}")
+            recipe = plan.recipes.get(spec.model)
+            label = spec.label(recipe.describe() if recipe is not None else None)
+            print(f"  {spec.run_id}  {mark:10s} {spec.benchmark:4s} {label}")
+
+
+def untuned_refusal(plan: Any, args: argparse.Namespace) -> str | None:
+    """Why the plan may not run as asked (models without a tuned entry under ``--recipe tuned``, when
+    the others train with tuned recipes), with what to do; None when it may."""
+    if not plan.untuned or args.allow_untuned:
+        return None
+    names = ",".join(plan.untuned)
+    got = "; ".join(f"{m}: {plan.recipes[m].describe()}" for m in plan.untuned)
+    return (
+        f"no tuned recipe for {names} under --recipe tuned ({got}), while the other models train with "
+        f"tuned recipes. Tune it with the shipped table's budget: `bench3d2d tune --models {names} "
+        "--write-recipes my_recipes.json` (with the same --plugin), then run with --recipes "
+        "my_recipes.json; or pass --allow-untuned to compare it untuned anyway"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Plan and run (or, with --dry-run, describe) a sweep."""
     from bench3d2d.harness.executors import SweepProgress, make_executor
-    from bench3d2d.harness.sweep import ResultsStore, get_backend, run_sweep
+    from bench3d2d.harness.sweep import ResultsStore, contract_problems, get_backend, run_sweep
 
     get_backend()  # fail fast; a site backend may register models and profiles on import
     store = ResultsStore(args.out, stale_after=args.stale_after)
     plan = _plan(args)
     problems = check_plan(plan, args)
+    refusals = [r for r in (untuned_refusal(plan, args),) if r] + contract_problems(plan)
     if args.dry_run:
         print_plan(plan, store, args.jobs, args.retry_failed, args.list)
     for line in problems:
         print(f"problem: {line}", file=sys.stderr)
+    for refusal in refusals:
+        print(f"bench3d2d: error: {refusal}", file=sys.stderr)
     if problems:
         print(f"bench3d2d: error: {len(problems)} problem(s) found before any training; nothing was run "
               "(`bench3d2d data check PATH` lists every problem of a dataset)", file=sys.stderr)  # fmt: skip
+    if problems or refusals:
         return 2
     if args.dry_run:
         return 0

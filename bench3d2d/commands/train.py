@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench3d2d._console import log_to_terminal
+from bench3d2d._defaults import DEFAULT_PROFILE, DEFAULT_RECIPE
 from bench3d2d.commands._options import add_list_option
 
 DEFAULT_CACHE = ".bench3d2d-cache"
@@ -26,19 +27,37 @@ def _hparam(text: str) -> tuple[str, Any]:
         return key.strip(), value
 
 
+def _tables(args: argparse.Namespace) -> tuple[str, ...]:
+    """``--recipes`` files as absolute paths; a missing one is an error naming it, before any work."""
+    from bench3d2d.engine.recipes import load_tuned
+
+    tables = tuple(str(Path(t).expanduser().resolve()) for t in args.recipes)
+    for table in tables:
+        load_tuned(table, must_exist=True)
+    return tables
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--profile",
-        default="standard",
+        default=DEFAULT_PROFILE,
         help="training profile: standard (trains until the validation score stops improving), "
         "smoke (a pipeline check in minutes, not a benchmark) or paper (the published "
         "protocol)",
     )
     p.add_argument(
         "--recipe",
-        default="tuned",
+        default=DEFAULT_RECIPE,
         choices=["common", "official", "tuned"],
         help="recipe set (the model's optimiser settings): common, official or tuned",
+    )
+    p.add_argument(
+        "--recipes",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a tuned recipe table of your own (`bench3d2d tune --write-recipes FILE`), layered over the "
+        "shipped one; repeatable, the last given wins (default: the shipped table only)",
     )
     p.add_argument("--seed", type=int, default=0, help="run seed")
     p.add_argument("--cache-dir", default=DEFAULT_CACHE, help="prepared-data cache")
@@ -164,6 +183,7 @@ def run_train(args: argparse.Namespace) -> int:
                     recipe=args.recipe,
                     hparams=dict(args.hparam),
                     compute=_compute(args),
+                    recipe_tables=_tables(args),
                 ),
                 RunPaths(Path(args.out), Path(args.cache_dir), args.pretrain_dir),
             )
@@ -210,9 +230,8 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
     log_to_terminal(args.quiet)
     root = Path(args.out) if args.out else Path(args.cache_dir) / "pretrain"
-    what = PretrainTarget(
-        args.model, args.source, args.modality, seed=args.seed, exclude=args.exclude, recipe=args.recipe
-    )
+    what = PretrainTarget(args.model, args.source, args.modality, seed=args.seed, exclude=args.exclude,
+                          recipe=args.recipe, recipe_tables=_tables(args))  # fmt: skip
     try:
         res = ssl.pretrain(
             what, profile=args.profile, compute=_compute(args), root=root, cache_dir=Path(args.cache_dir)

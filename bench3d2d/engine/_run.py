@@ -122,7 +122,7 @@ def train_and_evaluate(
     out_dir.mkdir(parents=True, exist_ok=True)
     model_info(target.model)  # an unknown model fails here, before any data is prepared
     base_profile = get_profile(settings.profile)
-    recipe = resolve_recipe(target.model, settings.recipe)
+    recipe = resolve_recipe(target.model, settings.recipe, tables=settings.recipe_tables)
     prof = apply_recipe(base_profile, recipe).with_overrides(settings.hparams)
     pre_label = target.pretrain_modality or "none"
     frac = _fraction_number(target.fraction)
@@ -283,6 +283,7 @@ def _pretrained_weights(
         dict(target.data_options or {}),
         dict(target.model_kwargs or {}),
         settings.recipe,
+        tuple(settings.recipe_tables),
     )
     res = ssl.pretrain(
         what,

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from bench3d2d._defaults import DEFAULT_PROFILE, DEFAULT_RECIPE
 from bench3d2d.engine._sources import CaseSource
 from bench3d2d.engine.profiles import Profile
 
@@ -81,16 +82,19 @@ class RunTarget:
 
 @dataclass(frozen=True)
 class RunSettings:
-    """How to train: a profile (name or :class:`Profile`), the ``recipe`` set (``common``, ``official``
-    or ``tuned``: the model's optimiser settings, :mod:`bench3d2d.engine.recipes`) applied over the
+    """How to train: a profile (name or :class:`Profile`; default ``standard``, as on the command line),
+    the ``recipe`` set (``common``, ``official`` or ``tuned``, the default as on the command line: the
+    model's optimiser settings, :mod:`bench3d2d.engine.recipes`) applied over the
     profile for fine-tuning and SSL pre-training, ``hparams`` overriding both for fine-tuning only, the
-    :class:`Compute` settings, and how many prediction maps per test set to save."""
+    :class:`Compute` settings, how many prediction maps per test set to save, and ``recipe_tables``: the
+    user's tuned recipe tables (``bench3d2d tune --write-recipes``) layered over the shipped one."""
 
-    profile: Profile | str = "smoke"
+    profile: Profile | str = DEFAULT_PROFILE
     hparams: Mapping[str, Any] = field(default_factory=dict)
-    recipe: str = "common"
+    recipe: str = DEFAULT_RECIPE
     compute: Compute = field(default_factory=Compute)
     n_prediction_maps: int = 3
+    recipe_tables: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,8 @@ class PretrainTarget:
     """What one SSL pre-training trains: ``model`` reconstructing ``modality`` (``slo``/``faf``)
     from the OCT of dataset ``source``, leaving out the patients of the ``exclude`` datasets
     (``None``: the source's registry metadata). ``recipe``: the recipe set whose optimiser settings
-    apply over the profile. The seeds, ``data_options``, ``model_kwargs`` and the resolved recipe (as
+    apply over the profile (``recipe_tables``: the user's tuned tables over the shipped one). The
+    seeds, ``data_options``, ``model_kwargs`` and the resolved recipe (as
     part of the profile) enter the cache key."""
 
     model: str
@@ -137,4 +142,5 @@ class PretrainTarget:
     split_seed: int = 0
     data_options: Mapping[str, Any] = field(default_factory=dict)
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
-    recipe: str = "common"
+    recipe: str = DEFAULT_RECIPE
+    recipe_tables: tuple[str, ...] = ()

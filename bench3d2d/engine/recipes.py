@@ -17,8 +17,10 @@ Three recipe sets (``RECIPE_SETS``):
   schedule, which the benchmark does not adopt, and are listed under ``not_applied``. A model with no
   official settings trains with ``common``, and the resolved recipe says so;
 * ``tuned`` — the table shipped with the library (``tuned_recipes.json`` next to this module,
-  produced by the equal-budget tuning); a model without an entry (or with an empty one) falls back
-  to ``official`` (and from there possibly to ``common``), and the resolved recipe says so.
+  produced by the equal-budget tuning), with the user's own tables (``bench3d2d tune
+  --write-recipes``; ``bench3d2d run --recipes FILE``) layered over it, the last given winning; a
+  model without an entry (or with an empty one) falls back to ``official`` (and from there possibly
+  to ``common``), and the resolved recipe says so.
 
 :func:`resolve_recipe` returns a :class:`Recipe` (values plus provenance); :func:`apply_recipe`
 applies it to a :class:`~bench3d2d.engine.profiles.Profile`. See ``docs/training.md``.
@@ -27,7 +29,7 @@ applies it to a :class:`~bench3d2d.engine.profiles.Profile`. See ``docs/training
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -41,13 +43,16 @@ __all__ = [
     "OFFICIAL_KEYS",
     "RECIPE_KEYS",
     "RECIPE_SETS",
+    "SHIPPED_TABLE",
     "TUNED_FILE",
     "Recipe",
     "RecipeError",
     "apply_recipe",
     "load_tuned",
+    "recipe_label",
     "resolve_recipe",
     "run_profile",
+    "tuned_studies",
 ]
 
 #: The named recipe sets, in fallback order from the last: tuned -> official -> common.
@@ -61,6 +66,8 @@ COMMON: dict[str, Any] = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weigh
 #: The shipped tuned table (inside the package).
 TUNED_FILE = "tuned_recipes.json"
 TUNED_FORMAT = "bench3d2d-tuned-recipes/1"
+#: How a recipe from the shipped table names its table (a user's table is named by its file name).
+SHIPPED_TABLE = "shipped table"
 
 
 class RecipeError(ValueError):
@@ -71,7 +78,9 @@ class RecipeError(ValueError):
 class Recipe:
     """A resolved recipe: the ``values`` applied to the profile, the ``recipe_set`` asked for, and
     ``source``, the set the values came from (differs from ``recipe_set`` after a fallback, explained
-    by ``note``). ``not_applied``: official settings the benchmark does not adopt (e.g. batch size)."""
+    by ``note``). ``not_applied``: official settings the benchmark does not adopt (e.g. batch size).
+    ``table``: for a tuned recipe, the table its values came from (:data:`SHIPPED_TABLE` or the file
+    name of a user's table)."""
 
     model: str
     recipe_set: str
@@ -79,6 +88,11 @@ class Recipe:
     values: Mapping[str, Any]
     note: str = ""
     not_applied: Mapping[str, Any] = field(default_factory=dict)
+    table: str = ""
+
+    def describe(self) -> str:
+        """What the run trains with, in words: ``tuned (my_recipes.json)``, ``official (no tuned entry)``."""
+        return recipe_label(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form (written into ``result.json`` as ``recipe``)."""
@@ -90,7 +104,21 @@ class Recipe:
             "values": values,
             "note": self.note,
             "not_applied": dict(self.not_applied),
+            "table": self.table,
         }
+
+
+def recipe_label(record: Mapping[str, Any] | None) -> str:
+    """A recorded recipe (``result.json``'s ``recipe``, :meth:`Recipe.to_dict`) in words: ``tuned
+    (shipped table)``, ``tuned (my_recipes.json)``, ``official (no tuned entry)``, ``common``."""
+    if not record:
+        return "not recorded"
+    asked, source = str(record.get("set") or ""), str(record.get("source") or "")
+    if source == "tuned":
+        return f"tuned ({record.get('table') or SHIPPED_TABLE})"
+    if asked and asked != source:
+        return f"{source} (no {asked} entry)"
+    return source or "not recorded"
 
 
 def _clean(values: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
@@ -111,22 +139,25 @@ def _official(model: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return _clean(defaults, RECIPE_KEYS), {}
 
 
-def load_tuned(path: Path | str | None = None) -> dict[str, dict[str, Any]]:
-    """The tuned table ``{model: recipe values}`` (default: the file shipped with the library).
+def _shipped_text() -> str | None:
+    """The text of the shipped table, or None when the package has none."""
+    resource = resources.files("bench3d2d.engine").joinpath(TUNED_FILE)
+    return resource.read_text(encoding="utf-8") if resource.is_file() else None
 
-    The file is JSON ``{"format": "bench3d2d-tuned-recipes/1", "recipes": {model: {key: value}}}``,
-    keys from ``RECIPE_KEYS`` (an ``"_study"`` key per entry, e.g. the tuning summary, is allowed and
-    not applied). A missing file is an empty table; a malformed one raises :class:`RecipeError`.
-    """
+
+def _read_table(path: Path | str | None, must_exist: bool = False) -> tuple[dict[str, Any], str]:
+    """A table file's JSON object and how to name it (``path``; None: the shipped table). A missing
+    file is an empty table, or, with ``must_exist``, a :class:`RecipeError`."""
     if path is None:
-        resource = resources.files("bench3d2d.engine").joinpath(TUNED_FILE)
-        if not resource.is_file():
-            return {}
-        text, where = resource.read_text(encoding="utf-8"), f"bench3d2d/engine/{TUNED_FILE}"
+        text, where = _shipped_text(), f"bench3d2d/engine/{TUNED_FILE}"
     else:
-        if not Path(path).exists():
-            return {}
-        text, where = Path(path).read_text(encoding="utf-8"), str(path)
+        where = str(path)
+        text = Path(path).read_text(encoding="utf-8") if Path(path).is_file() else None
+    if text is None:
+        if must_exist:
+            raise RecipeError(f"recipe table {where}: no such file (write one with `bench3d2d tune "
+                              "--write-recipes FILE`)")  # fmt: skip
+        return {"format": TUNED_FORMAT, "recipes": {}}, where
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -140,6 +171,18 @@ def load_tuned(path: Path | str | None = None) -> dict[str, dict[str, Any]]:
             f"tuned recipe table {where}: expected an object with format {TUNED_FORMAT!r} "
             "and a 'recipes' object {model: {setting: value}}"
         )
+    return data, where
+
+
+def load_tuned(path: Path | str | None = None, must_exist: bool = False) -> dict[str, dict[str, Any]]:
+    """The tuned table ``{model: recipe values}`` (default: the file shipped with the library).
+
+    The file is JSON ``{"format": "bench3d2d-tuned-recipes/1", "recipes": {model: {key: value}}}``,
+    keys from ``RECIPE_KEYS`` (an ``"_study"`` key per entry, e.g. the tuning summary, is allowed and
+    not applied). A missing file is an empty table (with ``must_exist``, an error); a malformed one
+    raises :class:`RecipeError`.
+    """
+    data, where = _read_table(path, must_exist)
     table: dict[str, dict[str, Any]] = {}
     for model, entry in data.get("recipes", {}).items():
         if not isinstance(entry, dict):
@@ -154,22 +197,48 @@ def load_tuned(path: Path | str | None = None) -> dict[str, dict[str, Any]]:
     return table
 
 
+def tuned_studies(path: Path | str | None = None) -> dict[str, dict[str, Any]]:
+    """``{model: its "_study" record}`` of a tuned table (default: the shipped one): how each entry was
+    tuned (trials, profile, max_steps, dataset, fraction, seed, search space, ...)."""
+    data, _ = _read_table(path)
+    recipes = data.get("recipes", {})
+    return {str(m): dict(e["_study"]) for m, e in recipes.items() if isinstance(e.get("_study"), dict)}
+
+
+def _tuned_entry(
+    model: str, tuned: Mapping[str, Mapping[str, Any]] | None, tables: Sequence[Path | str]
+) -> tuple[dict[str, Any], str]:
+    """The model's tuned values and the table they came from: the last of ``tables`` that has an entry,
+    else the shipped table (``tuned`` replaces the shipped table)."""
+    for path in reversed(list(tables)):
+        values = _clean(load_tuned(path, must_exist=True).get(model) or {}, RECIPE_KEYS)
+        if values:
+            return values, Path(path).name
+    table = load_tuned() if tuned is None else tuned
+    return _clean(table.get(model) or {}, RECIPE_KEYS), SHIPPED_TABLE
+
+
 def resolve_recipe(
-    model: str, recipe_set: str = "common", *, tuned: Mapping[str, Mapping[str, Any]] | None = None
+    model: str,
+    recipe_set: str = "common",
+    *,
+    tuned: Mapping[str, Mapping[str, Any]] | None = None,
+    tables: Sequence[Path | str] = (),
 ) -> Recipe:
     """The recipe of ``model`` under ``recipe_set`` (``common``, ``official`` or ``tuned``), with its
-    provenance. ``tuned`` replaces the shipped table (tests, a table being made). An unknown model
-    raises the registry's error; an unknown set raises :class:`RecipeError`."""
+    provenance. ``tables``: the user's tuned tables, layered over the shipped one (the last wins; a
+    missing file is an error). ``tuned`` replaces the shipped table (tests, a table being made). An
+    unknown model raises the registry's error; an unknown set raises :class:`RecipeError`."""
     if recipe_set not in RECIPE_SETS:
         raise RecipeError(f"unknown recipe set {recipe_set!r}; choose one of {', '.join(RECIPE_SETS)}")
     model_info(model)  # an unknown model fails here
     if recipe_set == "tuned":
-        table = load_tuned() if tuned is None else tuned
-        values = _clean(table.get(model) or {}, RECIPE_KEYS)
+        values, table_name = _tuned_entry(model, tuned, tables)
         if values:
-            return Recipe(model, "tuned", "tuned", _complete(values))
+            return Recipe(model, "tuned", "tuned", _complete(values), table=table_name)
         fallback = resolve_recipe(model, "official")
-        note = f"no tuned entry for {model}; " + (fallback.note or "its official recipe is used")
+        where = ", ".join([SHIPPED_TABLE, *(Path(t).name for t in tables)])
+        note = f"no tuned entry for {model} ({where}); " + (fallback.note or "its official recipe is used")
         return Recipe(model, "tuned", fallback.source, fallback.values, note, fallback.not_applied)
     if recipe_set == "official":
         values, left_out = _official(model)
@@ -205,7 +274,13 @@ def apply_recipe(profile: Profile, recipe: Recipe | Mapping[str, Any]) -> Profil
 
 
 def run_profile(
-    profile: Profile | str, model: str, recipe_set: str = "common", hparams: Mapping[str, Any] | None = None
+    profile: Profile | str,
+    model: str,
+    recipe_set: str = "common",
+    hparams: Mapping[str, Any] | None = None,
+    tables: Sequence[Path | str] = (),
 ) -> Profile:
-    """The profile one run trains with: ``profile`` < the model's recipe of ``recipe_set`` < ``hparams``."""
-    return apply_recipe(get_profile(profile), resolve_recipe(model, recipe_set)).with_overrides(hparams)
+    """The profile one run trains with: ``profile`` < the model's recipe of ``recipe_set`` (with the
+    user's ``tables`` over the shipped one) < ``hparams``."""
+    recipe = resolve_recipe(model, recipe_set, tables=tables)
+    return apply_recipe(get_profile(profile), recipe).with_overrides(hparams)

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from bench3d2d._defaults import DEFAULT_PROFILE
 from bench3d2d._io import atomic_write_json, safe_name
 from bench3d2d._lock import Claim
 from bench3d2d.engine import checkpoints as ckpt_io
@@ -167,7 +168,7 @@ def _lock(path: Path):
 def pretrain(
     what: PretrainTarget,
     *,
-    profile: Profile | str = "smoke",
+    profile: Profile | str = DEFAULT_PROFILE,
     compute: Compute | None = None,
     root: Path,
     cache_dir: Path,
@@ -183,7 +184,7 @@ def pretrain(
     A cached pre-training whose ``weights.pt`` or ``info.json`` cannot be read is made again (its
     fit resumes or heals, see :func:`~bench3d2d.engine.fit`); this is logged.
     """
-    recipe = resolve_recipe(what.model, what.recipe)
+    recipe = resolve_recipe(what.model, what.recipe, tables=what.recipe_tables)
     prof = apply_recipe(get_profile(profile), recipe)
     excluded_sets = (
         default_exclusions(what.source, prof.data_size, what.data_seed)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench3d2d._defaults import DEFAULT_PROFILE, DEFAULT_RECIPE
 from bench3d2d.harness._spec import PRETRAIN_CHOICES, PretrainSpec, RunSpec, normalise_fraction
 
 
@@ -168,11 +169,19 @@ def resolve_benchmarks(tokens: str | Sequence[str] | None) -> list[Benchmark]:
 
 @dataclass
 class Plan:
-    """A sweep: its runs and the SSL pre-trainings they depend on."""
+    """A sweep: its runs and the SSL pre-trainings they depend on.
+
+    ``recipes``: each model's resolved recipe (:class:`~bench3d2d.engine.recipes.Recipe`), what its
+    runs actually train with. ``untuned``: models planned under the ``tuned`` set that have no tuned
+    entry (they train with their official or the common recipe; ``bench3d2d run`` refuses them
+    unless ``--allow-untuned``).
+    """
 
     runs: list[RunSpec]
     pretrainings: list[PretrainSpec] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    recipes: dict[str, Any] = field(default_factory=dict)
+    untuned: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.runs)
@@ -190,13 +199,15 @@ class PlanOptions:
     pre-training reconstructs from for every benchmark (None: each benchmark's own).
     ``ssl_all_models`` plans SSL variants for every model, not only those tagged ``ssl``.
     ``recipe`` is the recipe set every run trains with (``common``, ``official``, ``tuned``:
-    :mod:`bench3d2d.engine.recipes`).
+    :mod:`bench3d2d.engine.recipes`); ``recipe_tables`` are the user's tuned tables (``bench3d2d tune
+    --write-recipes``), layered over the shipped one, the last winning.
     """
 
     hparams_for: HParamsFor | None = None
     pretrain_source: str | None = None
     ssl_all_models: bool = False
-    recipe: str = "tuned"
+    recipe: str = DEFAULT_RECIPE
+    recipe_tables: tuple[str, ...] = ()
 
 
 def expand_plan(
@@ -205,7 +216,7 @@ def expand_plan(
     datasets: str | Sequence[str] | None = None,
     pretrain: str | Sequence[str] | None = None,
     seeds: str | Iterable[int | str] | None = None,
-    profile: str = "standard",
+    profile: str = DEFAULT_PROFILE,
     options: PlanOptions | None = None,
 ) -> Plan:
     """Every (benchmark, model, pre-training, fraction, seed) run, in a stable order.
@@ -223,12 +234,18 @@ def expand_plan(
     get_profile(profile)  # unknown profile: clear error before anything runs
     if opts.recipe not in RECIPE_SETS:
         raise ValueError(f"unknown recipe set {opts.recipe!r}; choose one of {', '.join(RECIPE_SETS)}")
+    tables = tuple(str(Path(t).expanduser().resolve()) for t in opts.recipe_tables)
+    if tables and opts.recipe != "tuned":
+        raise ValueError(
+            f"--recipes tables hold tuned recipes; they apply to --recipe tuned, not {opts.recipe}"
+        )
     model_names = resolve_models(models)
+    plan = Plan(runs=[])
+    _resolve_recipes(plan, model_names, opts.recipe, tables)
     fracs = parse_fractions(_texts(fractions))
     seed_list = parse_seeds(_texts(seeds))
     variants = parse_pretrain(pretrain)
     benchmarks = resolve_benchmarks(datasets)
-    plan = Plan(runs=[])
     pretrain_keys: dict[str, PretrainSpec] = {}
     own_source = dataset_identity_name(opts.pretrain_source) if opts.pretrain_source else None
     for bench in benchmarks:
@@ -266,6 +283,7 @@ def expand_plan(
                             hparams=hp,
                             benchmark=bench.name,
                             recipe=opts.recipe,
+                            recipe_tables=tables,
                         )
                         plan.runs.append(spec)
                         pre = spec.pretrain_spec()
@@ -275,3 +293,35 @@ def expand_plan(
     plan.pretrainings = list(pretrain_keys.values())
     plan.notes = list(dict.fromkeys(plan.notes))
     return plan
+
+
+def _resolve_recipes(plan: Plan, models: list[str], recipe_set: str, tables: tuple[str, ...]) -> None:
+    """Fill ``plan.recipes`` (what each model trains with) and ``plan.untuned``, with a note for each
+    model that has no tuned entry under the ``tuned`` set (a missing table file raises here)."""
+    from bench3d2d.engine.recipes import resolve_recipe
+
+    for model in models:
+        recipe = resolve_recipe(model, recipe_set, tables=tables)
+        plan.recipes[model] = recipe
+        if recipe_set == "tuned" and recipe.source != "tuned":
+            plan.untuned.append(model)
+            plan.notes.append(f"{model}: {recipe.note}; its runs train with {recipe.describe()}")
+
+
+def contract_problems(plan: Plan) -> list[str]:
+    """One line per planned model that breaks the tensor contract at its runs' profile's depth and crop
+    (:func:`bench3d2d.models.check_contract`), checked before the first run so that a broken model
+    fails in seconds, naming the rule, instead of inside training."""
+    from bench3d2d.engine.profiles import get_profile
+    from bench3d2d.models import ContractError, check_contract
+
+    lines = []
+    for model, profile in dict.fromkeys((s.model, s.profile) for s in plan.runs):
+        prof = get_profile(profile)
+        try:
+            check_contract(model, *prof.crop, prof.depth)
+        except ContractError as exc:
+            lines.append(
+                f"{exc} (profile {prof.name}: depth {prof.depth}, crop {prof.crop[0]} x {prof.crop[1]})"
+            )
+    return lines

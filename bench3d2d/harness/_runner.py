@@ -259,8 +259,8 @@ def pretrain_state(pre: PretrainSpec, store: ResultsStore) -> RunState:
 
 def write_pretrain_spec(pre: PretrainSpec, store: ResultsStore) -> Path:
     folder = store.pretrain_path(pre)
-    if read_json(folder / SPEC_FILE) != {**pre.identity(), "key": pre.key}:
-        atomic_write_json(folder / SPEC_FILE, {**pre.identity(), "key": pre.key})
+    if read_json(folder / SPEC_FILE) != pre.to_dict():
+        atomic_write_json(folder / SPEC_FILE, pre.to_dict())
     return folder
 
 

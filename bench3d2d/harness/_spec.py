@@ -48,13 +48,15 @@ def profile_fingerprint(name: str) -> str:
     return short_hash(canonical_json(get_profile(name).to_dict()))[:8]
 
 
-def recipe_fingerprint(model: str, recipe: str) -> str:
-    """Short hash of ``model``'s resolved recipe of set ``recipe`` (editing the tuned table or a
-    model's official settings changes run ids, as editing a profile does). The common recipe is the
-    same for every model, so it is hashed without looking the model up."""
+def recipe_fingerprint(model: str, recipe: str, tables: tuple[str, ...] = ()) -> str:
+    """Short hash of ``model``'s resolved recipe of set ``recipe`` (with the user's tuned ``tables``
+    over the shipped one): editing the tuned table or a model's official settings changes run ids, as
+    editing a profile does; a user's table changes only the ids of the models it holds. The common
+    recipe is the same for every model, so it is hashed without looking the model up."""
     from bench3d2d.engine.recipes import COMMON, resolve_recipe
 
-    values = dict(COMMON) if recipe == "common" else dict(resolve_recipe(model, recipe).values)
+    resolved = COMMON if recipe == "common" else resolve_recipe(model, recipe, tables=tables).values
+    values = dict(resolved)
     return short_hash(canonical_json({"set": recipe, "values": values}))[:8]
 
 
@@ -62,8 +64,11 @@ def _fill_fingerprints(spec: RunSpec | PretrainSpec) -> None:
     """Set a frozen spec's ``profile_hash`` and ``recipe_hash`` where they were not given."""
     if not spec.profile_hash:
         object.__setattr__(spec, "profile_hash", profile_fingerprint(spec.profile))
+    object.__setattr__(spec, "recipe_tables", tuple(str(t) for t in spec.recipe_tables))
     if not spec.recipe_hash:
-        object.__setattr__(spec, "recipe_hash", recipe_fingerprint(spec.model, spec.recipe))
+        object.__setattr__(
+            spec, "recipe_hash", recipe_fingerprint(spec.model, spec.recipe, spec.recipe_tables)
+        )
 
 
 def normalise_fraction(value: float | str) -> float:
@@ -77,7 +82,9 @@ class RunSpec:
 
     ``fraction`` is in percent (5, 10, 20, 100). ``test_sets`` name datasets; ``"name:test"``
     means the test part of that dataset's split, a bare name the whole dataset. ``hparams``
-    holds only overrides of the model's registry defaults (empty: the defaults).
+    holds only overrides of the model's registry defaults (empty: the defaults). ``recipe_tables``:
+    the user's tuned tables over the shipped one; not part of the id (``recipe_hash`` covers the
+    values they give), recorded in ``spec.json`` so that a worker resolves the same recipe.
     """
 
     model: str
@@ -93,6 +100,7 @@ class RunSpec:
     profile_hash: str = ""
     recipe: str = "common"
     recipe_hash: str = ""
+    recipe_tables: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _fill_fingerprints(self)
@@ -134,7 +142,8 @@ class RunSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form, with its id (as stored in ``spec.json``)."""
-        return {**self.identity(), "benchmark": self.benchmark, "run_id": self.run_id}
+        tables = {"recipe_tables": list(self.recipe_tables)} if self.recipe_tables else {}
+        return {**self.identity(), "benchmark": self.benchmark, "run_id": self.run_id, **tables}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunSpec:
@@ -157,6 +166,7 @@ class RunSpec:
                 profile_hash=data.get("profile_hash", ""),
                 recipe=data.get("recipe", "common"),
                 recipe_hash=data.get("recipe_hash", ""),
+                recipe_tables=tuple(data.get("recipe_tables") or ()),
             )
         except KeyError as exc:
             raise ValueError(f"run spec lacks the field {exc.args[0]!r}") from None
@@ -179,15 +189,17 @@ class RunSpec:
             profile_hash=self.profile_hash,
             recipe=self.recipe,
             recipe_hash=self.recipe_hash,
+            recipe_tables=self.recipe_tables,
         )
 
-    def label(self) -> str:
-        """A short human-readable description."""
+    def label(self, recipe: str | None = None) -> str:
+        """A short human-readable description; ``recipe``: what the run's recipe resolves to, in words
+        (``Recipe.describe()``, e.g. ``official (no tuned entry)``), instead of the set's name."""
         pre = "scratch" if self.pretrain == "none" else f"ssl-{self.pretrain}"
         overrides = f" +{','.join(sorted(self.hparams))}" if self.hparams else ""
         return (
             f"{self.model} {pre} {self.train_dataset} {self.fraction:g}% seed {self.seed} "
-            f"{self.recipe} recipe{overrides}"
+            f"{recipe or self.recipe} recipe{overrides}"
         )
 
 
@@ -203,9 +215,16 @@ class PretrainSpec:
     profile_hash: str = ""
     recipe: str = "common"
     recipe_hash: str = ""
+    recipe_tables: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _fill_fingerprints(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``RESULTS/pretrain/<key>/spec.json`` holds: the identity, the key, and the user's recipe
+        tables when there are any (not part of the key: ``recipe_hash`` covers their values)."""
+        tables = {"recipe_tables": list(self.recipe_tables)} if self.recipe_tables else {}
+        return {**self.identity(), "key": self.key, **tables}
 
     def identity(self) -> dict[str, Any]:
         """The fields that define the pre-training (its optimiser comes from the recipe too)."""

@@ -119,7 +119,13 @@ def execute_run(
     peak_scope = _reset_peak_memory()
     result = train_and_evaluate(
         target,
-        RunSettings(profile=spec.profile, recipe=spec.recipe, hparams=dict(spec.hparams), compute=_compute()),
+        RunSettings(
+            profile=spec.profile,
+            recipe=spec.recipe,
+            hparams=dict(spec.hparams),
+            compute=_compute(),
+            recipe_tables=spec.recipe_tables,
+        ),
         RunPaths(run_dir, store.cache_dir, pretrain_dir),
         on_validation=validated,
     )
@@ -185,7 +191,9 @@ def execute_pretrain(
     """SSL pre-training of one key into ``out_dir`` (the engine's cache lives inside it)."""
     from bench3d2d.engine import PretrainTarget, ssl
 
-    what = PretrainTarget(pre.model, pre.source, pre.modality, seed=pre.seed, recipe=pre.recipe)
+    what = PretrainTarget(
+        pre.model, pre.source, pre.modality, seed=pre.seed, recipe=pre.recipe, recipe_tables=pre.recipe_tables
+    )
     res = ssl.pretrain(
         what, profile=pre.profile, compute=_compute(), root=Path(out_dir), cache_dir=store.cache_dir
     )

@@ -32,8 +32,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bench3d2d._defaults import DEFAULT_PROFILE
 from bench3d2d._io import atomic_write_json
-from bench3d2d.engine.recipes import RECIPE_KEYS, TUNED_FORMAT, RecipeError, resolve_recipe
+from bench3d2d.engine.recipes import RECIPE_KEYS, TUNED_FORMAT, RecipeError, resolve_recipe, tuned_studies
 from bench3d2d.harness._plan import Benchmark, resolve_benchmarks
 from bench3d2d.harness._spec import RunSpec, normalise_fraction, short_hash
 from bench3d2d.harness._store import ResultsStore
@@ -43,14 +44,17 @@ __all__ = [
     "OVER_BUDGET_ATTR",
     "StudySummary",
     "TuneSettings",
+    "TuningBudget",
     "TuningError",
     "best_params",
+    "budget_differences",
     "check_recipe_keys",
     "database_url",
     "load_study",
     "make_storage",
     "recipe_table",
     "resolve_dataset",
+    "shipped_budget",
     "study_name",
     "suggest",
     "summarise_study",
@@ -230,7 +234,7 @@ class TuneSettings:
     dataset: str = "ga"
     fraction: float | str = 100.0
     trials: int = 20
-    profile: str = "standard"
+    profile: str = DEFAULT_PROFILE
     seed: int = 0
     pretrain: str = "none"
     keep_checkpoints: bool = False
@@ -593,3 +597,85 @@ def recipe_table(summaries: Sequence[StudySummary], command: str) -> dict[str, A
 def write_recipe_table(path: str | Path, table: Mapping[str, Any]) -> Path:
     """Write a :func:`recipe_table` to ``path`` atomically (the old file stays whole until replaced)."""
     return atomic_write_json(path, dict(table), sort_keys=False)
+
+
+# -- the shipped table's budget: what "equal" means for a model tuned later --------------------------------
+@dataclass(frozen=True)
+class TuningBudget:
+    """The budget every model of a tuned table was tuned with, as its ``_study`` records say: trials,
+    profile, step budget, training dataset, label fraction, seed and search space."""
+
+    trials: int
+    profile: str
+    max_steps: int | None
+    dataset: str
+    fraction: float
+    seed: int
+    search_space: Mapping[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """One line: ``6 trials of profile standard (at most 200 steps a trial) on ... at 100 %, seed 0``."""
+        steps = f" (at most {self.max_steps} steps a trial)" if self.max_steps else ""
+        return (f"{self.trials} trials of profile {self.profile}{steps} on {self.dataset} at "
+                f"{self.fraction:g} %, seed {self.seed}")  # fmt: skip
+
+
+def _budget_of(study: Mapping[str, Any]) -> TuningBudget:
+    return TuningBudget(
+        trials=int(study["trials"]),
+        profile=str(study["profile"]),
+        max_steps=None if study.get("max_steps") is None else int(study["max_steps"]),
+        dataset=str(study["dataset"]),
+        fraction=float(study["fraction"]),
+        seed=int(study["seed"]),
+        search_space=_json_form(study.get("search_space") or {}),
+    )
+
+
+def _json_form(value: Any) -> Any:
+    """``value`` as JSON would give it back (tuples as lists), so that spaces compare by content."""
+    import json
+
+    return json.loads(json.dumps(value))
+
+
+def shipped_budget(path: str | Path | None = None) -> TuningBudget | None:
+    """The budget the shipped tuned table's models were tuned with (``path``: another table), read from
+    their ``_study`` records, so it follows the table whenever it is regenerated. None when the table
+    records none; a :class:`~bench3d2d.engine.recipes.RecipeError` when its models were tuned with
+    different budgets (then no budget is "the" equal one)."""
+    studies = tuned_studies(path)
+    try:
+        budgets = {model: _budget_of(study) for model, study in studies.items()}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RecipeError(f"the shipped tuned table's _study records lack a budget field ({exc})") from None
+    distinct = {repr(b) for b in budgets.values()}
+    if len(distinct) > 1:
+        raise RecipeError(
+            f"the shipped tuned table's models were tuned with different budgets: {sorted(distinct)}"
+        )
+    return next(iter(budgets.values()), None)
+
+
+def budget_differences(settings: TuneSettings, budget: TuningBudget) -> list[str]:
+    """How ``settings`` (one model's study) differ from ``budget``, one phrase each; empty when equal."""
+    from bench3d2d.models import model_info
+
+    mine = {
+        "trials": settings.trials,
+        "profile": settings.profile,
+        "max_steps": settings.max_steps,
+        "dataset": resolve_dataset(settings.dataset).train_dataset,
+        "fraction": float(settings.fraction),
+        "seed": settings.seed,
+    }
+    out = [f"{k} {v} (shipped: {getattr(budget, k)})" for k, v in mine.items() if v != getattr(budget, k)]
+    if settings.pretrain != "none":
+        out.append(f"pretrain {settings.pretrain} (shipped: none)")
+    space = _json_form(dict(model_info(settings.model).search_space))
+    if budget.search_space and space != budget.search_space:
+        out.append(
+            f"{settings.model}'s search space {space} (shipped: {budget.search_space}; register the model "
+            "without search_space to get the default one)"
+        )
+    return out

@@ -5,8 +5,10 @@ private ``_registry`` and ``_contract`` modules). The published baselines live i
 ``bench3d2d.baselines`` and register through the ``bench3d2d.models`` entry points, exactly as a
 third-party plugin does. A model in a single file of the user's needs no packaging:
 ``load_plugin("my_models.py")`` (the CLI's ``--plugin``) or ``BENCH3D2D_PLUGINS=my_models.py``.
+``check_contract`` (``bench3d2d models --check``) checks a model against the tensor contract.
 """
 
+from bench3d2d.models._check import ContractError, check_contract, contract_problems
 from bench3d2d.models._contract import InputShapeError, SizeRule
 from bench3d2d.models._registry import (
     ENTRY_POINT_GROUP,
@@ -29,12 +31,15 @@ from bench3d2d.models._registry import (
 __all__ = [
     "ENTRY_POINT_GROUP",
     "PLUGINS_ENV",
+    "ContractError",
     "DuplicateModelError",
     "InputShapeError",
     "ModelInfo",
     "PluginError",
     "SizeRule",
     "UnknownModelError",
+    "check_contract",
+    "contract_problems",
     "count_parameters",
     "create_model",
     "list_models",

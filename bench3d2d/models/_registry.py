@@ -184,8 +184,8 @@ def register_model(
         existing = _REGISTRY.get(model_name)
         if existing is not None and existing.source != info.source:
             raise DuplicateModelError(
-                f"model name {model_name!r} is already registered by {existing.source}; "
-                f"{info.source} cannot register it again (choose another name)"
+                f"model name {model_name!r} is already registered by {_origin(existing.factory)}; "
+                f"{_origin(factory)} cannot register it again (names are owned: choose another name)"
             )
         _REGISTRY[model_name] = info
         return factory
@@ -193,6 +193,18 @@ def register_model(
     if fn is not None:
         return decorate(fn)
     return decorate
+
+
+def _origin(factory: Callable[..., nn.Module]) -> str:
+    """Where a factory comes from, for messages: the built-in module, a plugin file, or a module."""
+    module_name = getattr(factory, "__module__", "") or ""
+    where = f"{module_name}:{getattr(factory, '__qualname__', '?')}"
+    if module_name.startswith(("bench3d2d.models.", "bench3d2d.baselines.")):
+        return f"the built-in model {where}"
+    path = getattr(sys.modules.get(module_name), "__file__", None)
+    if module_name.startswith("bench3d2d_plugin_") and path:
+        return f"plugin file {path}"
+    return f"module {where}"
 
 
 def _check_factory_signature(name: str, factory: Callable[..., nn.Module]) -> None:
@@ -207,7 +219,10 @@ def _check_factory_signature(name: str, factory: Callable[..., nn.Module]) -> No
 
 
 def _entry_points() -> list[metadata.EntryPoint]:
-    return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+    """The group's entry points, this library's own (the baselines) first: a third-party package that
+    reuses a baseline's name then fails to load, never the baseline."""
+    eps = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+    return sorted(eps, key=lambda ep: getattr(getattr(ep, "dist", None), "name", None) != "bench3d2d")
 
 
 def _load_entry_point(ep: metadata.EntryPoint) -> None:
@@ -226,8 +241,19 @@ def load_plugins(force: bool = False) -> None:
     """Import every module advertised in the ``bench3d2d.models`` entry-point group (once), and the
     plugins named in ``BENCH3D2D_PLUGINS`` (each once, however often the variable changes)."""
     global _ENTRY_POINTS_LOADED
+    if force:
+        _ENTRY_POINTS_LOADED = False
     _ensure_builtins()
-    if _ENTRY_POINTS_LOADED and not force:
+
+
+def _load_library_models() -> None:
+    """The built-in modules, then every entry point (once): the names they register are taken before
+    any plugin is imported, so a plugin can never replace or hide a built-in model."""
+    global _ENTRY_POINTS_LOADED
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+    _warn_if_not_installed()
+    if _ENTRY_POINTS_LOADED:
         return
     _ENTRY_POINTS_LOADED = True
     for ep in _entry_points():
@@ -235,9 +261,7 @@ def load_plugins(force: bool = False) -> None:
 
 
 def _ensure_builtins() -> None:
-    for module in BUILTIN_MODULES:
-        importlib.import_module(module)
-    _warn_if_not_installed()
+    _load_library_models()
     load_env_plugins()
 
 
@@ -261,6 +285,7 @@ def load_plugin(spec: str | os.PathLike[str]) -> ModuleType:
     the module or file (and the line) when it cannot be found or raises on import.
     """
     key = _canonical(spec)
+    _load_library_models()  # names are owned: built-ins and packaged models register first
     if key not in _PLUGINS:
         _PLUGINS[key] = _import_file(Path(key)) if _is_file(key) else _import_module(key)
     return _PLUGINS[key]
@@ -345,15 +370,6 @@ def _warn_if_not_installed() -> None:
 
 def _lookup(name: str) -> ModelInfo:
     _ensure_builtins()
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    if not _ENTRY_POINTS_LOADED:
-        # Load the plugin named like the model first, then all of them.
-        for ep in _entry_points():
-            if ep.name == name:
-                _load_entry_point(ep)
-        if name not in _REGISTRY:
-            load_plugins()
     if name in _REGISTRY:
         return _REGISTRY[name]
     if name in _ENTRY_POINT_ERRORS:

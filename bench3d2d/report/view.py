@@ -480,7 +480,8 @@ def _distinct(values: list[Any]) -> str:
 
 def training_conditions(report: Any) -> str:
     """One line naming how the board's complete runs were trained: profile, recipe set, precision,
-    seeds and torch threads (each as recorded in the runs' ``spec.json`` and ``result.json``)."""
+    seeds and torch threads (each as recorded in the runs' ``spec.json`` and ``result.json``), then
+    each model's recipe source (:func:`recipe_sources`)."""
     runs = report.collection.runs_with("complete")
     if not runs:
         return ""
@@ -490,5 +491,19 @@ def training_conditions(report: Any) -> str:
     return (
         f"Training: profile {_distinct([r.spec.get('profile') for r in runs])} · recipe set "
         f"{_distinct([r.spec.get('recipe') for r in runs])} · precision {_distinct(precision)} · "
-        f"seeds {_distinct(seeds)} · torch threads {_distinct(threads)}."
-    )
+        f"seeds {_distinct(seeds)} · torch threads {_distinct(threads)}. {recipe_sources(runs)}"
+    ).strip()
+
+
+def recipe_sources(runs: list[Any]) -> str:
+    """``Recipes: fpbnet tuned (shipped table); my_net tuned (my_recipes.json).``: what each model's
+    runs trained with, from the ``recipe`` their ``result.json`` records (empty when none does)."""
+    from bench3d2d.engine.recipes import recipe_label
+
+    by_model: dict[str, list[str]] = {}
+    for r in runs:
+        if r.result.get("recipe"):
+            by_model.setdefault(str(r.spec.get("model")), []).append(recipe_label(r.result["recipe"]))
+    if not by_model:
+        return ""
+    return "Recipes: " + "; ".join(f"{m} {_distinct(labels)}" for m, labels in sorted(by_model.items())) + "."
