@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from bench3d2d._io import remove_stale_temps
-from bench3d2d.harness._locks import DEFAULT_STALE_AFTER
+from bench3d2d._lock import DEFAULT_STALE_AFTER
 from bench3d2d.harness._plan import (
     BENCHMARKS,
     DEFAULT_DATASETS,
