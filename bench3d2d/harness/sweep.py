@@ -33,6 +33,7 @@ from bench3d2d.harness._plan import (
     parse_seeds,
     resolve_benchmarks,
     resolve_models,
+    split_list,
 )
 from bench3d2d.harness._runner import (
     BACKEND_ENV,
@@ -100,6 +101,7 @@ __all__ = [
     "run_pretrain",
     "run_sweep",
     "select_work",
+    "split_list",
 ]
 
 
