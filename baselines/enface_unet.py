@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench3d2d.models._contract import InputShapeError, SizeRule
-from bench3d2d.models._registry import register_model
+from bench3d2d import InputShapeError, register_model
+from bench3d2d.models import SizeRule
 
 #: Small ResNet (timm's "resnet10t": tiered 3-conv stem, one basic block per stage, 4.9 M
 #: parameters as an encoder), close in size to the 3-D baselines (1.5-4.7 M); any timm name works.
