@@ -107,8 +107,9 @@ class EnfaceUNet(nn.Module):
         self.encoder = timm.create_model(
             backbone, features_only=True, pretrained=False, in_chans=n_proj, **extra
         )
-        chans = list(self.encoder.feature_info.channels())
-        self.reductions = list(self.encoder.feature_info.reduction())
+        info: Any = self.encoder.feature_info  # timm's FeatureInfo (typed as a module attribute)
+        chans = list(info.channels())
+        self.reductions = list(info.reduction())
         self.stride = max(self.reductions)
         n = len(chans)
         if len(decoder_channels) < n:

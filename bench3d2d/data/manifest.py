@@ -254,7 +254,8 @@ def read_manifest(path: str | Path, name: str | None = None, confine_paths: bool
     rows = load_manifest_rows(path)
     if not rows:
         raise DataError(f"{path}: the manifest lists no scans (empty dataset)")
-    specs, seen = [], {}
+    specs: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
     for i, row in enumerate(rows, start=1):
         spec = _row_spec(row, i, path)
         if spec["scan_id"] in seen:

@@ -111,7 +111,11 @@ def _now() -> str:
 def _environment() -> dict[str, Any]:
     from bench3d2d import __version__
 
-    info = {"bench3d2d": __version__, "python": platform.python_version(), "host": socket.gethostname()}
+    info: dict[str, Any] = {
+        "bench3d2d": __version__,
+        "python": platform.python_version(),
+        "host": socket.gethostname(),
+    }
     try:
         import torch
 

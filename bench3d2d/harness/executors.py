@@ -117,8 +117,8 @@ class SweepProgress:
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self.done = 0
-        self._progress = None
-        self._overall = None
+        self._progress: Any = None  # a rich Progress while entered and enabled
+        self._overall: Any = None
         self._tasks: dict[str, Any] = {}
 
     def __enter__(self) -> SweepProgress:

@@ -269,7 +269,7 @@ def stability_text(row: dict | None) -> str:
 
 def build_sections(lb: Leaderboard, metrics: list[str], alpha: float = 0.05) -> list[Section]:
     """One :class:`Section` per (train dataset, test set, fraction), rows in the order of the first metric."""
-    out = []
+    out: list[Section] = []
     for train, test, frac in lb.sections():
         present = [m for m in lb.metrics() if not lb.family(train, test, frac, m).empty]
         board = [m for m in metrics if m in present]
