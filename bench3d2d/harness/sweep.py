@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import pandas as pd
 
 from bench3d2d._io import remove_stale_temps
 from bench3d2d._lock import DEFAULT_STALE_AFTER
+from bench3d2d.harness._devices import parallel_devices, parse_devices
 from bench3d2d.harness._plan import (
     BENCHMARKS,
     DEFAULT_DATASETS,
@@ -89,6 +90,7 @@ __all__ = [
     "estimate_seconds",
     "expand_plan",
     "get_backend",
+    "parse_devices",
     "parse_fractions",
     "parse_pretrain",
     "parse_seeds",
@@ -200,8 +202,11 @@ FALLBACK_SECONDS: dict[str, tuple[float, float]] = {
 }
 
 
-def estimate_seconds(work: Work, store: ResultsStore, jobs: int = 1) -> tuple[float, str]:
+def estimate_seconds(
+    work: Work, store: ResultsStore, jobs: int = 1, devices: Sequence[str] = ()
+) -> tuple[float, str]:
     """Estimated wall seconds for ``work`` with ``jobs`` parallel workers, and how it was estimated.
+    With a device list (``--devices``), workers that share a device do not count twice.
 
     Per model and profile: the median duration of complete runs (and pre-trainings) in this
     results folder; else the median of that profile's runs; else :data:`FALLBACK_SECONDS`.
@@ -245,7 +250,7 @@ def estimate_seconds(work: Work, store: ResultsStore, jobs: int = 1) -> tuple[fl
         x for x, used in (("timings of complete runs in the results folder", used_store),
                           ("the per-profile fallback table", used_fallback)) if used
     ) or "nothing to run"  # fmt: skip
-    return total / max(1, jobs), how
+    return total / parallel_devices(jobs, devices), how
 
 
 @dataclass
