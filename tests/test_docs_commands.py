@@ -15,10 +15,12 @@ from bench3d2d.cli import build_parser, walk_parsers
 from bench3d2d.engine.profiles import list_profiles
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Where users read commands: the README, docs/ and each published leaderboard's README.
+#: Where users read commands: the README, docs/, each published leaderboard's README (and the
+#: contributors' guide).
 DOC_FILES = sorted(
     [
         ROOT / "README.md",
+        ROOT / "CONTRIBUTING.md",
         ROOT / "leaderboard" / "README.md",
         *(ROOT / "docs").glob("*.md"),
         *(ROOT / "leaderboard").glob("*/README.md"),
@@ -265,7 +267,8 @@ def _documented(command: str, option: str, sections: list[str], used: set[tuple[
     if (command, option) in used:
         return True
     words = [rf"\b{re.escape(w)}\b" for w in command.split()]
-    return any(option in s and all(re.search(w, s) for w in words) for s in sections)
+    named = rf"{re.escape(option)}(?![\w-])"  # "--seed" is not "--seeds"
+    return any(re.search(named, s) and all(re.search(w, s) for w in words) for s in sections)
 
 
 def test_every_option_of_every_sub_command_is_documented():
