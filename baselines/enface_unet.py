@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench3d2d.models._contract import InputShapeError, SizeRule
-from bench3d2d.models._registry import register_model
+from bench3d2d import InputShapeError, register_model
+from bench3d2d.models import SizeRule
 
 #: Small ResNet (timm's "resnet10t": tiered 3-conv stem, one basic block per stage, 4.9 M
 #: parameters as an encoder), close in size to the 3-D baselines (1.5-4.7 M); any timm name works.
@@ -107,8 +107,9 @@ class EnfaceUNet(nn.Module):
         self.encoder = timm.create_model(
             backbone, features_only=True, pretrained=False, in_chans=n_proj, **extra
         )
-        chans = list(self.encoder.feature_info.channels())
-        self.reductions = list(self.encoder.feature_info.reduction())
+        info: Any = self.encoder.feature_info  # timm's FeatureInfo (typed as a module attribute)
+        chans = list(info.channels())
+        self.reductions = list(info.reduction())
         self.stride = max(self.reductions)
         n = len(chans)
         if len(decoder_channels) < n:

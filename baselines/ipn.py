@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from bench3d2d.models._contract import InputShapeError, SizeRule
-from bench3d2d.models._registry import DEFAULT_DEPTH, register_model
+from bench3d2d import InputShapeError, register_model
+from bench3d2d.models import DEFAULT_DEPTH, SizeRule
 
 PAPER = (
     "Li et al., Image projection network: 3D to 2D image segmentation in OCTA images, "

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from bench3d2d.baselines.ipn import pool_sizes
 from torch import nn
 
-from bench3d2d.models._contract import SizeRule
-from bench3d2d.models._registry import DEFAULT_DEPTH, register_model
+from bench3d2d import register_model
+from bench3d2d.models import DEFAULT_DEPTH, SizeRule
 
 PAPER = (
     "Li et al., OCTA-500: A retinal dataset for optical coherence tomography angiography study, "

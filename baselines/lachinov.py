@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench3d2d.models._contract import SizeRule
-from bench3d2d.models._registry import register_model
+from bench3d2d import register_model
+from bench3d2d.models import SizeRule
 from bench3d2d.models.layers import init_xavier_bn
 
 PAPER = (

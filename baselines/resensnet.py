@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from bench3d2d.models._contract import InputShapeError, SizeRule
-from bench3d2d.models._registry import DEFAULT_DEPTH, register_model
+from bench3d2d import InputShapeError, register_model
+from bench3d2d.models import DEFAULT_DEPTH, SizeRule
 from bench3d2d.models.fpbnet import WIDTHS, ProjectionUNet
 
 PAPER = (

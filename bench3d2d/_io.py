@@ -109,7 +109,7 @@ def remove_stale_temps(
     """
     removed: list[Path] = []
     try:
-        entries = list(os.scandir(folder))
+        entries = list(os.scandir(os.fspath(folder)))
     except (FileNotFoundError, NotADirectoryError):
         return removed
     for entry in entries:

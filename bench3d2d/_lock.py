@@ -124,8 +124,8 @@ def is_stale(info: dict[str, Any], stale_after: float = DEFAULT_STALE_AFTER) -> 
     return False
 
 
-class Claim:
-    """An exclusive claim on ``path``; use ``with Claim(p):`` (waits) or :meth:`acquire`."""
+class ClaimLock:
+    """An exclusive claim on ``path``; use ``with ClaimLock(p):`` (waits) or :meth:`acquire`."""
 
     def __init__(
         self,
@@ -245,7 +245,7 @@ class Claim:
             self.path.unlink(missing_ok=True)
         self.held = False
 
-    def __enter__(self) -> Claim:
+    def __enter__(self) -> ClaimLock:
         self.acquire(wait=True)
         return self
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 #: Sub-folders of a results folder.
 RUNS_DIR = "runs"
@@ -130,3 +132,20 @@ def verify_artefacts(
         elif sha256_file(path) != digest:
             problems.append(f"{path}: does not match the checksum in result.json (changed or truncated)")
     return problems
+
+
+#: How a board and the recipe records name the tuned table shipped with the library.
+SHIPPED_TABLE = "shipped table"
+
+
+def recipe_label(record: Mapping[str, Any] | None) -> str:
+    """A recorded recipe (``result.json``'s ``recipe``, :meth:`Recipe.to_dict`) in words: ``tuned
+    (shipped table)``, ``tuned (my_recipes.json)``, ``official (no tuned entry)``, ``common``."""
+    if not record:
+        return "not recorded"
+    asked, source = str(record.get("set") or ""), str(record.get("source") or "")
+    if source == "tuned":
+        return f"tuned ({record.get('table') or SHIPPED_TABLE})"
+    if asked and asked != source:
+        return f"{source} (no {asked} entry)"
+    return source or "not recorded"

@@ -108,3 +108,11 @@ def test_no_top_level_baselines_package_is_installed(tmp_path):
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == '[true, "bench3d2d.baselines"]'
+
+
+@pytest.mark.parametrize("below", ["bench3d2d.harness", "bench3d2d.engine"])
+def test_the_report_depends_on_neither_the_harness_nor_the_engine(below):
+    """The leaderboard only reads results: no import chain from ``report`` reaches ``below`` (the
+    third import-linter contract states the same)."""
+    graph = grimp.build_graph("bench3d2d", cache_dir=None)
+    assert not graph.chain_exists("bench3d2d.report", below, as_packages=True)

@@ -226,6 +226,21 @@ def test_baselines_come_from_the_installed_entry_points():
         assert bench3d2d.model_info(name).source.startswith(f"bench3d2d.baselines.{name}:")
 
 
+def test_baselines_import_only_the_public_model_api():
+    """The baselines are written as a plugin author writes a model: no private ``_module`` import."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "baselines"
+    private = []
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("bench3d2d"):
+                parts = [*node.module.split("."), *(alias.name for alias in node.names)]
+                private += [f"{path.name}: {node.module}" for p in parts if p.startswith("_")]
+    assert not private, private
+
+
 def test_cli_lists_all_six(capsys):
     from bench3d2d.cli import main
 

@@ -7,8 +7,9 @@ import argparse
 import pytest
 
 from bench3d2d.cli import build_parser, main, walk_parsers
-from bench3d2d.commands._options import ListAction, split_commas
+from bench3d2d.commands._options import ListAction
 from bench3d2d.commands.report import reproduce_command
+from bench3d2d.harness.sweep import split_list
 
 WORKFLOW = ["models", "data", "train", "pretrain", "run", "status", "tune", "report", "compare"]
 
@@ -63,7 +64,17 @@ def test_every_list_option_takes_commas_spaces_and_mixes():
                                       "20", "--seeds", "0-2,5"])  # fmt: skip
     assert args.models == ["ipn*", "fpbnet", "lachinov"] and args.fractions == ["5", "10", "20"]
     assert args.seeds == ["0-2", "5"] and args.datasets == ["ga", "rpd"]
-    assert split_commas("a, b,,c") == ["a", "b", "c"]
+    assert split_list("a, b,,c") == ["a", "b", "c"]
+
+
+def test_the_cli_and_the_harness_share_one_list_parser():
+    """The options' list syntax is the sweep plan's: one parser (spaces inside an item split too)."""
+    from bench3d2d.commands import _options
+
+    assert not [name for name in vars(_options) if name.startswith("split")]
+    ns = argparse.Namespace()
+    ListAction(["--x"], "x")(argparse.ArgumentParser(), ns, ["a b,c", " d"])
+    assert ns.x == split_list(["a b,c", " d"]) == ["a", "b", "c", "d"]
 
 
 def test_report_reproduce_command_uses_the_documented_list_form():

@@ -118,9 +118,28 @@ def test_check_cuda_training_step_runs_in_float32_on_cpu():
         import check_cuda
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-    row = check_cuda.train_step("fpbnet", "float32", CPU)
+    from bench3d2d.engine.profiles import SMOKE
+
+    row = check_cuda.train_step("fpbnet", "float32", CPU, steps=2, profile=SMOKE)
     assert row.ok, row.detail
-    assert "loss" in row.detail and row.check == "step fpbnet"
+    assert "loss" in row.detail and row.check == "step fpbnet" and float(row.throughput) > 0
+
+
+def test_check_cuda_help_describes_every_check():
+    """``check_cuda.py --help`` names the checks: precisions at the paper's crop, the CPU agreement and
+    its tolerances, resume in deterministic mode, throughput and peak memory, the two-device sweep."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "check_cuda.py"), "--help"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    text = " ".join(out.stdout.split())
+    expected = (
+        "paper's crop", "float32 with TF32 off", "bf16 autocast", "float16 autocast with a gradient scaler",
+        "throughput", "peak GPU memory", "same weights and the same batch", "tolerance",
+        "deterministic mode", "continues identically", "two subprocess workers on two devices",
+        "one table", "exits 0", "2 at once", "under 10 minutes", "--no-resume", "--no-sweep",
+    )  # fmt: skip
+    for words in expected:
+        assert words in text, words
 
 
 def test_worker_reads_the_acceleration_choice_from_the_environment(monkeypatch):

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from bench3d2d._io import TEMP_SUFFIX, remove_stale_temps, safe_name, temp_prefix
-from bench3d2d._lock import Claim, temp_tag
+from bench3d2d._lock import ClaimLock, temp_tag
 from bench3d2d.cli import main
 from bench3d2d.data import DataError, load_dataset, prepare, synthetic
 from bench3d2d.data.records import DataWarning
@@ -200,7 +200,7 @@ def test_prepare_waits_for_the_claim_of_the_cache_folder(tmp_path):
     key_root = prepare(ds, 8, tmp_path / "warm").root.name  # the folder name prepare will use
     root = tmp_path / "cache" / key_root
     done = threading.Event()
-    with Claim(root / ".claim.json", heartbeat=None):
+    with ClaimLock(root / ".claim.json", heartbeat=None):
         worker = threading.Thread(target=lambda: (prepare(ds, 8, tmp_path / "cache"), done.set()))
         worker.start()
         time.sleep(1.5)
@@ -220,7 +220,7 @@ def test_ssl_pretraining_lock_is_a_claim(tmp_path):
         with ssl._lock(path):
             entered.set()
 
-    with Claim(path, heartbeat=None):
+    with ClaimLock(path, heartbeat=None):
         worker = threading.Thread(target=enter)
         worker.start()
         time.sleep(1.5)

@@ -19,8 +19,8 @@ import _sweep_fake
 import pandas as pd
 import pytest
 
+from bench3d2d._lock import ClaimLock, is_stale, read_claim
 from bench3d2d.cli import main
-from bench3d2d.harness._locks import Claim, is_stale, read_claim
 from bench3d2d.harness._spec import profile_fingerprint, recipe_fingerprint
 from bench3d2d.harness.sweep import (
     BENCHMARKS,
@@ -170,9 +170,9 @@ def test_plan_with_a_registered_dataset():
 # -- claims -------------------------------------------------------------------------------------------
 def test_claim_is_exclusive_and_taken_over_when_stale(tmp_path):
     path = tmp_path / "claim.json"
-    first = Claim(path, heartbeat=None)
+    first = ClaimLock(path, heartbeat=None)
     assert first.acquire()
-    second = Claim(path, heartbeat=None)
+    second = ClaimLock(path, heartbeat=None)
     assert not second.acquire()
     info = read_claim(path)
     assert info["pid"] == os.getpid() and info["host"] == socket.gethostname() and not is_stale(info)
@@ -187,24 +187,24 @@ def test_claim_is_exclusive_and_taken_over_when_stale(tmp_path):
     )
     path.write_text(json.dumps({"host": socket.gethostname(), "pid": int(proc.stdout), "token": "x"}))
     assert is_stale(read_claim(path))
-    third = Claim(path, heartbeat=None)
+    third = ClaimLock(path, heartbeat=None)
     assert third.acquire()
     assert read_claim(path)["token"] == third.token
     third.release()
 
     # Another host: stale only when its heartbeat is old.
     path.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "y"}))
-    assert not Claim(path, stale_after=60).acquire()
+    assert not ClaimLock(path, stale_after=60).acquire()
     old = time.time() - 120
     os.utime(path, (old, old))
-    fourth = Claim(path, stale_after=60, heartbeat=None)
+    fourth = ClaimLock(path, stale_after=60, heartbeat=None)
     assert fourth.acquire()
     fourth.release()
 
 
 def test_claim_heartbeat_keeps_it_fresh(tmp_path):
     path = tmp_path / "claim.json"
-    claim = Claim(path, stale_after=60, heartbeat=0.05)
+    claim = ClaimLock(path, stale_after=60, heartbeat=0.05)
     assert claim.acquire()
     old = time.time() - 3600
     os.utime(path, (old, old))
@@ -215,7 +215,7 @@ def test_claim_heartbeat_keeps_it_fresh(tmp_path):
 
 def test_release_never_deletes_someone_elses_claim(tmp_path):
     path = tmp_path / "claim.json"
-    claim = Claim(path, heartbeat=None)
+    claim = ClaimLock(path, heartbeat=None)
     assert claim.acquire()
     path.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "theirs"}))
     claim.release()
@@ -260,7 +260,7 @@ def test_a_torn_result_is_not_complete(tmp_path, fake_env):
 def test_run_one_skips_a_run_another_worker_holds(tmp_path, fake_env):
     store = ResultsStore(tmp_path)
     store.write_spec(SPEC)
-    held = Claim(store.claim_path(SPEC.run_id), heartbeat=None)
+    held = ClaimLock(store.claim_path(SPEC.run_id), heartbeat=None)
     assert held.acquire()
     assert store.state(SPEC.run_id) is RunState.RUNNING
     outcome = run_one(SPEC, store, backend=_sweep_fake)
@@ -388,7 +388,7 @@ def test_status_shows_failed_running_incomplete_pending(tmp_path, fake_env, caps
     monkeypatch.setenv("FAKE_FAIL_MODELS", "fpbnet")
     run_one(specs[0], store)
     store.write_spec(specs[1])
-    Claim(store.claim_path(specs[1].run_id), heartbeat=None).acquire()
+    ClaimLock(store.claim_path(specs[1].run_id), heartbeat=None).acquire()
     store.write_spec(specs[2])
     (store.run_dir(specs[2].run_id) / "log.txt").write_text("interrupted")
     store.write_spec(specs[3])
@@ -416,7 +416,7 @@ def _hold(path: str, log: str, start: float, wait: bool) -> None:
     """Child process: take the claim (at ``start``), hold it briefly, log the interval."""
     while time.time() < start:
         time.sleep(0.001)
-    claim = Claim(path, heartbeat=None)
+    claim = ClaimLock(path, heartbeat=None)
     if claim.acquire(wait=wait, poll=0.01):
         t0 = time.time()
         time.sleep(0.15)

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["HelpFormatter", "ListAction", "add_list_option", "split_commas"]
-
-
-def split_commas(values: str | Iterable[str]) -> list[str]:
-    """``"a,b"`` or ``["a,b", "c"]`` -> ``["a", "b", "c"]`` (empty items dropped)."""
-    items = [values] if isinstance(values, str) else list(values)
-    return [tok.strip() for item in items for tok in str(item).split(",") if tok.strip()]
+__all__ = ["HelpFormatter", "ListAction", "add_list_option"]
 
 
 class ListAction(argparse.Action):
@@ -25,8 +19,10 @@ class ListAction(argparse.Action):
         values: str | Sequence[Any] | None,
         option_string: str | None = None,
     ) -> None:
-        """Store the comma-split, flattened items."""
-        setattr(namespace, self.dest, split_commas(values or []))
+        """Store the flattened items, split by the sweep plan's one list parser (``split_list``)."""
+        from bench3d2d.harness.sweep import split_list  # imported late: the harness is slow to import
+
+        setattr(namespace, self.dest, split_list(values or []))
 
 
 def add_list_option(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -89,11 +89,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="results", help="results folder")
     p.add_argument(
         "--executor",
-        default="local",
+        default=None,
         choices=["local", "subprocess", "slurm"],
-        help="where runs happen: in this process, one subprocess each, or submitit (SLURM)",
+        help="where runs happen: in this process, one subprocess each, or submitit (SLURM) "
+        "(default: local; subprocess with --devices)",
     )
-    p.add_argument("--jobs", type=int, default=1, help="parallel workers (subprocess and slurm executors)")
+    p.add_argument(
+        "--devices",
+        default=None,
+        metavar="cuda:0,cuda:1,...|auto",
+        help="one device per subprocess worker (each sees only its GPU); auto: every visible GPU; "
+        "a repeated name puts several workers on one GPU, cpu a worker without one "
+        "(default: none, every worker on the default device)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="parallel workers (subprocess and slurm executors) (default: the number of --devices, else 1)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the plan, what is done and a time estimate")
     p.add_argument("--list", action="store_true", help="with --dry-run: list every run")
     p.add_argument("--retry-failed", action="store_true", help="run failed runs again (default: skip them)")
@@ -273,7 +287,9 @@ def check_plan(plan: Any, args: argparse.Namespace) -> list[str]:
     return problems + plan_problems(plan)
 
 
-def print_plan(plan: Any, store: Any, jobs: int, retry_failed: bool, listing: bool = False) -> None:
+def print_plan(
+    plan: Any, store: Any, jobs: int, retry_failed: bool, listing: bool = False, devices: Sequence[str] = ()
+) -> None:
     """The ``--dry-run`` summary: sizes, what is done, what will run, a time estimate."""
     from collections import Counter
 
@@ -292,8 +308,9 @@ def print_plan(plan: Any, store: Any, jobs: int, retry_failed: bool, listing: bo
     if work.changed:
         print(f"changed data: {len(work.changed)} complete run(s) or pre-training(s) were made from other "
               "data than now; `run` refuses them, --rerun-changed redoes exactly those")  # fmt: skip
-    seconds, how = estimate_seconds(work, store, jobs=jobs)
-    print(f"estimated wall time: {_fmt_seconds(seconds)} with {jobs} worker(s) (from {how})")
+    seconds, how = estimate_seconds(work, store, jobs=jobs, devices=devices)
+    on = f" on {len(set(devices))} device(s)" if devices else ""
+    print(f"estimated wall time: {_fmt_seconds(seconds)} with {jobs} worker(s){on} (from {how})")
     for line in estimate_lines(plan, work, store, jobs):
         print(line)
     for note in plan.notes:
@@ -324,18 +341,41 @@ def untuned_refusal(plan: Any, args: argparse.Namespace) -> str | None:
     )
 
 
+def slurm_parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """submitit's parameters from the ``--slurm-*`` options: one GPU per job unless told otherwise."""
+    params: dict[str, Any] = {
+        "timeout_min": args.slurm_time,
+        "gpus_per_node": args.slurm_gpus,
+        "cpus_per_task": args.slurm_cpus,
+    }
+    if args.slurm_partition:
+        params["slurm_partition"] = args.slurm_partition
+    if args.slurm_mem:
+        params["mem_gb"] = args.slurm_mem
+    return params
+
+
 def run(args: argparse.Namespace) -> int:
     """Plan and run (or, with --dry-run, describe) a sweep."""
     from bench3d2d.harness.executors import SweepProgress, make_executor
-    from bench3d2d.harness.sweep import ResultsStore, contract_problems, get_backend, run_sweep
+    from bench3d2d.harness.sweep import ResultsStore, contract_problems, get_backend, parse_devices, run_sweep
 
     get_backend()  # fail fast; a site backend may register models and profiles on import
     store = ResultsStore(args.out, stale_after=args.stale_after)
+    devices = parse_devices(args.devices)
+    executor = make_executor(
+        args.executor or ("subprocess" if devices else "local"),
+        jobs=args.jobs,
+        devices=devices,
+        cluster=args.slurm_cluster,
+        parameters=slurm_parameters(args),
+        wait=not args.detach,
+    )  # before planning: a bad --devices or --jobs fails at once, --dry-run included
     plan = _plan(args)
     problems = check_plan(plan, args)
     refusals = [r for r in (untuned_refusal(plan, args),) if r] + contract_problems(plan)
     if args.dry_run:
-        print_plan(plan, store, args.jobs, args.retry_failed, args.list)
+        print_plan(plan, store, executor.jobs, args.retry_failed, args.list, devices)
     for line in problems:
         print(f"problem: {line}", file=sys.stderr)
     for refusal in refusals:
@@ -352,22 +392,6 @@ def run(args: argparse.Namespace) -> int:
         for note in plan.notes:
             print(f"note: {note}", file=sys.stderr)
         return 0
-    params = {
-        "timeout_min": args.slurm_time,
-        "gpus_per_node": args.slurm_gpus,
-        "cpus_per_task": args.slurm_cpus,
-    }
-    if args.slurm_partition:
-        params["slurm_partition"] = args.slurm_partition
-    if args.slurm_mem:
-        params["mem_gb"] = args.slurm_mem
-    executor = make_executor(
-        args.executor,
-        jobs=args.jobs,
-        cluster=args.slurm_cluster,
-        parameters=params,
-        wait=not args.detach,
-    )
     progress = SweepProgress(total=0, enabled=False if args.no_progress else None)
     from bench3d2d.harness.sweep import select_work
 

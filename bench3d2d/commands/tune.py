@@ -209,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     on_study = None if args.json else (lambda s: print(_model_line(s), flush=True))
     summaries = tune_models(settings, storage=args.storage, results=args.out, backend=backend,
                             on_study=on_study)  # fmt: skip
-    command = reproducing_command(args, settings[0].fraction)
+    command = reproducing_command(args, float(settings[0].fraction))
     not_tuned = [s.model for s in summaries if s.best_params is None]
     if args.write_recipes:
         write_recipe_table(args.write_recipes, recipe_table(summaries, command))

@@ -30,7 +30,7 @@ import numpy as np
 
 from bench3d2d._io import atomic_write_json, make_temp_dir, remove_stale_temps, removed_on_failure
 from bench3d2d._io import safe_name as _safe
-from bench3d2d._lock import Claim
+from bench3d2d._lock import ClaimLock
 from bench3d2d.data.preprocess import preprocess_scan
 from bench3d2d.data.records import DataError, Dataset, Scan, ScanRef
 
@@ -212,7 +212,10 @@ def prepare(
     metas = _valid_entries(root, dataset)
     if metas is not None and _indexed(root, list(metas)):
         return PreparedDataset(dataset.name, key, root, list(metas), metas)  # nothing to write
-    with removed_on_failure(root), Claim(root / CLAIM_NAME, heartbeat=30.0, note=f"prepare {dataset.name}"):
+    with (
+        removed_on_failure(root),
+        ClaimLock(root / CLAIM_NAME, heartbeat=30.0, note=f"prepare {dataset.name}"),
+    ):
         metas = {}
         for item in dataset.items:
             fingerprint = getattr(item, "fingerprint", "")

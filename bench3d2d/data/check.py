@@ -154,7 +154,8 @@ def _check_manifest(path: Path, options: CheckOptions, report: CheckReport) -> N
 
 def _row_specs(rows: list[dict[str, Any]], path: Path, report: CheckReport) -> list[dict[str, Any]]:
     """Each row's checked header (a bad row is a problem and left out); duplicate ids are problems."""
-    specs, seen = [], {}
+    specs: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
     for i, row in enumerate(rows, start=1):
         try:
             spec = manifest_row(row, i, path)

@@ -292,11 +292,11 @@ def _fingerprint(path: Path) -> str:
 
 def read_vol_dataset(paths: Sequence[str | Path], name: str = "heyex", localizer: str = "auto") -> Dataset:
     """A lazy dataset of ``.vol`` files: headers are read now, volumes when a scan is loaded."""
-    paths = [Path(p) for p in paths]
-    if not paths:
+    files = [Path(p) for p in paths]
+    if not files:
         raise DataError(f"dataset {name!r}: no .vol files given")
     headers = []
-    for p in paths:
+    for p in files:
         h = read_vol_header(p)
         headers.append((p, h, _patient_id(h, p), _eye(h)))
     # visits: order files of the same (patient, eye) by visit date, exam time, file name
@@ -324,5 +324,5 @@ def read_vol_dataset(paths: Sequence[str | Path], name: str = "heyex", localizer
         )
         for p, _h, pid, eye in headers
     ]
-    where = "|".join(sorted(str(p.resolve()) for p in paths))
+    where = "|".join(sorted(str(p.resolve()) for p in files))
     return Dataset(name, items, namespace=f"heyex_{name}_{hashlib.sha1(where.encode()).hexdigest()[:10]}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,16 +43,17 @@ def read_volume(path: str | Path, where: str = "") -> tuple[np.ndarray, tuple[fl
     if not path.is_file():
         raise DataError(f"{loc}volume file not found: {path}")
     suffix = suffix_of(path)
-    zooms = None
+    zooms: tuple[float, float, float] | None = None
     try:
         if suffix == ".npy":
             arr = np.load(path, mmap_mode="r", allow_pickle=False)
         elif suffix in (".nii", ".nii.gz"):
             import nibabel as nib
 
-            img = nib.load(str(path))
+            img: Any = nib.load(str(path))  # a NIfTI image (nibabel's stubs type it as any image)
             arr = np.asarray(img.dataobj)
-            zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+            z = [float(v) for v in img.header.get_zooms()[:3]]
+            zooms = (z[0], z[1], z[2]) if len(z) == 3 else None
         elif suffix in (".tif", ".tiff"):
             import tifffile
 

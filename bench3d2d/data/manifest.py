@@ -323,7 +323,8 @@ def read_manifest(path: str | Path, name: str | None = None, confine_paths: bool
         raise DataError(fatal[0])
     for line in ignored:
         warnings.warn(line, DataWarning, stacklevel=2)
-    specs, seen = [], {}
+    specs: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
     for i, row in enumerate(rows, start=1):
         spec = _row_spec(row, i, path)
         if spec["scan_id"] in seen:

@@ -53,7 +53,7 @@ def find_subsets(root: Path) -> list[tuple[Path, float | None]]:
     root = Path(root)
     if _is_subset(root):
         return [(root, SUBSET_NAMES.get(root.name.lower()))]
-    found = []
+    found: list[tuple[Path, float | None]] = []
     for child in sorted(p for p in root.iterdir() if p.is_dir()):
         if child.name.lower() in SUBSET_NAMES and _is_subset(child):
             found.append((child, SUBSET_NAMES[child.name.lower()]))

@@ -11,6 +11,7 @@ between RPE and EZ; drusen lift the RPE; retinal vessels cast shadows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -116,12 +117,15 @@ def render_oct(
     far = np.full_like(bm, 1e6)
     vessel_top = gcl_top - 0.5 * inp.nfl_mm * px
     ez_refl = REFL["ez"] * (1 - inp.ga) * (1 - np.clip(inp.rpd_mm / 0.02, 0, 0.8))
-    ilm, gcl_top, ipl_top, inl_top, opl_top, onl_top, is_top, ez_top, iz_top, rpd_top, rpe_top = (
+    # float32 copies of the float64 surfaces (the names are rebound on purpose)
+    ilm, gcl_top, ipl_top, inl_top, opl_top, onl_top, is_top, ez_top, iz_top, rpd_top, rpe_top = (  # type: ignore[assignment]
         a.astype(np.float32)
         for a in (ilm, gcl_top, ipl_top, inl_top, opl_top, onl_top, is_top, ez_top, iz_top, rpd_top, rpe_top)
     )
-    drusen_top, bm, chor_bot, far = (a.astype(np.float32) for a in (drusen_top, bm, chor_bot, far))
-    layers = [  # name, top, bottom, reflectivity (scalar or (H, W)), attenuation (scalar or (H, W))
+    drusen_top, bm, chor_bot, far = (a.astype(np.float32) for a in (drusen_top, bm, chor_bot, far))  # type: ignore[assignment]
+    layers: list[
+        tuple[str, np.ndarray, np.ndarray, Any, Any]
+    ] = [  # name, top, bottom, reflectivity (scalar or (H, W)), attenuation (scalar or (H, W))
         ("nfl", ilm, gcl_top, REFL["nfl"], MU["nfl"]),
         ("gcl", gcl_top, ipl_top, REFL["gcl"], MU["gcl"]),
         ("ipl", ipl_top, inl_top, REFL["ipl"], MU["ipl"]),

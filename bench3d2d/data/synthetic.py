@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 
@@ -88,7 +89,7 @@ class Difficulty:
             raise ValueError(
                 f"unknown difficulty knob(s) {sorted(unknown)}; known: {', '.join(sorted(names))}"
             )
-        conv = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+        conv: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
         return replace(cls(), **conv)
 
 
@@ -158,7 +159,7 @@ class _EyeFields:
     nfl: np.ndarray  # B-scan grid
     sag: float
     wave: np.ndarray  # B-scan grid
-    lesions: object  # GA lesions (``ga_lesions``) or RPD deposits per visit (``rpd_deposits``)
+    lesions: Any  # GA lesions (``ga_lesions``) or RPD deposits per visit (``rpd_deposits``)
 
     def to_grid(self, fine: np.ndarray) -> np.ndarray:
         """A fine-grid map area-averaged onto the B-scan grid."""
@@ -212,6 +213,7 @@ def _eye_fields(
     # retina shape: bowl (deepest at the fovea), tilt, smooth waviness; per eye
     sag = rng.uniform(0.1, 0.28) / 9.0
     wave = 0.02 * smooth_field(rng, (H, W), W / 2)
+    lesions: Any  # GALesions, or the RPD deposits of each visit
     if preset.lesion == "ga":
         knobs = {k: getattr(diff, k) for k in ("ga_rpe_loss", "ga_hypertransmission", "ga_outer_thinning")}
         lesions = ga_lesions(rng, grid, severity, knobs, n_visits)

@@ -91,7 +91,7 @@ def evaluate_case(
     and ``interrater_dice`` between the first two.
     """
     pred = prob > THRESHOLD
-    per_rater = {k: case_metrics(pred, ref > 0.5, spacing) for k, ref in refs.items()}
+    per_rater = {k: case_metrics(pred, ref > 0.5, tuple(spacing)) for k, ref in refs.items()}
     if len(per_rater) == 1:
         return next(iter(per_rater.values()))
     out: dict[str, float] = {}

@@ -138,7 +138,7 @@ def ensemble_probs(
     try:
         for group in _batches(source, case_ids if case_ids is not None else source.case_ids, max(1, batch)):
             x_cpu = torch.from_numpy(np.stack([x for _, x in group])[:, None])
-            total = None
+            total: torch.Tensor | None = None
             for m in models:
                 dev = next(m.parameters()).device
                 x = x_cpu.to(dev)
@@ -148,6 +148,7 @@ def ensemble_probs(
                     logits = m(x)
                 p = torch.sigmoid(logits.float())[:, 0].cpu()
                 total = p if total is None else total + p
+            assert total is not None  # models is not empty
             mean = (total / len(models)).numpy()
             for (cid, _), prob in zip(group, mean):
                 yield cid, prob

@@ -60,7 +60,7 @@ def _write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
 
 
 def _save_npz_atomic(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))
+    atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays))  # type: ignore[arg-type]
 
 
 def long_table(
@@ -242,7 +242,8 @@ def _prepare_data(
             overlap = [c for c in src.case_ids if patient_of(c) in seen]
             if overlap:
                 removed[name] = overlap
-                src = src.subset([c for c in src.case_ids if c not in set(overlap)])
+                # a source that knows patients can also subset (ArrayCases, PreparedDataset)
+                src = src.subset([c for c in src.case_ids if c not in set(overlap)])  # type: ignore[attr-defined]
                 log.warning(
                     "test set %s: removed %d cases of patients used for training/validation",
                     name,

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ctypes
 import platform
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -153,10 +154,11 @@ class FastConv3d(nn.Conv3d):
             y = super().forward(x)
             return y.contiguous(memory_format=CL3D) if self.channels_last else y
         w, b, g = self.weight, self.bias, self.groups
-        (sh, sw, sd), (ph, pw, pd), (dh, dw, dd) = self.stride, self.padding, self.dilation
+        padding = cast(tuple[int, int, int], self.padding)  # conv_path sent "same"/"valid" to CONV3D
+        (sh, sw, sd), (ph, pw, pd), (dh, dw, dd) = self.stride, padding, self.dilation
         B, _, H, W, D = x.shape
         if path == UNFOLD:  # the taps as channels, (B, Ho, Wo, Do, T): one matrix product
-            y = _unfold_conv(x, w, self.stride, self.padding, self.dilation)
+            y = _unfold_conv(x, w, self.stride, padding, self.dilation)
             return _reshaped(F.linear(y, w.flatten(1), b), _to_5d, _from_5d)
         if path == POINTWISE:  # (B, H, W, D, C) is a contiguous view: one matrix product
             return _reshaped(F.linear(_from_5d(x), w.flatten(1), b), _to_5d, _from_5d)
@@ -249,7 +251,7 @@ def accelerate(model: nn.Module, channels_last: bool | None = None) -> nn.Module
     for module in model.modules():
         if type(module) is nn.Conv3d or type(module) is FastConv3d:
             module.__class__ = FastConv3d
-            module.channels_last = bool(channels_last)
+            module.channels_last = bool(channels_last)  # type: ignore[assignment]  # now a FastConv3d
         elif channels_last and _swappable(module):
             module.__class__ = _SWAPS[type(module)]
     return model

@@ -37,6 +37,7 @@ from typing import Any
 
 from bench3d2d.engine.profiles import Profile, get_profile
 from bench3d2d.models import model_info
+from bench3d2d.results import SHIPPED_TABLE, recipe_label
 
 __all__ = [
     "COMMON",
@@ -67,7 +68,6 @@ COMMON: dict[str, Any] = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weigh
 TUNED_FILE = "tuned_recipes.json"
 TUNED_FORMAT = "bench3d2d-tuned-recipes/1"
 #: How a recipe from the shipped table names its table (a user's table is named by its file name).
-SHIPPED_TABLE = "shipped table"
 
 
 class RecipeError(ValueError):
@@ -106,19 +106,6 @@ class Recipe:
             "not_applied": dict(self.not_applied),
             "table": self.table,
         }
-
-
-def recipe_label(record: Mapping[str, Any] | None) -> str:
-    """A recorded recipe (``result.json``'s ``recipe``, :meth:`Recipe.to_dict`) in words: ``tuned
-    (shipped table)``, ``tuned (my_recipes.json)``, ``official (no tuned entry)``, ``common``."""
-    if not record:
-        return "not recorded"
-    asked, source = str(record.get("set") or ""), str(record.get("source") or "")
-    if source == "tuned":
-        return f"tuned ({record.get('table') or SHIPPED_TABLE})"
-    if asked and asked != source:
-        return f"{source} (no {asked} entry)"
-    return source or "not recorded"
 
 
 def _clean(values: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ import torch
 
 from bench3d2d._defaults import DEFAULT_PROFILE
 from bench3d2d._io import atomic_write_json, safe_name
-from bench3d2d._lock import Claim
+from bench3d2d._lock import ClaimLock
 from bench3d2d.engine import checkpoints as ckpt_io
 from bench3d2d.engine._fit import FitResult, build_model, fit
 from bench3d2d.engine._sources import CaseSource
@@ -161,7 +161,7 @@ def default_exclusions(source: str, size: str = "quick", seed: int = 0) -> list[
 @contextlib.contextmanager
 def _lock(path: Path):
     """A claim (the library's one lock scheme), so that concurrent runs pre-train a key only once."""
-    with Claim(path, note="SSL pre-training"):
+    with ClaimLock(path, note="SSL pre-training"):
         yield
 
 

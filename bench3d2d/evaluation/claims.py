@@ -254,7 +254,9 @@ def _gains(claim: Claim, cases: pd.DataFrame, units: pd.DataFrame, pattern: str)
             continue
         c, u = _in_section(cases, section, claim.metric), _in_section(units, section, claim.metric)
         base = _best_baseline(c, claim.model, higher)
-        for v in _pretrains(c, claim.model, claim.pretrain) if base is not None else []:
+        if base is None:
+            continue
+        for v in _pretrains(c, claim.model, claim.pretrain):
             both = pd.concat(
                 {"a": _entry_series(u, (claim.model, v)), "b": _entry_series(u, base)}, axis=1
             ).dropna()

@@ -2,5 +2,5 @@
 
 Public modules: ``sweep`` (plan and run a sweep), ``executors`` (in-process, subprocess, SLURM),
 ``tune`` (Optuna). Private machinery: ``_spec`` (run specs and ids), ``_plan`` (expanding a sweep),
-``_store`` (the results folder), ``_locks`` (claim files), ``_worker`` (one run in a worker).
+``_store`` (the results folder), ``_runner`` (one item under its claim), ``_worker`` (one run in a worker).
 """

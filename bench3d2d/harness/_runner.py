@@ -34,7 +34,7 @@ import pandas as pd
 
 from bench3d2d._console import log_to_file
 from bench3d2d._io import atomic_write_json, disk_error_line, disk_write_error, remove_stale_temps
-from bench3d2d.harness._locks import Claim, claim_alive
+from bench3d2d._lock import ClaimLock, claim_alive
 from bench3d2d.harness._spec import (
     PretrainSpec,
     RunSpec,
@@ -111,7 +111,11 @@ def _now() -> str:
 def _environment() -> dict[str, Any]:
     from bench3d2d import __version__
 
-    info = {"bench3d2d": __version__, "python": platform.python_version(), "host": socket.gethostname()}
+    info: dict[str, Any] = {
+        "bench3d2d": __version__,
+        "python": platform.python_version(),
+        "host": socket.gethostname(),
+    }
     try:
         import torch
 
@@ -201,7 +205,7 @@ def run_one(
     if store.is_complete(run_id):
         return Outcome("run", run_id, "skipped", label)
     folder = store.write_spec(spec)
-    claim = Claim(folder / CLAIM_FILE, stale_after=store.stale_after, note=label)
+    claim = ClaimLock(folder / CLAIM_FILE, stale_after=store.stale_after, note=label)
     if not claim.acquire():
         return Outcome("run", run_id, "busy", label, error=f"held by {claim.holder()}")
     try:
@@ -292,7 +296,7 @@ def run_pretrain(
     label = pre.label()
     if pretrain_state(pre, store) is RunState.COMPLETE:
         return Outcome("pretrain", pre.key, "skipped", label)
-    claim = Claim(folder / CLAIM_FILE, stale_after=store.stale_after, note=label)
+    claim = ClaimLock(folder / CLAIM_FILE, stale_after=store.stale_after, note=label)
     if not claim.acquire(wait=wait, poll=2.0):
         return Outcome("pretrain", pre.key, "busy", label, error=f"held by {claim.holder()}")
     try:

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from bench3d2d._io import atomic_write_bytes, atomic_write_json
-from bench3d2d.harness._locks import DEFAULT_STALE_AFTER, claim_alive
+from bench3d2d._lock import DEFAULT_STALE_AFTER, claim_alive
 from bench3d2d.harness._spec import PretrainSpec, RunSpec
 from bench3d2d.results import (
     ARTEFACTS_KEY,

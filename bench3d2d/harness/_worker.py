@@ -10,7 +10,7 @@ backend), then found in the cache by the run.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,7 +149,7 @@ def execute_run(
     return cases
 
 
-def validation_history(history: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def validation_history(history: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The fit's validation history as ``result.json`` records it: ``step``, mean training ``loss`` since
     the previous validation, and validation ``score`` (Dice; SSIM for a pre-training), one per validation."""
     return [{"step": int(h["step"]), "loss": float(h["loss"]), "score": float(h["score"])} for h in history]

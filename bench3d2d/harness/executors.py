@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench3d2d._console import progress_bar
+from bench3d2d.harness._devices import device_env
 from bench3d2d.harness._runner import (
     Outcome,
     ProgressFn,
@@ -117,8 +118,8 @@ class SweepProgress:
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self.done = 0
-        self._progress = None
-        self._overall = None
+        self._progress: Any = None  # a rich Progress while entered and enabled
+        self._overall: Any = None
         self._tasks: dict[str, Any] = {}
 
     def __enter__(self) -> SweepProgress:
@@ -188,6 +189,7 @@ class LocalExecutor:
     """Runs every item one after the other in this process (the default)."""
 
     name = "local"
+    jobs = 1
 
     def __init__(self, backend: Any = None) -> None:
         self.backend = backend
@@ -208,23 +210,42 @@ class SubprocessExecutor:
     """One ``python -m bench3d2d run-one`` process per item, ``jobs`` at a time.
 
     A crash of the worker (segfault, out of memory, a kill) is recorded as that run's failure;
-    memory is returned to the system after every run.
+    memory is returned to the system after every run. With ``devices`` (``("cuda:0", "cuda:1")``)
+    each worker slot has its own device, the ``i``-th slot ``devices[i % len(devices)]``, and its
+    worker sees only that GPU; ``jobs`` defaults to the number of devices.
     """
 
     name = "subprocess"
 
-    def __init__(self, jobs: int = 1, python: str | None = None, poll: float = 0.2) -> None:
+    def __init__(
+        self,
+        jobs: int | None = None,
+        python: str | None = None,
+        poll: float = 0.2,
+        devices: Sequence[str] = (),
+    ) -> None:
+        jobs = (len(devices) or 1) if jobs is None else jobs
         if jobs < 1:
             raise ValueError(f"--jobs must be at least 1, not {jobs}")
         self.jobs = jobs
+        self.devices = tuple(devices)
         self.python = python or sys.executable
         self.poll_every = poll
+        for device in self.devices:  # an impossible device fails now, not in the first worker
+            device_env(device, os.environ)
 
-    def _env(self) -> dict[str, str]:
-        """The workers' environment: the cores shared out between the ``jobs`` workers, and every
-        model plugin this process loaded (``--plugin``) or was told of (``BENCH3D2D_PLUGINS``)."""
+    def slot_device(self, slot: int) -> str | None:
+        """The device of worker slot ``slot`` (None: no device list, the worker's default)."""
+        return self.devices[slot % len(self.devices)] if self.devices else None
+
+    def _env(self, device: str | None = None) -> dict[str, str]:
+        """The workers' environment: the cores shared out between the ``jobs`` workers, the slot's
+        device alone (``CUDA_VISIBLE_DEVICES``), and every model plugin this process loaded
+        (``--plugin``) or was told of (``BENCH3D2D_PLUGINS``)."""
         env = dict(os.environ)
         env.setdefault(THREADS_ENV, str(max(1, (os.cpu_count() or 1) // self.jobs)))
+        if device is not None:
+            env.update(device_env(device, os.environ))
         plugins = plugin_specs()
         if plugins:
             env[PLUGINS_ENV] = os.pathsep.join(plugins)
@@ -241,21 +262,17 @@ class SubprocessExecutor:
     def map(self, items: Sequence[Item], store: ResultsStore, progress: SweepProgress) -> list[Outcome]:
         """Run the items in worker processes and collect their outcomes."""
         queue = list(items)
-        running: dict[str, tuple[Item, subprocess.Popen, Path]] = {}
+        running: dict[str, tuple[Item, subprocess.Popen, Path, int]] = {}
         results: dict[str, Outcome] = {}
         try:
             while queue or running:
                 while queue and len(running) < self.jobs:
                     item = queue.pop(0)
-                    folder = _prepare(item, store)
-                    out_path = folder / "worker.out"
-                    with open(out_path, "ab") as out:
-                        proc = subprocess.Popen(
-                            self.command(item, store), stdout=out, stderr=subprocess.STDOUT, env=self._env()
-                        )
-                    running[_ident(item)] = (item, proc, out_path)
+                    slot = min(set(range(self.jobs)) - {r[3] for r in running.values()})
+                    proc, out_path = self._start(item, store, slot)
+                    running[_ident(item)] = (item, proc, out_path, slot)
                     progress.start(_ident(item), item.label())
-                for key, (item, proc, out_path) in list(running.items()):
+                for key, (item, proc, out_path, _slot) in list(running.items()):
                     progress.poll(key, _folder(item, store))
                     if proc.poll() is None:
                         continue
@@ -271,11 +288,25 @@ class SubprocessExecutor:
                     progress.finish(key, outcome)
                 time.sleep(self.poll_every)
         finally:
-            for _, proc, _ in running.values():
+            for _, proc, _, _ in running.values():
                 proc.terminate()
-            for _, proc, _ in running.values():
+            for _, proc, _, _ in running.values():
                 proc.wait()
         return [results[_ident(i)] for i in items if _ident(i) in results]
+
+    def _start(self, item: Item, store: ResultsStore, slot: int) -> tuple[subprocess.Popen, Path]:
+        """Start the worker of ``item`` in worker slot ``slot`` (on that slot's device)."""
+        folder = _prepare(item, store)
+        out_path = folder / "worker.out"
+        device = self.slot_device(slot)
+        with open(out_path, "ab") as out:
+            if device is not None:
+                out.write(f"[bench3d2d] worker slot {slot} on {device}\n".encode())
+                out.flush()
+            proc = subprocess.Popen(
+                self.command(item, store), stdout=out, stderr=subprocess.STDOUT, env=self._env(device)
+            )
+        return proc, out_path
 
 
 def _parse_outcome(out_path: Path, item: Item) -> Outcome | None:
@@ -386,18 +417,28 @@ def _submitit_work(
 EXECUTORS = {"local": LocalExecutor, "subprocess": SubprocessExecutor, "slurm": SlurmExecutor}
 
 
-def make_executor(name: str, jobs: int = 1, **options: Any) -> Any:
-    """An executor by name (``local``, ``subprocess``, ``slurm``)."""
+def make_executor(name: str, jobs: int | None = None, **options: Any) -> Any:
+    """An executor by name (``local``, ``subprocess``, ``slurm``). ``devices`` (subprocess only):
+    one device per worker slot, and ``jobs`` defaults to their number (else to 1)."""
     if name not in EXECUTORS:
         raise ValueError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+    devices = tuple(options.get("devices") or ())
+    if devices and name != "subprocess":
+        where = (
+            "SLURM gives each job its own GPUs (--slurm-gpus)"
+            if name == "slurm"
+            else "it runs in this process"
+        )
+        raise ValueError(f"--devices needs --executor subprocess (the {name} executor: {where})")
+    if name == "subprocess":
+        return SubprocessExecutor(jobs=jobs, python=options.get("python"), devices=devices)
+    jobs = 1 if jobs is None else jobs
     if name == "local":
         if jobs != 1:
             raise ValueError(
                 "the local executor runs one run at a time; use --executor subprocess for --jobs > 1"
             )
         return LocalExecutor(backend=options.get("backend"))
-    if name == "subprocess":
-        return SubprocessExecutor(jobs=jobs, python=options.get("python"))
     return SlurmExecutor(
         jobs=jobs,
         folder=options.get("folder"),

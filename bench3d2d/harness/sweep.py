@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench3d2d._io import remove_stale_temps
+from bench3d2d._lock import DEFAULT_STALE_AFTER
+from bench3d2d.harness._devices import parallel_devices, parse_devices
 from bench3d2d.harness._estimate import Estimator, longest_first, makespan, step_scale
-from bench3d2d.harness._locks import DEFAULT_STALE_AFTER
 from bench3d2d.harness._plan import (
     BENCHMARKS,
     DEFAULT_DATASETS,
@@ -33,6 +34,7 @@ from bench3d2d.harness._plan import (
     parse_seeds,
     resolve_benchmarks,
     resolve_models,
+    split_list,
 )
 from bench3d2d.harness._runner import (
     BACKEND_ENV,
@@ -90,6 +92,7 @@ __all__ = [
     "estimate_seconds",
     "expand_plan",
     "get_backend",
+    "parse_devices",
     "parse_fractions",
     "parse_pretrain",
     "parse_seeds",
@@ -102,6 +105,7 @@ __all__ = [
     "run_pretrain",
     "run_sweep",
     "select_work",
+    "split_list",
 ]
 
 
@@ -254,11 +258,14 @@ def item_seconds(
     return runs, pres, " and ".join(how) or "nothing to run"
 
 
-def estimate_seconds(work: Work, store: ResultsStore, jobs: int = 1) -> tuple[float, str]:
+def estimate_seconds(
+    work: Work, store: ResultsStore, jobs: int = 1, devices: Sequence[str] = ()
+) -> tuple[float, str]:
     """Estimated wall seconds for ``work`` with ``jobs`` parallel workers, and how it was estimated: the
-    makespan of the longest-first schedule of the items' estimated seconds (``_estimate``)."""
+    makespan of the longest-first schedule of the items' estimated seconds (``_estimate``). With a device
+    list (``--devices``), workers that share a device do not count twice."""
     runs, pres, how = item_seconds(work, store, jobs)
-    return makespan(pres.values(), runs.values(), jobs), how
+    return makespan(pres.values(), runs.values(), parallel_devices(jobs, devices)), how
 
 
 @dataclass

@@ -181,7 +181,7 @@ def suggest(trial: Any, space: Mapping[str, tuple]) -> dict[str, Any]:
 
 def _conditional_range(name: str, ranges: Mapping[str, Any], params: Mapping[str, Any]) -> tuple:
     """``(lo, hi)`` of a conditional entry for the value already drawn for ``ranges["given"]``."""
-    given = ranges.get("given")
+    given: Any = ranges.get("given")
     if given not in params:
         raise ValueError(f"search space entry {name!r} depends on {given!r}, which must come before it")
     try:
@@ -273,7 +273,7 @@ def tune(
     if not space:
         raise ValueError(f"model {cfg.model!r} declares no search space in its registry metadata")
     bench = resolve_dataset(cfg.dataset)
-    name = study_name(info.name, bench.train_dataset, cfg.fraction, cfg.profile)
+    name = study_name(info.name, bench.train_dataset, float(cfg.fraction), cfg.profile)
     study = optuna.create_study(
         study_name=name,
         storage=make_storage(storage, results),
@@ -291,7 +291,7 @@ def tune(
         model=info.name,
         train_dataset=bench.train_dataset,
         test_sets=(),
-        fraction=cfg.fraction,
+        fraction=float(cfg.fraction),
         seed=cfg.seed,
         profile=cfg.profile,
         pretrain=cfg.pretrain,

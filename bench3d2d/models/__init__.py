@@ -11,6 +11,7 @@ third-party plugin does. A model in a single file of the user's needs no packagi
 from bench3d2d.models._check import ContractError, check_contract, contract_problems
 from bench3d2d.models._contract import InputShapeError, SizeRule
 from bench3d2d.models._registry import (
+    DEFAULT_DEPTH,
     ENTRY_POINT_GROUP,
     PLUGINS_ENV,
     DuplicateModelError,
@@ -29,6 +30,7 @@ from bench3d2d.models._registry import (
 )
 
 __all__ = [
+    "DEFAULT_DEPTH",
     "ENTRY_POINT_GROUP",
     "PLUGINS_ENV",
     "ContractError",

@@ -419,15 +419,16 @@ def create_model(
         raise TypeError(f"factory of model {name!r} returned {type(model).__name__}, not nn.Module")
     if getattr(model, "size_rule", None) is None:
         # Third-party models get the same up-front check as ours, before any layer runs.
-        model.size_rule = info.size_rule.bind(depth)
+        model.size_rule = info.size_rule.bind(depth)  # type: ignore[assignment]  # a new attribute
         model.register_forward_pre_hook(_size_check_hook)
-    model.registry_name = name
+    model.registry_name = name  # type: ignore[assignment]
     return model
 
 
 def _size_check_hook(module: nn.Module, args: tuple) -> None:
     if args and isinstance(args[0], torch.Tensor):
-        module.size_rule.check(tuple(args[0].shape), model=getattr(module, "registry_name", ""))
+        rule: SizeRule = module.size_rule  # type: ignore[assignment]  # set by create_model
+        rule.check(tuple(args[0].shape), model=getattr(module, "registry_name", ""))
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -139,9 +139,9 @@ def _figures(report: Report, out: Path) -> None:
                 figures.save(fig, out / rel)
                 s.figures[f"cd:{m}"] = rel
         _rank_figure(report, s, out)
-        rel = _overlay(report, s, out)
-        if rel:
-            s.figures["overlay"] = rel
+        overlay = _overlay(report, s, out)
+        if overlay:
+            s.figures["overlay"] = overlay
     _cost_figures(report, out)
 
 

@@ -339,7 +339,7 @@ def _classify(run_dir: Path, root: Path) -> tuple[RunRecord, pd.DataFrame | None
             "(foreign or unfinished result file)"
         )
     table = None
-    if complete:
+    if result is not None and complete:
         if error is not None:
             problems.append(
                 f"{_rel(error_path, root)}: left over from an earlier failed attempt; "

@@ -55,13 +55,16 @@ def _count_parameters(model: str, depth: int) -> float:
         return math.nan
 
 
+def _section(result: dict[str, Any], key: str) -> dict[str, Any]:
+    value = result.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def _run_cost(result: dict[str, Any], model: str) -> dict[str, float]:
-    timings = result.get("timings") if isinstance(result.get("timings"), dict) else {}
-    memory = result.get("memory") if isinstance(result.get("memory"), dict) else {}
+    timings, memory = _section(result, "timings"), _section(result, "memory")
     params = _number(result.get("parameters"))
     if math.isnan(params):
-        profile = result.get("profile") if isinstance(result.get("profile"), dict) else {}
-        depth = profile.get("depth")
+        depth = _section(result, "profile").get("depth")
         if isinstance(depth, int) and depth > 0:
             params = _count_parameters(model, depth)
     peak = _number(result.get("peak_memory_mb"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -34,7 +35,7 @@ PRETRAIN_STYLES = {"none": "-", "slo": "--", "faf": ":"}
 _EXTRA_STYLES = ["-.", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 3))]
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "<", ">", "h"]
 
-STYLE = {
+STYLE: dict[Any, Any] = {  # matplotlib's rc keys (its stubs want them as literals)
     "text.parse_math": False,  # names come from users: "$...$" in a name is text, not mathtext
     "font.family": "DejaVu Sans",
     "font.size": 8,
@@ -57,13 +58,16 @@ STYLE = {
 def model_colours(models: Sequence[str]) -> dict[str, tuple]:
     """A fixed colour per model (sorted names, tab10 then tab20), the same in every figure of a report."""
     names = sorted(set(models))
-    palette = list(plt.get_cmap("tab10").colors) + list(plt.get_cmap("tab20").colors[1::2])
+    # ListedColormaps, whose .colors is a list of RGB tuples (the stubs type it as any array)
+    tab10: Any = plt.get_cmap("tab10")
+    tab20: Any = plt.get_cmap("tab20")
+    palette = list(tab10.colors) + list(tab20.colors[1::2])
     return {m: palette[i % len(palette)] for i, m in enumerate(names)}
 
 
-def pretrain_styles(pretrains: Sequence[str]) -> dict[str, object]:
+def pretrain_styles(pretrains: Sequence[str]) -> dict[str, Any]:
     """Line style per pre-training: scratch solid, SSL-SLO dashed, SSL-FAF dotted, others dash-dot..."""
-    out: dict[str, object] = {}
+    out: dict[str, Any] = {}
     extra = iter(_EXTRA_STYLES * 4)
     for p in pretrain_order(pretrains):
         out[p] = PRETRAIN_STYLES.get(p) or next(extra)

@@ -231,7 +231,7 @@ def _pair_rows(
     return rows, lookup
 
 
-def _vs_best(r: dict, e: tuple, best: tuple | None, lookup: dict, direction: str, alpha: float) -> None:
+def _vs_best(r: dict, e: tuple, best: object | None, lookup: dict, direction: str, alpha: float) -> None:
     """Fill an entry's "vs best" columns from the all-pairs table (the same adjusted p)."""
     nan = math.nan
     if best is None or e == best:

@@ -269,7 +269,7 @@ def stability_text(row: dict | None) -> str:
 
 def build_sections(lb: Leaderboard, metrics: list[str], alpha: float = 0.05) -> list[Section]:
     """One :class:`Section` per (train dataset, test set, fraction), rows in the order of the first metric."""
-    out = []
+    out: list[Section] = []
     for train, test, frac in lb.sections():
         present = [m for m in lb.metrics() if not lb.family(train, test, frac, m).empty]
         board = [m for m in metrics if m in present]
@@ -498,7 +498,7 @@ def training_conditions(report: Any) -> str:
 def recipe_sources(runs: list[Any]) -> str:
     """``Recipes: fpbnet tuned (shipped table); my_net tuned (my_recipes.json).``: what each model's
     runs trained with, from the ``recipe`` their ``result.json`` records (empty when none does)."""
-    from bench3d2d.engine.recipes import recipe_label
+    from bench3d2d.results import recipe_label
 
     by_model: dict[str, list[str]] = {}
     for r in runs:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import jinja2
 
 from bench3d2d import __version__
+from bench3d2d._io import atomic_write_text
 from bench3d2d.evaluation import statistics as stats
 from bench3d2d.evaluation.claims import claim_summary
 from bench3d2d.report.collect import STATUSES
@@ -27,7 +28,6 @@ from bench3d2d.report.view import (
     training_conditions,
     unit_sentence,
 )
-from bench3d2d.report.writers._io import write_atomic
 
 if TYPE_CHECKING:
     from bench3d2d.report.model import Report
@@ -134,4 +134,4 @@ def _cost_rows(report: Report) -> dict[str, list[dict]]:
 
 def write_html(report: Report, out: Path) -> list[Path]:
     """``index.html``."""
-    return [write_atomic(out / "index.html", render_html(report, out))]
+    return [atomic_write_text(out / "index.html", render_html(report, out))]

@@ -6,9 +6,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench3d2d._io import atomic_write_text
 from bench3d2d.evaluation import statistics as stats
 from bench3d2d.report.view import Section
-from bench3d2d.report.writers._io import write_atomic
 
 if TYPE_CHECKING:
     from bench3d2d.report.model import Report
@@ -114,4 +114,4 @@ def render_latex(report: Report) -> str:
 
 def write_latex(report: Report, out: Path) -> list[Path]:
     """``leaderboard.tex``."""
-    return [write_atomic(out / "leaderboard.tex", render_latex(report))]
+    return [atomic_write_text(out / "leaderboard.tex", render_latex(report))]

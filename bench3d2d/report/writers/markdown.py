@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from bench3d2d._io import atomic_write_text
 from bench3d2d.evaluation import statistics as stats
 from bench3d2d.evaluation.claims import claim_summary
 from bench3d2d.report.collect import STATUSES
@@ -27,7 +28,6 @@ from bench3d2d.report.view import (
     training_conditions,
     unit_sentence,
 )
-from bench3d2d.report.writers._io import write_atomic
 
 if TYPE_CHECKING:
     from bench3d2d.report.model import Report
@@ -404,4 +404,4 @@ def render_markdown(report: Report) -> str:
 
 def write_markdown(report: Report, out: Path) -> list[Path]:
     """``README.md``."""
-    return [write_atomic(out / "README.md", render_markdown(report))]
+    return [atomic_write_text(out / "README.md", render_markdown(report))]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from bench3d2d.report.writers._io import write_atomic
+from bench3d2d._io import atomic_write_text
 
 if TYPE_CHECKING:
     from bench3d2d.report.model import Report
@@ -70,7 +70,7 @@ def write_csv(report: Report, out: Path) -> list[Path]:
     lb = report.leaderboard
     for old in ("cases.parquet", "case_means.csv"):
         (out / old).unlink(missing_ok=True)
-    files = [write_atomic(out / "cases.csv", _csv(wide_cases(report)))]
+    files = [atomic_write_text(out / "cases.csv", _csv(wide_cases(report)))]
     for name, df in (
         ("summary", lb.summary),
         ("pairwise", lb.pairwise),
@@ -82,7 +82,7 @@ def write_csv(report: Report, out: Path) -> list[Path]:
         ("runs", report.collection.runs_table()),
     ):
         # derived tables: 8 significant digits are more than any number on the board shows
-        files.append(write_atomic(out / f"{name}.csv", _csv(df, "%.8g")))
+        files.append(atomic_write_text(out / f"{name}.csv", _csv(df, "%.8g")))
     return files
 
 
@@ -147,4 +147,4 @@ def write_json(report: Report, out: Path) -> list[Path]:
         },
     }
     text = json.dumps(doc, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return [write_atomic(out / "report.json", text + "\n")]
+    return [atomic_write_text(out / "report.json", text + "\n")]
