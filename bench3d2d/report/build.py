@@ -16,7 +16,7 @@ from bench3d2d.report import figures
 from bench3d2d.report.collect import ResultsCollection, collect, read_prediction
 from bench3d2d.report.cost import cost_table
 from bench3d2d.report.model import FIGURES_DIR, Report, ReportOptions
-from bench3d2d.report.tables import build_leaderboard
+from bench3d2d.report.tables import SECTION, build_leaderboard
 from bench3d2d.report.view import Section, build_sections, fmt_fraction
 
 
@@ -228,8 +228,11 @@ def build_report(results: str | Path, out: str | Path, options: ReportOptions | 
         options=options,
         warnings=[*coll.warnings, *lb.warnings],
     )
+    failed = {
+        tuple(r) for r in lb.fits.loc[lb.fits["failed_fit"], [*SECTION, *stats.ENTRY]].itertuples(index=False)
+    }
     report.claims = check_claims(
-        lb.case_means, lb.units, options.claims, options.alpha, str(lb.settings["unit"])
+        lb.case_means, lb.units, options.claims, options.alpha, str(lb.settings["unit"]), failed
     )
     report.cost = cost_table(coll)
     if coll.cases.empty:

@@ -240,8 +240,12 @@ def cd_diagram(
     title: str = "",
 ) -> Figure | None:
     """Critical-difference diagram of one family: mean ranks (1 = best) and bars joining entries whose
-    Holm-adjusted Wilcoxon tests are not significant. None with fewer than two ranked entries."""
+    Holm-adjusted Wilcoxon tests are not significant. Failed fits are left out (their pairs are not in
+    the Holm family; their mean ranks come after every working entry's). None with fewer than two
+    ranked entries."""
     fam = family.dropna(subset=["mean_rank"])
+    if "failed_fit" in fam.columns:
+        fam = fam[~fam["failed_fit"].astype(bool)]
     if len(fam) < 2:
         return None
     labels = list(fam["entry"])

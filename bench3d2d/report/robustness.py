@@ -8,8 +8,10 @@ Three rankings of the working entries of one family (failed fits are ranked afte
   (the family's Holm-adjusted paired Wilcoxon p < alpha, direction from the Hodges-Lehmann shift),
   more is better.
 
-Ties share the best rank ("min"). A family's first place *agrees* when the set of entries ranked
-first is the same under all three.
+Ties share the best rank ("min"). A family's first place *differs* (is flagged) when the entries
+ranked first by mean are not those ranked first by mean rank, or, in a family where some pairwise
+test can reach alpha, are not among those ranked first by significance (where no test can reach
+alpha, every entry ties on significance, and that ranking says nothing).
 """
 
 from __future__ import annotations
@@ -62,3 +64,11 @@ def rankings(
 def first_places(ranks: dict[str, dict[tuple, int]]) -> dict[str, list[tuple]]:
     """Per method: the entries ranked first (several on a tie)."""
     return {m: [e for e, r in ranks[m].items() if r == 1] for m in METHODS}
+
+
+def first_agrees(firsts: dict[str, list[tuple]], reachable: bool) -> bool:
+    """Whether the first place holds across the rankings (the rule in the module docstring)."""
+    by_mean = set(firsts["mean"])
+    if by_mean != set(firsts["mean_rank"]):
+        return False
+    return not reachable or by_mean <= set(firsts["significance"])

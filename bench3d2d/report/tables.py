@@ -333,7 +333,7 @@ def _robustness(rows: dict, family_row: dict, lookup: dict, direction: str, alph
     firsts = robustness.first_places(ranks)
     for method, es in firsts.items():
         family_row[f"first_by_{method}"] = " = ".join(stats.entry_label(*e) for e in es)
-    family_row["first_agrees"] = len({frozenset(es) for es in firsts.values()}) == 1
+    family_row["first_agrees"] = robustness.first_agrees(firsts, bool(family_row["reachable"]))
 
 
 def _family_tables(
