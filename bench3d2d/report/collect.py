@@ -116,6 +116,7 @@ class ResultsCollection:
     cases: pd.DataFrame
     runs: list[RunRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    board_cost: pd.DataFrame = field(default_factory=pd.DataFrame)  # cost.csv of a published board source
 
     def runs_with(self, status: str) -> list[RunRecord]:
         """The runs of one status."""
