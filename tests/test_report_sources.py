@@ -43,6 +43,18 @@ def test_a_published_board_is_a_source(sittings):
     assert not coll.board_cost.empty  # the board's cost.csv comes along
     one = collect_sources([tmp / "board1"])
     assert len(one.runs) == 2 and {r.status for r in one.runs} == {"complete"}
+    # the run ids and row counts travel with the board
+    assert set(one.cases["run_id"]) == {r.run_id for r in one.runs}
+    assert sum(r.n_rows for r in one.runs) == len(one.cases)
+
+
+def test_a_board_says_which_code_built_it_and_carries_a_note(sittings):
+    day1, _, tmp = sittings
+    out = tmp / "noted"
+    assert main(["report", str(day1), "--out", str(out), "--no-figures", "--note", "A pipeline check."]) == 0
+    md = (out / "README.md").read_text()
+    assert "Built by bench3d2d " in md and "**A pipeline check.**" in md
+    assert "--note 'A pipeline check.'" in md  # the reproduce command keeps it
 
 
 def test_the_same_rows_twice_are_counted_once(sittings):

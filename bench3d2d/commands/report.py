@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="output folder (created; existing report files are replaced)")
     p.add_argument("--title", default=None, help="report title (default: the results folder's name)")
+    p.add_argument("--note", default="", help="a paragraph shown under the title (what the board is)")
     add_list_option(
         p,
         "--metrics",
@@ -78,6 +79,8 @@ def reproduce_command(args: argparse.Namespace) -> str:
     parts = ["bench3d2d", "report", *args.results, "--out", args.out]
     if args.title:
         parts += ["--title", args.title]
+    if args.note:
+        parts += ["--note", args.note]
     if list(args.metrics) != list(HEADLINE_METRICS):
         parts += ["--metrics", ",".join(args.metrics)]
     for flag, value, default in (
@@ -112,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         figures=not args.no_figures,
         formats=tuple(args.formats) if args.formats else FORMATS,
         command=reproduce_command(args),
+        note=args.note,
     )
     from bench3d2d._io import remove_stale_temps
     from bench3d2d.report.collect import refuse_damaged

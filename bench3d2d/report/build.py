@@ -17,6 +17,7 @@ from bench3d2d.report import figures
 from bench3d2d.report.collect import ResultsCollection, read_prediction
 from bench3d2d.report.cost import cost_table
 from bench3d2d.report.model import FIGURES_DIR, Report, ReportOptions
+from bench3d2d.report.provenance import code_version
 from bench3d2d.report.sources import collect_sources
 from bench3d2d.report.tables import SECTION, build_leaderboard
 from bench3d2d.report.view import Section, build_sections, fmt_fraction
@@ -234,6 +235,7 @@ def build_report(
         sections=sections,
         options=options,
         warnings=[*coll.warnings, *lb.warnings],
+        built_by=code_version(),
     )
     failed = {
         tuple(r) for r in lb.fits.loc[lb.fits["failed_fit"], [*SECTION, *stats.ENTRY]].itertuples(index=False)

@@ -60,12 +60,33 @@ def _board_runs(path: Path) -> list[RunRecord]:
     return out
 
 
+#: The fields that name one run in a per-case table: its run id follows from them.
+_RUN_KEY = ("train_dataset", "fraction", "model", "pretrain", "seed")
+
+
+def _run_ids(path: Path, table: pd.DataFrame) -> pd.Series:
+    """The run id of every row of a board's per-case table, from the ``run_id`` column its
+    ``cases.csv`` carries ("" where it has none)."""
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=[*_RUN_KEY, "run_id"])
+    except ValueError:  # no run_id column
+        return pd.Series("", index=table.index)
+    raw = raw.drop_duplicates(list(_RUN_KEY))
+    raw["fraction"], raw["seed"] = raw["fraction"].astype(float), raw["seed"].astype(float).astype("int64")
+    merged = table.loc[:, list(_RUN_KEY)].merge(raw, on=list(_RUN_KEY), how="left")
+    return pd.Series(merged["run_id"].fillna("").to_numpy(), index=table.index)
+
+
 def read_board(path: Path) -> ResultsCollection:
-    """A published board folder as a :class:`ResultsCollection`: its per-case rows, its runs and
-    (in ``board_cost``) its cost table."""
+    """A published board folder as a :class:`ResultsCollection`: its per-case rows (with their run
+    ids), its runs and (in ``board_cost``) its cost table."""
     table, problems = read_cases_file(path / BOARD_CASES, str(path / BOARD_CASES))
-    table["run_id"] = ""
-    coll = ResultsCollection(source=path, cases=table, runs=_board_runs(path), warnings=problems)
+    table["run_id"] = _run_ids(path / BOARD_CASES, table)
+    runs = _board_runs(path)
+    counts = table["run_id"].value_counts()
+    for run in runs:
+        run.n_rows = int(counts.get(run.run_id, 0))
+    coll = ResultsCollection(source=path, cases=table, runs=runs, warnings=problems)
     if (path / BOARD_COST).is_file():
         coll.board_cost = pd.read_csv(path / BOARD_COST)
     return coll

@@ -305,7 +305,10 @@ def render_markdown(report: Report) -> str:
         f"Source: `{report.source}`"
         + (f" · {n_complete} complete run(s) of {len(coll.runs)}" if coll.runs else "")
         + f" · {coll.cases['case_id'].nunique() if not coll.cases.empty else 0} test case id(s)."
+        + (f" Built by {md_escape(report.built_by)}." if report.built_by else "")
     )
+    if opts.note:
+        lines += ["", f"**{md_escape(opts.note)}**"]
     if opts.command:
         lines += ["", "Reproduce with:", "", "```sh", opts.command, "```"]
     if training_conditions(report):
