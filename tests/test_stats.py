@@ -311,3 +311,14 @@ def test_rank_bootstrap_is_seeded_and_sums_to_one():
     pd.testing.assert_frame_equal(dist, dist2)
     np.testing.assert_allclose(dist.sum(axis=1), 1.0)
     assert dist.loc["c", 1] > 0.9 and np.nanmedian(taus) > 0.3 and taus.size == 300
+
+
+def test_mean_interval_is_t_below_small_n_and_bootstrap_from_it():
+    three = np.array([0.6, 0.7, 0.9])
+    low, high, method = stats.mean_interval(three)
+    ref = scipy.stats.t.interval(0.95, 2, loc=three.mean(), scale=scipy.stats.sem(three))
+    assert method == "t" and (low, high) == pytest.approx(ref)
+    assert stats.t_interval(np.array([0.5, 0.5, 0.5])) == (0.5, 0.5)  # no spread: the mean itself
+    ten = np.linspace(0.5, 0.9, stats.SMALL_N)
+    low, high, method = stats.mean_interval(ten, n_resamples=999)
+    assert method == "bootstrap" and (low, high) == pytest.approx(stats.bootstrap_ci(ten, n_resamples=999))

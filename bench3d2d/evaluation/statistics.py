@@ -395,6 +395,8 @@ def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -
     if v.size < 2:
         return (math.nan, math.nan)
     mean, se = float(v.mean()), float(v.std(ddof=1)) / math.sqrt(v.size)
+    if se == 0:
+        return (mean, mean)
     half = float(scipy.stats.t.ppf(0.5 + confidence / 2, v.size - 1)) * se
     return (mean - half, mean + half)
 

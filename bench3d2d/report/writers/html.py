@@ -107,6 +107,7 @@ def render_html(report: Report, out: Path) -> str:
         conditions=training_conditions(report),
         cost=_cost_rows(report),
         cost_figures=report.cost_figures,
+        small_n=stats.SMALL_N,
     )
 
 

@@ -136,7 +136,7 @@ def _cost(report: Report, train: str) -> list[str]:
         "Pre-training",
         "parameters",
         *(f"fine-tuning s/run, {fmt_fraction(f)}" for f in fractions),
-        "peak memory (MB)",
+        "process peak RSS (MB)",
     ]
     rows = []
     for (model, pre), g in c.groupby(["model", "pretrain"], sort=True):
@@ -153,7 +153,9 @@ def _cost(report: Report, train: str) -> list[str]:
             ]
         )
     lines = [
-        "**Cost** (mean over the runs of each entry; from each run's result.json):",
+        "**Cost** (mean over the runs of each entry; from each run's result.json). Parameters are the "
+        "model's own size; the peak memory is the whole process's peak resident memory during the run "
+        "(Python, PyTorch, data and caches included), not the model's:",
         "",
         *_table(header, rows, ["l", "l", "r", *(["r"] * len(fractions)), "r"]),
         "",
