@@ -87,3 +87,20 @@ def test_a_difference_of_floating_point_noise_is_no_disagreement():
     assert len(merged) == 1 and notes
     nan_a, nan_b = a.assign(value=float("nan")), b.assign(value=float("nan"))
     assert len(merge_cases([("a", nan_a), ("b", nan_b)])[0]) == 1  # NaN equals NaN
+
+
+def test_a_wide_board_table_reads_back_only_the_metrics_each_test_set_has(tmp_path):
+    head = "train_dataset,test_set,fraction,model,pretrain,seed,case_id,patient_id,run_id,"
+    head += "dice,dice:rater2,hd95_mm"
+    lines = [
+        head,
+        "tr,one-rater,5,m,none,0,c0,P0,r1,0.5,,1.0",
+        "tr,one-rater,5,m,none,0,c1,P1,r1,0.6,,",  # HD95 empty among written values: a NaN value
+        "tr,two-raters,5,m,none,0,c2,P2,r1,0.7,0.8,2.0",
+    ]
+    (tmp_path / "cases.csv").write_text("\n".join(lines) + "\n")
+    cases = collect_sources([tmp_path]).cases
+    one = cases[cases["test_set"] == "one-rater"]
+    assert set(one["metric"]) == {"dice", "hd95_mm"}  # dice:rater2 was not measured there
+    assert one[one["metric"] == "hd95_mm"]["value"].isna().sum() == 1
+    assert set(cases[cases["test_set"] == "two-raters"]["metric"]) == {"dice", "dice:rater2", "hd95_mm"}
