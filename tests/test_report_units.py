@@ -204,3 +204,13 @@ def test_the_board_flags_a_first_place_that_differs_between_rankings():
     from bench3d2d.report.view import robustness_text
 
     assert robustness_text(row).startswith("⚠ The first place differs between the rankings.")
+
+
+def test_a_family_without_two_working_entries_says_why_it_has_no_tests():
+    from bench3d2d.report.view import reach_text
+
+    ref = [1.0] * 6
+    rows = _areas("dead", [0.0] * 6, ref, [1.0] * 6) + _areas("good", [1.5] * 6, ref, [0.5] * 6)
+    row = _board(rows).friedman_row("tr", "te", 5.0, "area_diff_mm2")
+    assert row["n_pairs"] == 0 and not row["reachable"]
+    assert reach_text(row, 0.05).startswith("No pairwise test here: fewer than two working, distinct entries")

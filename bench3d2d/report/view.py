@@ -242,8 +242,14 @@ def friedman_text(row: dict | None) -> str:
 
 def reach_text(row: dict | None, alpha: float) -> str:
     """Why no pairwise test of a family can be significant, or "" when one can."""
-    if not row or bool(row.get("reachable")) or not row.get("n_pairs"):
+    if not row or bool(row.get("reachable")) or str(row.get("reason", "")).startswith("no direction"):
         return ""
+    if not row.get("n_pairs"):
+        return (
+            "No pairwise test here: fewer than two working, distinct entries (failed fits and entries "
+            "identical to another are left out of the Holm family); the p column and the † marks are "
+            "left out."
+        )
     n_nz = int(row.get("n_nonzero_max") or 0)
     return (
         f"No pairwise test can reach p < {alpha:g} here: with at most {n_nz} non-zero differences "
