@@ -5,19 +5,25 @@ Rules, all applied per *family* = (train dataset, test set, fraction, metric):
 * **Seeds, then unit.** Each case's metric is first averaged over seeds (:func:`average_seeds`); then,
   with the default unit ``patient``, the cases of each patient are averaged (:func:`unit_values`), and
   entries are paired **by patient id** (by case id with unit ``case``), never by row order. Scans of
-  one patient are not independent: tests over scans are too optimistic.
+  one patient are not independent: tests over scans are too optimistic. The report builds every
+  number (mean, spread, interval, best, ranks, tests) from these unit values.
+* **Ties on the stored precision.** Values and paired differences are rounded to
+  :data:`TIE_DECIMALS` decimals (:func:`on_stored_precision`) before zeros and ties are decided, so
+  floating-point noise never breaks a tie.
 * **Test.** Paired Wilcoxon signed-rank test, two-sided; zero differences are discarded before ranking
   (``zero_method="wilcox"``), ties get mid-ranks; the p-value is **exact** (the complete sign-flip
   permutation distribution of the signed-rank statistic, ties included) for up to
   :data:`EXACT_MAX` non-zero differences, else SciPy's normal approximation with tie correction and no
-  continuity correction. All differences zero: p = 1 (counted in Holm) at every n.
+  continuity correction. All differences zero: p = 1 at every n.
 * **Effect sizes** beside every test: the Hodges-Lehmann estimate (median of the Walsh averages of the
-  paired differences) with its distribution-free confidence interval, and the paired CLES
-  P(d > 0) + P(d = 0) / 2.
-* **One family rule**: every pair of entries within a family is tested and the p-values are
-  Holm-adjusted together; the † marks (entry vs best), the pairwise table and the critical-difference
-  diagrams all read these same adjusted p-values.
-* Summaries are NaN-aware, with the number of NaN cases reported; ranks and the Friedman test use the
+  paired differences) with its distribution-free confidence interval (unadjusted), and the paired
+  CLES P(d > 0) + P(d = 0) / 2.
+* **Holm** (:func:`holm`) over the p-values of one family; which pairs form the family is the
+  report's rule (``bench3d2d.report.pairs``).
+* **Small n.** Below :data:`SMALL_N` units, the interval of a mean is a t-interval
+  (:func:`mean_interval`) and the report shows no ranking stability; the smallest attainable p
+  (:func:`min_attainable_p`) counts non-zero differences.
+* Summaries are NaN-aware, with the number of NaN units reported; ranks and the Friedman test use the
   units where every entry has a value (complete blocks).
 * "Best" and ranks follow the metric's direction (:data:`METRIC_DIRECTION`): higher is better for
   Dice, precision and recall, lower for the absolute area difference and HD95. Metrics without a

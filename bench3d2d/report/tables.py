@@ -1,10 +1,12 @@
 """Leaderboard tables from the long per-case table: summaries, all pairs, Friedman, ranking stability.
 
 A *family* is (train dataset, test set, fraction, metric); an *entry* is (model, pre-training) within
-it. Seeds are averaged per case first, then cases per patient (the default unit); units are paired by
-id. One family rule: all pairs of a family are tested and Holm-adjusted together, and the † marks
-(entry vs best) read those same adjusted p-values. See :mod:`bench3d2d.evaluation.statistics`.
-"""
+it. Seeds are averaged per case first, then cases per patient (the default unit), and every number
+of a family comes from these unit values: mean, spread, interval, best, ranks, rank bootstrap,
+robustness rankings and tests (units paired by id). One family rule: the pairs of distinct, working
+entries are Holm-adjusted together (:mod:`bench3d2d.report.pairs`), and the † marks (entry vs best)
+read those same adjusted p-values. Failed fits are never best and ranked after every working entry.
+See :mod:`bench3d2d.evaluation.statistics`."""
 
 from __future__ import annotations
 

@@ -465,10 +465,11 @@ def unit_sentence(report: Any) -> str:
     if unit == "patient":
         return (
             "Unit of analysis: **patient** (each scan's metric averaged over seeds, then the scans of "
-            "each patient averaged; tests and intervals over patients)."
+            "each patient averaged; every number of the board, tests, intervals, best and ranks, over "
+            "patients)."
         )
     return (
-        "Unit of analysis: **scan** (each scan's metric averaged over seeds; tests and intervals over "
+        "Unit of analysis: **scan** (each scan's metric averaged over seeds; every number over "
         "scans, which is optimistic when patients have several scans)."
     )
 

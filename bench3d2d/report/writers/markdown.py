@@ -323,8 +323,9 @@ def render_markdown(report: Report) -> str:
         ]
     lines += [
         f"{unit_sentence(report)} {WORSE_MARKER}: significantly worse than the best entry (paired "
-        f"Wilcoxon signed-rank, all pairs Holm-adjusted, p < {opts.alpha:g}). Best mean in bold (none "
-        f"when the top means tie). {FAILED_FIT_MARKER} {FAILED_FIT_TEXT}: a seed predicted no lesion "
+        "Wilcoxon signed-rank, the pairs of working, distinct entries Holm-adjusted together, "
+        f"p < {opts.alpha:g}). Best mean in bold (none when the top means tie). "
+        f"{FAILED_FIT_MARKER} {FAILED_FIT_TEXT}: a seed predicted no lesion "
         "on any test scan (listed after the ranked entries, never best). ↑ higher is better, ↓ lower "
         "is better. [How these numbers were made](#how-these-numbers-were-made).",
         "",
