@@ -93,6 +93,21 @@ def test_empty_masks():
     assert dice(empty, empty) == 1.0
 
 
+def test_a_failure_gets_the_worst_area_difference():
+    # 6 x 6 image, pixel 0.5 x 2 mm = 1 mm²; reference lesion 4 px (4 mm²)
+    empty = np.zeros((6, 6), bool)
+    ref = _square((6, 6), 1, 3, 1, 3)
+    miss = case_metrics(empty, ref, (0.5, 2.0))
+    assert miss["area_diff_mm2"] == pytest.approx(36.0)  # the image area, not the reference's 4 mm²
+    assert miss["area_diff_signed_mm2"] == pytest.approx(-4.0) and miss["area_ref_mm2"] == pytest.approx(4.0)
+    # a working prediction that over-segments (30 px for 4) is still better: |30 - 4| = 26 < 36
+    over = np.ones((6, 6), bool)
+    over[0, :6] = False
+    assert case_metrics(over, ref, (0.5, 2.0))["area_diff_mm2"] == pytest.approx(26.0)
+    # a lesion predicted where there is none is a failure too
+    assert case_metrics(ref, empty, (0.5, 2.0))["area_diff_mm2"] == pytest.approx(36.0)
+
+
 def test_hd95_border_is_medpy_default_connectivity():
     # a plus-shaped mask: its centre is interior under the 4-cross (MedPy's default) but border under
     # the full 3x3 structure; the two definitions give different HD95 here.

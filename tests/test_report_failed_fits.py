@@ -135,9 +135,19 @@ def test_failed_entries_are_never_best_nor_ranked_but_stay_in_the_tests(board):
     assert fam.loc["patchy", "failed_seeds"] == 0 and not fam.loc["patchy", "failed_fit"]
     assert fam.loc["patchy", "failure_rate"] == pytest.approx(1 / N_CASES)
     assert (fam["fit_seeds"] == 2).all()
-    # honest statistics: the collapsed entry is still tested (Dice 0), and against the best it is worse
-    assert fam.loc["dead", "mean"] == 0.0 and fam.loc["dead", "marker"] == "†"
-    assert len(lb.pairs(TRAIN, TEST, FRACTION, "dice")) == 10  # 5 entries, every pair
+    # the collapsed entry is still tested (Dice 0), but its pairs are not in the Holm family
+    assert fam.loc["dead", "mean"] == 0.0 and fam.loc["dead", "marker"] == ""
+    assert fam.loc["dead", "vs_best"] == "failed fit"
+    pairs = lb.pairs(TRAIN, TEST, FRACTION, "dice")
+    assert len(pairs) == 10  # 5 entries, every pair tested
+    with_failed = pairs["entry_a"].str.startswith(("dead", "half")) | pairs["entry_b"].str.startswith(
+        ("dead", "half")
+    )
+    assert pairs.loc[with_failed, "p_holm"].isna().all() and pairs.loc[with_failed, "p"].notna().all()
+    assert pairs.loc[with_failed, "holm_family"].str.contains("is a failed fit").all()
+    assert (pairs.loc[~with_failed, "holm_family"] == "yes").sum() == 3  # 3 working entries, 3 pairs
+    # ranked after every working entry, whatever its values
+    assert fam.loc[["half", "dead"], "mean_rank"].min() > fam.loc[["good", "patchy"], "mean_rank"].max()
 
 
 def test_markdown_flags_failed_fits(board):
@@ -227,7 +237,7 @@ def test_a_board_where_every_entry_failed_has_no_best():
     lb = build_leaderboard(cases, n_resamples=99, rank_resamples=10)
     fam = lb.family(TRAIN, TEST, FRACTION, "dice")
     assert not fam["is_best"].any() and fam["position"].isna().all()
-    assert (fam["vs_best"] == "").all() and (fam["failed_seeds"] == 2).all()
+    assert (fam["vs_best"] == "failed fit").all() and (fam["failed_seeds"] == 2).all()
 
 
 CHROMIUM = find_chromium()

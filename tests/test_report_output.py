@@ -94,7 +94,11 @@ def test_cli_writes_every_output(built):
     assert sum(n.startswith("fractions_") for n in figures) == 1
     assert sum(n.startswith("cd_") for n in figures) == 8  # 2 test sets x 2 fractions x 2 metrics
     assert sum(n.startswith("overlay_") for n in figures) == 4
-    assert sum(n.startswith("ranks_") for n in figures) == 4  # one per section (first board metric)
+    # 8 patients < SMALL_N: no ranking-stability figure, and the board says why
+    assert sum(n.startswith("ranks_") for n in figures) == 0
+    md = (out / "README.md").read_text()
+    assert "Ranking stability: not shown: 8 patients, fewer than 10" in md
+    assert "95 % CI: Student-t interval of the mean of the 8 patients" in md
     for name in figures:
         assert (out / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.rglob("*.tmp"))

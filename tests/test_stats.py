@@ -50,7 +50,7 @@ def test_exact_wilcoxon_matches_scipy(x, y):
 
 def test_many_pairs_use_scipys_normal_approximation():
     res = stats.paired_test(_series(X_NORMAL), _series(Y_NORMAL))
-    d = X_NORMAL - Y_NORMAL
+    d = np.round(X_NORMAL - Y_NORMAL, stats.TIE_DECIMALS)  # ties decided on the stored precision
     assert np.count_nonzero(d) > stats.EXACT_MAX and res.method == "normal"
     ref = scipy.stats.wilcoxon(d[d != 0], correction=False, method="asymptotic")
     assert res.p == pytest.approx(float(ref.pvalue), rel=1e-12)
@@ -257,7 +257,7 @@ def _clustered(seed=11):
     return pd.DataFrame(rows, columns=list(stats.CASE_COLUMNS))
 
 
-def test_patient_level_wilcoxon_and_cluster_bootstrap_match_scipy_on_independent_aggregates():
+def test_patient_level_wilcoxon_and_interval_match_scipy_on_independent_aggregates():
     from bench3d2d.report.tables import build_leaderboard
 
     cases = _clustered()
@@ -269,22 +269,15 @@ def test_patient_level_wilcoxon_and_cluster_bootstrap_match_scipy_on_independent
     ref = scipy.stats.wilcoxon(d, method="exact")  # 7 patients, no ties
     pair = lb.pairs("tr", "te", 5.0, "dice").iloc[0]
     assert pair["n"] == 7 and pair["p"] == pytest.approx(float(ref.pvalue), rel=1e-12)
-    # cluster bootstrap: resample patients, mean over their scans
-    a = per_case[per_case["model"] == "a"].groupby("patient_id")["value"].agg(["sum", "count"])
-    boot = scipy.stats.bootstrap(
-        (a["sum"].to_numpy(), a["count"].to_numpy().astype(float)),
-        lambda s, c, axis=-1: s.sum(axis=axis) / c.sum(axis=axis),
-        paired=True,
-        vectorized=True,
-        n_resamples=999,
-        method="BCa",
-        rng=np.random.default_rng(3),
-    )
+    # every number of the row is over the 7 patient means; 7 < SMALL_N: a t-interval on them
+    a = per_patient["a"].to_numpy()
+    low, high = scipy.stats.t.interval(0.95, a.size - 1, loc=a.mean(), scale=scipy.stats.sem(a))
     row = lb.family("tr", "te", 5.0, "dice").set_index("model").loc["a"]
-    assert row["ci_low"] == pytest.approx(boot.confidence_interval.low, rel=1e-12)
-    assert row["ci_high"] == pytest.approx(boot.confidence_interval.high, rel=1e-12)
-    assert row["mean"] == pytest.approx(per_case[per_case["model"] == "a"]["value"].mean())
-    assert row["n"] == 16 and row["n_units"] == 7
+    assert row["ci_method"] == "t"
+    assert row["ci_low"] == pytest.approx(low, rel=1e-12)
+    assert row["ci_high"] == pytest.approx(high, rel=1e-12)
+    assert row["mean"] == pytest.approx(a.mean()) and row["std"] == pytest.approx(a.std(ddof=1))
+    assert row["n"] == 7 and row["n_units"] == 7 and row["n_scans"] == 16
     # the scan as unit gives more pairs (too optimistic): 16
     by_case = build_leaderboard(cases, n_resamples=199, unit="case")
     assert by_case.pairs("tr", "te", 5.0, "dice").iloc[0]["n"] == 16
@@ -318,3 +311,14 @@ def test_rank_bootstrap_is_seeded_and_sums_to_one():
     pd.testing.assert_frame_equal(dist, dist2)
     np.testing.assert_allclose(dist.sum(axis=1), 1.0)
     assert dist.loc["c", 1] > 0.9 and np.nanmedian(taus) > 0.3 and taus.size == 300
+
+
+def test_mean_interval_is_t_below_small_n_and_bootstrap_from_it():
+    three = np.array([0.6, 0.7, 0.9])
+    low, high, method = stats.mean_interval(three)
+    ref = scipy.stats.t.interval(0.95, 2, loc=three.mean(), scale=scipy.stats.sem(three))
+    assert method == "t" and (low, high) == pytest.approx(ref)
+    assert stats.t_interval(np.array([0.5, 0.5, 0.5])) == (0.5, 0.5)  # no spread: the mean itself
+    ten = np.linspace(0.5, 0.9, stats.SMALL_N)
+    low, high, method = stats.mean_interval(ten, n_resamples=999)
+    assert method == "bootstrap" and (low, high) == pytest.approx(stats.bootstrap_ci(ten, n_resamples=999))

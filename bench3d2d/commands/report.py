@@ -15,12 +15,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "report",
         help="write the leaderboard of a results folder (Markdown, HTML, CSV/JSON, LaTeX, figures)",
-        description="Read a results folder of `bench3d2d run` (or one per-case CSV/Parquet table) and write "
-        "README.md, index.html, leaderboard.tex, CSV/JSON tables and figures into --out.",
+        description="Read a results folder of `bench3d2d run` (or one per-case CSV/Parquet table, or a "
+        "published board folder), or several of them, and write README.md, index.html, leaderboard.tex, "
+        "CSV/JSON tables and figures into --out. Several sources make one board from their union (seeds or "
+        "datasets run on different machines or days); a case row two sources disagree on is an error.",
     )
-    p.add_argument("results", help="results folder (with runs/), or a per-case .csv/.parquet table")
+    p.add_argument(
+        "results",
+        nargs="+",
+        help="results folder (with runs/), a per-case .csv/.parquet table, or a board folder (cases.csv); "
+        "several: one board from their union",
+    )
     p.add_argument("--out", required=True, help="output folder (created; existing report files are replaced)")
     p.add_argument("--title", default=None, help="report title (default: the results folder's name)")
+    p.add_argument("--note", default="", help="a paragraph shown under the title (what the board is)")
     add_list_option(
         p,
         "--metrics",
@@ -68,9 +76,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def reproduce_command(args: argparse.Namespace) -> str:
     """The command line that rebuilds the report (shown in it)."""
-    parts = ["bench3d2d", "report", args.results, "--out", args.out]
+    parts = ["bench3d2d", "report", *args.results, "--out", args.out]
     if args.title:
         parts += ["--title", args.title]
+    if args.note:
+        parts += ["--note", args.note]
     if list(args.metrics) != list(HEADLINE_METRICS):
         parts += ["--metrics", ",".join(args.metrics)]
     for flag, value, default in (
@@ -105,11 +115,12 @@ def run(args: argparse.Namespace) -> int:
         figures=not args.no_figures,
         formats=tuple(args.formats) if args.formats else FORMATS,
         command=reproduce_command(args),
+        note=args.note,
     )
     from bench3d2d._io import remove_stale_temps
     from bench3d2d.report.collect import refuse_damaged
 
-    damage = refuse_damaged(args.results, args.allow_damaged)
+    damage = [w for source in args.results for w in refuse_damaged(source, args.allow_damaged)]
     remove_stale_temps(args.out)  # left by a killed report
     report = build_report(args.results, args.out, options)
     for w in damage + report.warnings:

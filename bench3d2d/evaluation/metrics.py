@@ -5,9 +5,13 @@ Conventions for empty masks (A = prediction, M = reference):
 * Both empty: Dice, precision and recall are 1; HD95 is NaN (no border: truly undefined). NaNs are
   kept in the per-case table and counted by the aggregation (:func:`summarise`), never dropped.
 * Exactly one empty (a *failure*: nothing predicted where there is a lesion, or a lesion predicted
-  where there is none): every metric gets its worst value, so that a failure is never rewarded by a
-  missing number: Dice, precision and recall 0, HD95 the image diagonal in mm
-  (:func:`image_diagonal`), the largest distance two pixels of the image can have.
+  where there is none): every ranked metric gets its worst value, so that a failure is never rewarded
+  by a missing number or by a small one: Dice, precision and recall 0, HD95 the image diagonal in mm
+  (:func:`image_diagonal`), the largest distance two pixels of the image can have, and the absolute
+  area difference the image area in mm² (:func:`image_area`), at least as large as any prediction's
+  area difference on that image (an empty prediction would otherwise score just the reference's
+  area, which beats a working model that over-segments a small lesion). The signed difference and
+  the raw areas stay the real ones (they are descriptive, never ranked).
 
 HD95 follows MedPy's ``hd95`` (``medpy.metric.binary.hd95``) with its default ``connectivity=1``: the
 border of a mask is the mask minus its erosion by the 4-neighbourhood cross (a pixel is border when
@@ -65,6 +69,11 @@ def image_diagonal(shape: tuple[int, ...], spacing: tuple[float, float]) -> floa
     return math.hypot(shape[0] * float(spacing[0]), shape[1] * float(spacing[1]))
 
 
+def image_area(shape: tuple[int, ...], spacing: tuple[float, float]) -> float:
+    """Area of an (H, W) image in mm²: the absolute area difference of a failed case."""
+    return shape[0] * shape[1] * float(spacing[0]) * float(spacing[1])
+
+
 def _border(mask: np.ndarray) -> np.ndarray:
     """Mask minus its erosion (MedPy's default connectivity 1); pixels on the image edge are border."""
     structure = ndimage.generate_binary_structure(mask.ndim, BORDER_CONNECTIVITY)
@@ -105,10 +114,11 @@ def case_metrics(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, ...]) 
     n_a, n_m = int(a.sum()), int(m.sum())
     inter = int(np.logical_and(a, m).sum())
     both_empty = n_a == 0 and n_m == 0
+    failure = (n_a == 0) != (n_m == 0)
     pixel = h * w
     return {
         "dice": 1.0 if both_empty else 2.0 * inter / (n_a + n_m),
-        "area_diff_mm2": abs(n_a - n_m) * pixel,
+        "area_diff_mm2": image_area(a.shape, (h, w)) if failure else abs(n_a - n_m) * pixel,
         "area_diff_signed_mm2": (n_a - n_m) * pixel,
         "area_pred_mm2": n_a * pixel,
         "area_ref_mm2": n_m * pixel,

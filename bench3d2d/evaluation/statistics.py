@@ -5,19 +5,25 @@ Rules, all applied per *family* = (train dataset, test set, fraction, metric):
 * **Seeds, then unit.** Each case's metric is first averaged over seeds (:func:`average_seeds`); then,
   with the default unit ``patient``, the cases of each patient are averaged (:func:`unit_values`), and
   entries are paired **by patient id** (by case id with unit ``case``), never by row order. Scans of
-  one patient are not independent: tests over scans are too optimistic.
+  one patient are not independent: tests over scans are too optimistic. The report builds every
+  number (mean, spread, interval, best, ranks, tests) from these unit values.
+* **Ties on the stored precision.** Values and paired differences are rounded to
+  :data:`TIE_DECIMALS` decimals (:func:`on_stored_precision`) before zeros and ties are decided, so
+  floating-point noise never breaks a tie.
 * **Test.** Paired Wilcoxon signed-rank test, two-sided; zero differences are discarded before ranking
   (``zero_method="wilcox"``), ties get mid-ranks; the p-value is **exact** (the complete sign-flip
   permutation distribution of the signed-rank statistic, ties included) for up to
   :data:`EXACT_MAX` non-zero differences, else SciPy's normal approximation with tie correction and no
-  continuity correction. All differences zero: p = 1 (counted in Holm) at every n.
+  continuity correction. All differences zero: p = 1 at every n.
 * **Effect sizes** beside every test: the Hodges-Lehmann estimate (median of the Walsh averages of the
-  paired differences) with its distribution-free confidence interval, and the paired CLES
-  P(d > 0) + P(d = 0) / 2.
-* **One family rule**: every pair of entries within a family is tested and the p-values are
-  Holm-adjusted together; the † marks (entry vs best), the pairwise table and the critical-difference
-  diagrams all read these same adjusted p-values.
-* Summaries are NaN-aware, with the number of NaN cases reported; ranks and the Friedman test use the
+  paired differences) with its distribution-free confidence interval (unadjusted), and the paired
+  CLES P(d > 0) + P(d = 0) / 2.
+* **Holm** (:func:`holm`) over the p-values of one family; which pairs form the family is the
+  report's rule (``bench3d2d.report.pairs``).
+* **Small n.** Below :data:`SMALL_N` units, the interval of a mean is a t-interval
+  (:func:`mean_interval`) and the report shows no ranking stability; the smallest attainable p
+  (:func:`min_attainable_p`) counts non-zero differences.
+* Summaries are NaN-aware, with the number of NaN units reported; ranks and the Friedman test use the
   units where every entry has a value (complete blocks).
 * "Best" and ranks follow the metric's direction (:data:`METRIC_DIRECTION`): higher is better for
   Dice, precision and recall, lower for the absolute area difference and HD95. Metrics without a
@@ -32,6 +38,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -79,6 +86,14 @@ SCIPY_VERSION: str = scipy.__version__
 UNITS: tuple[str, ...] = ("patient", "case")
 #: Up to this many non-zero differences the Wilcoxon p-value is exact (the full permutation distribution).
 EXACT_MAX = 50
+#: Stored precision of ties: paired differences and values are rounded to this many decimals before
+#: zeros and ties are decided, so that floating-point noise (a difference of 1e-16 from summing in
+#: another order) never breaks a tie. Metric values are stored to far fewer significant digits.
+TIE_DECIMALS = 9
+#: Below this many units (patients) a family has "small n": intervals are t-intervals on the unit
+#: values instead of bootstrap intervals, and ranking stability is not shown (a bootstrap of fewer
+#: than 10 units has too few distinct resamples: 3 patients give 10).
+SMALL_N = 10
 
 
 def metric_direction(metric: str) -> str | None:
@@ -192,8 +207,15 @@ def _signed_rank_null(doubled_ranks: np.ndarray) -> np.ndarray:
     return dist
 
 
+def on_stored_precision(values: Any) -> np.ndarray:
+    """Values (or paired differences) rounded to :data:`TIE_DECIMALS` decimals, with -0.0 made 0.0:
+    the numbers zeros and ties are decided on."""
+    return np.round(np.asarray(values, dtype=float), TIE_DECIMALS) + 0.0
+
+
 def min_attainable_p(n: int) -> float:
-    """The smallest two-sided p-value any Wilcoxon signed-rank test can give with ``n`` pairs.
+    """The smallest two-sided p-value any Wilcoxon signed-rank test can give with ``n`` non-zero
+    differences (zeros are discarded before ranking, so they do not count).
 
     Exact test (n <= :data:`EXACT_MAX`): 2 / 2^n, all differences of one sign. Beyond: the normal
     approximation at the largest possible statistic.
@@ -209,11 +231,12 @@ def min_attainable_p(n: int) -> float:
 def wilcoxon_p(d: np.ndarray) -> tuple[float, float, str]:
     """(statistic, two-sided p, method) of the signed-rank test of paired differences ``d``.
 
-    Zeros are discarded (``"wilcox"``); the statistic is SciPy's min(R+, R-). Exact permutation p-value
+    Differences are taken on the stored precision (:func:`on_stored_precision`), then zeros are
+    discarded (``"wilcox"``); the statistic is SciPy's min(R+, R-). Exact permutation p-value
     up to :data:`EXACT_MAX` non-zero differences, else SciPy's normal approximation (tie-corrected,
     no continuity correction). All differences zero (or none): statistic 0, p = 1, method ``"all zero"``.
     """
-    nz = np.asarray(d, dtype=float)
+    nz = on_stored_precision(d)
     nz = nz[nz != 0]
     if nz.size == 0:
         return 0.0, 1.0, "all zero"
@@ -261,11 +284,11 @@ class PairTest:
     """A paired comparison of ``x`` against ``y`` (differences x - y), with effect sizes."""
 
     n: int  # pairs (units) with both values present
-    n_nonzero: int  # pairs with a non-zero difference (the ones the test ranks)
+    n_nonzero: int  # pairs with a non-zero difference on the stored precision (the ones the test ranks)
     W: float  # min(R+, R-)
     p: float  # two-sided p-value
     method: str  # "exact", "normal", "all zero" or "none"
-    p_min: float  # smallest p-value a signed-rank test can give with n pairs
+    p_min: float  # smallest p-value a signed-rank test can give with n_nonzero differences
     mean_diff: float
     hl: float  # Hodges-Lehmann estimate of the shift x - y
     hl_low: float
@@ -280,12 +303,14 @@ class PairTest:
 
 def paired_test(x: pd.Series, y: pd.Series, confidence: float = 0.95) -> PairTest:
     """Two-sided paired Wilcoxon signed-rank test of ``x`` vs ``y``, paired by index (unit id), with the
-    Hodges-Lehmann shift, its interval and the paired CLES. Pairs where either value is NaN are
-    dropped; no pair left: NaN p-value (the pair is left out of Holm)."""
+    Hodges-Lehmann shift, its interval (unadjusted: not corrected for the other pairs) and the paired
+    CLES. Differences are taken on the stored precision (:func:`on_stored_precision`), so a difference
+    of floating-point noise is a zero and a tie. Pairs where either value is NaN are dropped; no pair
+    left: NaN p-value (the pair is left out of Holm)."""
     if not (x.index.is_unique and y.index.is_unique):
         raise ValueError("paired_test: unit ids must be unique within each entry")
     both = pd.concat({"x": x, "y": y}, axis=1, join="inner").dropna().sort_index()
-    d = both["x"].to_numpy(dtype=float) - both["y"].to_numpy(dtype=float)
+    d = on_stored_precision(both["x"].to_numpy(dtype=float) - both["y"].to_numpy(dtype=float))
     n = int(d.size)
     if n == 0:
         nan = math.nan
@@ -301,7 +326,7 @@ def paired_test(x: pd.Series, y: pd.Series, confidence: float = 0.95) -> PairTes
         W=stat,
         p=p,
         method=method,
-        p_min=min_attainable_p(n),
+        p_min=min_attainable_p(int(nz.size)),
         mean_diff=float(d.mean()),
         hl=hl,
         hl_low=lo,
@@ -369,6 +394,39 @@ def cluster_bootstrap_ci(
     return (lo, hi)
 
 
+def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean of independent values (NaNs dropped): mean ± t(n-1) · sd / √n.
+    NaN bounds with fewer than two values; the mean itself when every value is the same."""
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if v.size < 2:
+        return (math.nan, math.nan)
+    mean, se = float(v.mean()), float(v.std(ddof=1)) / math.sqrt(v.size)
+    if se == 0:
+        return (mean, mean)
+    half = float(scipy.stats.t.ppf(0.5 + confidence / 2, v.size - 1)) * se
+    return (mean - half, mean + half)
+
+
+def mean_interval(
+    values: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    n_resamples: int = 9999,
+    seed: int = 0,
+) -> tuple[float, float, str]:
+    """Interval of the mean of unit values (one per patient): ``(low, high, method)``.
+
+    Below :data:`SMALL_N` units a t-interval (:func:`t_interval`, method ``"t"``): a bootstrap of 3
+    patients has 10 distinct resamples and gives intervals far too narrow. From :data:`SMALL_N` units on
+    the bootstrap of the mean (:func:`bootstrap_ci`, BCa, percentile where BCa fails; ``"bootstrap"``).
+    """
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if v.size < SMALL_N:
+        return (*t_interval(v, confidence), "t")
+    return (*bootstrap_ci(v, confidence, n_resamples, seed), "bootstrap")
+
+
 def bootstrap_ci(
     values: Sequence[float] | np.ndarray,
     confidence: float = 0.95,
@@ -402,17 +460,34 @@ def complete_cases(wide: pd.DataFrame) -> pd.DataFrame:
     return wide.dropna(axis=0, how="any")
 
 
-def case_ranks(wide: pd.DataFrame, direction: str) -> pd.DataFrame:
-    """Rank of each entry within each complete unit (1 = best, ties get the average rank)."""
+def case_ranks(wide: pd.DataFrame, direction: str, last: Sequence = ()) -> pd.DataFrame:
+    """Rank of each entry within each complete unit (1 = best, ties get the average rank), on the
+    stored precision (:func:`on_stored_precision`).
+
+    ``last``: entries (columns) ranked after all the others in every unit, whatever their values
+    (failed fits: a model that predicted nothing never outranks one that works); they are ranked among
+    themselves after the others.
+    """
     if direction not in ("higher", "lower"):
         raise ValueError(f"direction must be 'higher' or 'lower', not {direction!r}")
     full = complete_cases(wide)
-    return full.rank(axis=1, method="average", ascending=(direction == "lower"))
+    full = pd.DataFrame(
+        on_stored_precision(full.to_numpy(dtype=float)), index=full.index, columns=full.columns
+    )
+    ascending = direction == "lower"
+    tail = [c for c in full.columns if c in set(last)]
+    head = [c for c in full.columns if c not in set(last)]
+    ranks = full.loc[:, head].rank(axis=1, method="average", ascending=ascending)
+    if tail:
+        behind = full.loc[:, tail].rank(axis=1, method="average", ascending=ascending) + len(head)
+        ranks = pd.concat([ranks, behind], axis=1)
+    return ranks.loc[:, list(full.columns)]
 
 
-def mean_ranks(wide: pd.DataFrame, direction: str) -> pd.Series:
-    """Mean rank of each entry over the complete units (1 = best); NaN when no unit is complete."""
-    ranks = case_ranks(wide, direction)
+def mean_ranks(wide: pd.DataFrame, direction: str, last: Sequence = ()) -> pd.Series:
+    """Mean rank of each entry over the complete units (1 = best; ``last`` as :func:`case_ranks`);
+    NaN when no unit is complete."""
+    ranks = case_ranks(wide, direction, last)
     if ranks.empty:
         return pd.Series(math.nan, index=wide.columns, dtype=float)
     return ranks.mean(axis=0)
@@ -448,7 +523,7 @@ def friedman(wide: pd.DataFrame) -> FriedmanResult:
         return FriedmanResult(n, k, nan, nan, nan, f"needs ≥ 2 entries (k = {k})")
     if n < 2:
         return FriedmanResult(n, k, nan, nan, nan, f"needs ≥ 2 complete units (n = {n})")
-    data = full.to_numpy(dtype=float)
+    data = on_stored_precision(full.to_numpy(dtype=float))
     ranks = scipy.stats.rankdata(data, axis=1)
     ties = 0.0
     for row in data:
@@ -495,9 +570,12 @@ def rank_bootstrap(
     direction: str,
     n_resamples: int = 1000,
     seed: int = 0,
+    last: Sequence = (),
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Ranking stability (challengeR): resample units (rows) with replacement, rank the entries
-    (columns) by their mean over the resampled cases (sum / count), and compare with the full ranking.
+    (columns) by their mean over the resampled units (sum / count; with one value per unit, the mean of
+    the unit values), and compare with the full ranking. Entries in ``last`` (failed fits) are ranked
+    after all the others in every resample (tied among themselves).
 
     Returns the rank distribution (entries × ranks 1..k: fraction of resamples) and Kendall's tau
     between each bootstrap ranking and the full one (SciPy's tau-b). Only units where every entry has
@@ -510,11 +588,13 @@ def rank_bootstrap(
     if s.shape[0] < 2 or k < 2:
         return dist, np.array([])
     sign = -1.0 if direction == "higher" else 1.0
-    full = scipy.stats.rankdata(sign * s.sum(0) / c.sum(0), method="min")
+    # failed entries sort behind every other (a key far above any value; they tie among themselves)
+    behind = np.array([c_ in set(last) for c_ in sums.columns], dtype=float) * 1e300
+    full = scipy.stats.rankdata(on_stored_precision(sign * s.sum(0) / c.sum(0)) + behind, method="min")
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, s.shape[0], size=(n_resamples, s.shape[0]))
-    means = s[idx].sum(axis=1) / c[idx].sum(axis=1)
-    ranks = scipy.stats.rankdata(sign * means, axis=1, method="min").astype(int)
+    means = on_stored_precision(sign * s[idx].sum(axis=1) / c[idx].sum(axis=1)) + behind
+    ranks = scipy.stats.rankdata(means, axis=1, method="min").astype(int)
     taus = np.empty(n_resamples)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,10 +14,12 @@ import pandas as pd
 from bench3d2d.evaluation import statistics as stats
 from bench3d2d.evaluation.claims import check_claims
 from bench3d2d.report import figures
-from bench3d2d.report.collect import ResultsCollection, collect, read_prediction
+from bench3d2d.report.collect import ResultsCollection, read_prediction
 from bench3d2d.report.cost import cost_table
 from bench3d2d.report.model import FIGURES_DIR, Report, ReportOptions
-from bench3d2d.report.tables import build_leaderboard
+from bench3d2d.report.provenance import code_version
+from bench3d2d.report.sources import collect_sources
+from bench3d2d.report.tables import SECTION, build_leaderboard
 from bench3d2d.report.view import Section, build_sections, fmt_fraction
 
 
@@ -198,14 +201,18 @@ def _missing_runs(coll: ResultsCollection, section: Section) -> list[str]:
     return out
 
 
-def build_report(results: str | Path, out: str | Path, options: ReportOptions | None = None) -> Report:
-    """Read ``results`` (a results folder or one per-case table), compute every table and figure and write
+def build_report(
+    results: str | Path | Sequence[str | Path], out: str | Path, options: ReportOptions | None = None
+) -> Report:
+    """Read ``results`` (a results folder, one per-case table or a published board folder, or a list of
+    them: :func:`bench3d2d.report.sources.collect_sources`), compute every table and figure and write
     the requested formats into ``out``. Returns the :class:`Report` (its ``files`` are the files written)."""
     from bench3d2d.report.writers import WRITERS
 
     options = options or ReportOptions()
-    results, out = Path(results), Path(out)
-    coll = collect(results)
+    sources = [Path(results)] if isinstance(results, (str, Path)) else [Path(r) for r in results]
+    results, out = sources[0], Path(out)
+    coll = collect_sources(sources)
     lb = build_leaderboard(
         coll.cases,
         alpha=options.alpha,
@@ -219,17 +226,22 @@ def build_report(results: str | Path, out: str | Path, options: ReportOptions | 
     for s in sections:
         s.missing = _missing_runs(coll, s)
     title = options.title or f"bench3d2d leaderboard: {results.resolve().name}"
+    source = " + ".join(p.resolve().name for p in sources)
     report = Report(
         title=title,
-        source=results.resolve().name,
+        source=source,
         collection=coll,
         leaderboard=lb,
         sections=sections,
         options=options,
         warnings=[*coll.warnings, *lb.warnings],
+        built_by=code_version(),
     )
+    failed = {
+        tuple(r) for r in lb.fits.loc[lb.fits["failed_fit"], [*SECTION, *stats.ENTRY]].itertuples(index=False)
+    }
     report.claims = check_claims(
-        lb.case_means, lb.units, options.claims, options.alpha, str(lb.settings["unit"])
+        lb.case_means, lb.units, options.claims, options.alpha, str(lb.settings["unit"]), failed
     )
     report.cost = cost_table(coll)
     if coll.cases.empty:

@@ -116,6 +116,7 @@ class ResultsCollection:
     cases: pd.DataFrame
     runs: list[RunRecord] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    board_cost: pd.DataFrame = field(default_factory=pd.DataFrame)  # cost.csv of a published board source
 
     def runs_with(self, status: str) -> list[RunRecord]:
         """The runs of one status."""
@@ -308,7 +309,8 @@ def read_cases_file(path: Path, where: str | None = None) -> tuple[pd.DataFrame,
 
 def _long_form(raw: pd.DataFrame) -> pd.DataFrame:
     """A board's wide ``cases.csv`` (one column per metric, no ``metric``/``value``) in the long form;
-    a long table unchanged. Empty metric cells of the wide form are NaN values."""
+    a long table unchanged. Empty metric cells of the wide form are NaN values, except where a metric
+    is empty on every row of a test set (not measured there: no rows)."""
     keys = [c for c in (*CASE_COLUMNS, "run_id") if c in raw.columns and c not in ("metric", "value")]
     if "metric" in raw.columns or "value" in raw.columns or "case_id" not in raw.columns:
         return raw
@@ -316,6 +318,12 @@ def _long_form(raw: pd.DataFrame) -> pd.DataFrame:
     if not metrics:
         return raw
     long = raw.melt(id_vars=keys, value_vars=metrics, var_name="metric", value_name="value")
+    empty = long["value"].isna() | long["value"].astype("string").str.strip().isin(_NAN_TEXT).fillna(True)
+    # a metric empty on every row of a test set was not measured there (per-rater metrics of a test set
+    # with one rater): no rows; an empty cell among written values is a NaN value (HD95, both masks empty)
+    by = [c for c in ("test_set",) if c in long.columns] + ["metric"]
+    unmeasured = empty.groupby([long[c] for c in by]).transform("all")
+    long = long.loc[~unmeasured].copy()
     long["value"] = long["value"].fillna("nan")
     return long
 

@@ -80,11 +80,12 @@ def _run_cost(result: dict[str, Any], model: str) -> dict[str, float]:
 def cost_table(coll: ResultsCollection) -> pd.DataFrame:
     """One row per (train dataset, fraction, model, pre-training): the number of complete runs and the
     mean over them (seeds) of parameters, fine-tuning time, pre-training time, total time and peak
-    memory (NaN where no run recorded it)."""
+    memory (NaN where no run recorded it). A published board read as a source brings its own rows
+    (its ``cost.csv``; its runs carry no result files)."""
     rows = []
     for run in coll.runs_with("complete"):
         model = run.field("model")
-        if model is None:
+        if model is None or not run.result:  # a published board's run: its cost comes from its cost.csv
             continue
         rows.append(
             {
@@ -95,8 +96,9 @@ def cost_table(coll: ResultsCollection) -> pd.DataFrame:
                 **_run_cost(run.result, str(model)),
             }
         )
+    board = coll.board_cost.reindex(columns=COST_COLUMNS) if not coll.board_cost.empty else None
     if not rows:
-        return pd.DataFrame(columns=COST_COLUMNS)
+        return board if board is not None else pd.DataFrame(columns=COST_COLUMNS)
     df = pd.DataFrame(rows)
     keys = ["train_dataset", "fraction", "model", "pretrain"]
     out = df.groupby(keys, sort=True).agg(
@@ -107,4 +109,5 @@ def cost_table(coll: ResultsCollection) -> pd.DataFrame:
         total_s=("total_s", "mean"),
         peak_memory_mb=("peak_memory_mb", "mean"),
     )
-    return out.reset_index().reindex(columns=COST_COLUMNS)
+    out = out.reset_index().reindex(columns=COST_COLUMNS)
+    return out if board is None else pd.concat([out, board], ignore_index=True)

@@ -119,8 +119,9 @@ def fraction_curves(
     metrics: Sequence[str] = stats.HEADLINE_METRICS,
     unit: str = "case",
 ) -> Figure | None:
-    """Metric (mean, 95 % bootstrap CI) against label fraction: one panel per test set (columns) and metric
-    (rows), one line per model (colour), pre-training as line style. None when there is nothing to draw."""
+    """Metric (mean of the unit values, 95 % CI of the summary) against label fraction: one panel per
+    test set (columns) and metric (rows), one line per model (colour), pre-training as line style. None
+    when there is nothing to draw."""
     s = summary[(summary["train_dataset"] == train_dataset) & summary["metric"].isin(metrics)]
     metrics = [m for m in metrics if m in set(s["metric"])]
     if s.empty or not metrics:
@@ -152,7 +153,7 @@ def fraction_curves(
                     x = np.array([xpos[f] for f in e["fraction"]]) + dodge[k]
                     y = e["mean"].to_numpy(dtype=float)
                     lo, hi = e["ci_low"].to_numpy(dtype=float), e["ci_high"].to_numpy(dtype=float)
-                    err = np.vstack([y - lo, hi - y])
+                    err = np.clip(np.vstack([y - lo, hi - y]), 0, None)  # 1-ulp mean differences
                     ax.errorbar(
                         x,
                         y,
@@ -231,8 +232,12 @@ def fraction_curves(
         rows = [model_row[i : i + 6] for i in range(0, len(model_row), 6)] + [style_row]
         handles, ncol = _legend_rows(rows)
         fig.legend(handles=handles, loc="outside lower center", ncol=ncol, frameon=False)
-        boot = "cluster bootstrap over patients" if unit == "patient" else "bootstrap over scans"
-        fig.suptitle(f"Trained on {train_dataset}: mean over test scans and 95 % CI ({boot})", fontsize=9)
+        units = "patients" if unit == "patient" else "scans"
+        fig.suptitle(
+            f"Trained on {train_dataset}: mean over test {units} and 95 % CI (bootstrap; t below "
+            f"{stats.SMALL_N} {units})",
+            fontsize=9,
+        )
         fig.set_layout_engine("constrained")
     return fig
 
@@ -244,8 +249,12 @@ def cd_diagram(
     title: str = "",
 ) -> Figure | None:
     """Critical-difference diagram of one family: mean ranks (1 = best) and bars joining entries whose
-    Holm-adjusted Wilcoxon tests are not significant. None with fewer than two ranked entries."""
+    Holm-adjusted Wilcoxon tests are not significant. Failed fits are left out (their pairs are not in
+    the Holm family; their mean ranks come after every working entry's). None with fewer than two
+    ranked entries."""
     fam = family.dropna(subset=["mean_rank"])
+    if "failed_fit" in fam.columns:
+        fam = fam[~fam["failed_fit"].astype(bool)]
     if len(fam) < 2:
         return None
     labels = list(fam["entry"])

@@ -34,6 +34,7 @@ class ReportOptions:
     figures: bool = True
     formats: tuple[str, ...] = FORMATS
     command: str = ""  # the command that reproduces the report (shown in it)
+    note: str = ""  # a paragraph under the title (what the board is, e.g. "a pipeline check")
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.formats if f not in FORMATS]
@@ -61,3 +62,4 @@ class Report:
     cost_figures: dict[str, str] = field(default_factory=dict)  # train dataset -> accuracy-vs-cost figure
     warnings: list[str] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    built_by: str = ""  # the code that built the report (provenance.code_version)

@@ -1,14 +1,15 @@
 """Leaderboard tables from the long per-case table: summaries, all pairs, Friedman, ranking stability.
 
 A *family* is (train dataset, test set, fraction, metric); an *entry* is (model, pre-training) within
-it. Seeds are averaged per case first, then cases per patient (the default unit); units are paired by
-id. One family rule: all pairs of a family are tested and Holm-adjusted together, and the † marks
-(entry vs best) read those same adjusted p-values. See :mod:`bench3d2d.evaluation.statistics`.
-"""
+it. Seeds are averaged per case first, then cases per patient (the default unit), and every number
+of a family comes from these unit values: mean, spread, interval, best, ranks, rank bootstrap,
+robustness rankings and tests (units paired by id). One family rule: the pairs of distinct, working
+entries are Holm-adjusted together (:mod:`bench3d2d.report.pairs`), and the † marks (entry vs best)
+read those same adjusted p-values. Failed fits are never best and ranked after every working entry.
+See :mod:`bench3d2d.evaluation.statistics`."""
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from bench3d2d.evaluation import statistics as stats
+from bench3d2d.report import robustness
+from bench3d2d.report.pairs import pair_table
 
 SECTION: tuple[str, ...] = ("train_dataset", "test_set", "fraction")
 
@@ -150,24 +153,27 @@ def _entry_rows(
     direction: str | None,
     opts: StatsOptions,
 ) -> dict[tuple, dict]:
-    """Descriptive statistics of every entry: over seed-averaged cases, CI by the unit bootstrap."""
+    """Descriptive statistics of every entry over its unit values (the values the tests use): n, NaN
+    units, mean, sd, median, quartiles and the interval of the mean (:func:`statistics.mean_interval`:
+    t-interval below :data:`statistics.SMALL_N` units, else bootstrap); scans and NaN scans beside."""
     rows: dict[tuple, dict] = {}
     for e in entries:
         own = group[(group["model"] == e[0]) & (group["pretrain"] == e[1])]["value"]
-        u = units[(units["model"] == e[0]) & (units["pretrain"] == e[1])]
-        lo, hi = stats.cluster_bootstrap_ci(
-            u["value_sum"].to_numpy(), u["n_ok"].to_numpy(), opts.confidence, opts.n_resamples, opts.seed
-        )
+        u = units[(units["model"] == e[0]) & (units["pretrain"] == e[1])]["value"]
+        lo, hi, method = stats.mean_interval(u.to_numpy(), opts.confidence, opts.n_resamples, opts.seed)
         rows[e] = {
             **fam,
             "model": e[0],
             "pretrain": e[1],
             "entry": stats.entry_label(*e),
             "direction": direction or "",
-            **stats.describe(own),
-            "n_units": int((u["n_ok"] > 0).sum()),
+            **stats.describe(u),
+            "n_scans": int(own.size),
+            "n_scans_nan": int(own.isna().sum()),
+            "n_units": int(u.notna().sum()),
             "ci_low": lo,
             "ci_high": hi,
+            "ci_method": method,
         }
     return rows
 
@@ -191,44 +197,6 @@ def _untested(rows: dict[tuple, dict]) -> None:
             vs_best="",
             marker="",
         )
-
-
-def _pair_rows(
-    fam: dict, order: list[tuple], wide: pd.DataFrame, alpha: float, confidence: float
-) -> tuple[list[dict], dict[tuple, tuple[stats.PairTest, float]]]:
-    """Every pair of entries, tested and Holm-adjusted together (the one family of comparisons)."""
-    pair_list = list(itertools.combinations(order, 2))
-    tests = [stats.paired_test(wide[a], wide[b], confidence) for a, b in pair_list]
-    adjusted = stats.holm([t.p for t in tests])
-    rows, lookup = [], {}
-    for (a, b), t, p_adj in zip(pair_list, tests, adjusted):
-        lookup[(a, b)] = (t, float(p_adj))
-        rows.append(
-            {
-                **fam,
-                "model_a": a[0],
-                "pretrain_a": a[1],
-                "entry_a": stats.entry_label(*a),
-                "model_b": b[0],
-                "pretrain_b": b[1],
-                "entry_b": stats.entry_label(*b),
-                "n": t.n,
-                "n_nonzero": t.n_nonzero,
-                "mean_diff": t.mean_diff,
-                "hl": t.hl,
-                "hl_low": t.hl_low,
-                "hl_high": t.hl_high,
-                "cles": t.cles,
-                "rbc": t.rbc,
-                "W": t.W,
-                "p": t.p,
-                "p_holm": float(p_adj),
-                "method": t.method,
-                "p_min": t.p_min,
-                "significant": bool(p_adj < alpha),
-            }
-        )
-    return rows, lookup
 
 
 def _vs_best(r: dict, e: tuple, best: object | None, lookup: dict, direction: str, alpha: float) -> None:
@@ -273,6 +241,103 @@ def _vs_best(r: dict, e: tuple, best: object | None, lookup: dict, direction: st
     )
 
 
+def _family_row(fam: dict, group: pd.DataFrame, wide: pd.DataFrame, opts: StatsOptions) -> dict:
+    """The family row before any test: unit, n and "descriptive only" defaults."""
+    return {
+        **fam,
+        "unit": opts.unit,
+        "n_units": int(wide.notna().any(axis=1).sum()),
+        "n_scans": int(group["case_id"].nunique()),
+        "n": 0,
+        "k": wide.shape[1],
+        "Q": math.nan,
+        "p": math.nan,
+        "W": math.nan,
+        "reason": "no direction: descriptive only",
+        "n_pairs": 0,
+        "n_nonzero_max": 0,
+        "p_holm_min_possible": math.nan,
+        "reachable": False,
+        "tau_median": math.nan,
+        "tau_q05": math.nan,
+        "stability": "",
+        "first_by_mean": "",
+        "first_by_mean_rank": "",
+        "first_by_significance": "",
+        "first_agrees": True,
+    }
+
+
+def _case_wide(group: pd.DataFrame, entries: list[tuple], unit: str) -> tuple[pd.DataFrame, pd.Series]:
+    """Scan × entry table of the seed-averaged values, and the unit (patient or scan) of every scan."""
+    wide = group.pivot(index="case_id", columns=list(stats.ENTRY), values="value")
+    wide.columns = [tuple(c) for c in wide.columns]
+    column = "patient_id" if unit == "patient" else "case_id"
+    unit_of = group.groupby("case_id")[column].first().astype(str)
+    return wide.loc[:, entries], unit_of
+
+
+def _reach(family_row: dict, pairs: list[dict], alpha: float) -> None:
+    """Smallest Holm p any pair of the family could reach, from the non-zero differences."""
+    tested = [p for p in pairs if p["holm_family"] == "yes" and math.isfinite(p["p"])]
+    if tested:
+        floor = min(p["p_min"] for p in tested) * len(tested)
+        family_row.update(
+            n_pairs=len(tested),
+            n_nonzero_max=max(int(p["n_nonzero"]) for p in tested),
+            p_holm_min_possible=min(1.0, floor),
+            reachable=bool(floor < alpha),
+        )
+
+
+def _stability(
+    fam: dict, family_row: dict, units: pd.DataFrame, entries: list, direction: str, opts: StatsOptions, last
+) -> list[dict]:
+    """Ranking stability (bootstrap of the units) and its rank rows; not shown below SMALL_N units."""
+    n = family_row["n_units"]
+    if n < stats.SMALL_N:
+        family_row["stability"] = (
+            f"not shown: {n} {opts.unit}s, fewer than {stats.SMALL_N} (a bootstrap of so few units has "
+            "too few distinct resamples to say anything)"
+        )
+        return []
+    dist, taus = stats.rank_bootstrap(
+        _wide(units, "value").loc[:, entries],
+        _wide(units, "value").loc[:, entries].notna().astype(float),
+        direction,
+        opts.rank_resamples,
+        opts.seed,
+        last=last,
+    )
+    if not (taus.size and np.isfinite(taus).any()):  # tau is undefined when a ranking is all ties
+        return []
+    family_row.update(tau_median=float(np.nanmedian(taus)), tau_q05=float(np.nanquantile(taus, 0.05)))
+    return [
+        {**fam, "entry": stats.entry_label(*e), "rank": int(k), "share": float(dist.loc[[e]].iloc[0][k])}
+        for e in entries
+        for k in dist.columns
+    ]
+
+
+def _robustness(rows: dict, family_row: dict, lookup: dict, direction: str, alpha: float, failed) -> None:
+    """Ranks under mean, mean rank and significance (:mod:`robustness`) and whether first place agrees."""
+    ranks = robustness.rankings(
+        {e: r["mean"] for e, r in rows.items()},
+        {e: r["mean_rank"] for e, r in rows.items()},
+        lookup,
+        direction,
+        alpha,
+        failed,
+    )
+    for method, by_entry in ranks.items():
+        for e, rank in by_entry.items():
+            rows[e][f"rank_by_{method}"] = rank
+    firsts = robustness.first_places(ranks)
+    for method, es in firsts.items():
+        family_row[f"first_by_{method}"] = " = ".join(stats.entry_label(*e) for e in es)
+    family_row["first_agrees"] = robustness.first_agrees(firsts, bool(family_row["reachable"]))
+
+
 def _family_tables(
     key: tuple,
     group: pd.DataFrame,
@@ -282,9 +347,10 @@ def _family_tables(
 ) -> tuple[list[dict], list[dict], dict, list[dict]]:
     """Summary rows, pairwise rows, the family row and the rank distribution rows of one family.
 
-    ``failed``: the entries with a failed fit (:func:`failed_fits`) in this family's section. They stay
-    in every test (their values, Dice 0 and all, are real results of the method), but are never the
-    best entry and get no board position: they are listed after the ordinary entries.
+    Every number comes from the unit values (patient means with unit ``patient``): mean, spread,
+    interval, best, ranks, rank bootstrap and tests. ``failed``: the entries with a failed fit
+    (:func:`failed_fits`) in this family's section: never best, no board position, ranked after every
+    working entry (mean rank, rank bootstrap, robustness rankings), and left out of the Holm family.
     """
     fam = dict(zip(stats.FAMILY, key))
     direction = stats.metric_direction(fam["metric"])
@@ -292,24 +358,7 @@ def _family_tables(
     entries = _entry_order(wide)
     wide = wide.loc[:, entries]
     rows = _entry_rows(fam, group, units, entries, direction, opts)
-    n_units = int(wide.notna().any(axis=1).sum())
-    family_row: dict = {
-        **fam,
-        "unit": opts.unit,
-        "n_units": n_units,
-        "n_scans": int(group["case_id"].nunique()),
-        "n": 0,
-        "k": len(entries),
-        "Q": math.nan,
-        "p": math.nan,
-        "W": math.nan,
-        "reason": "no direction: descriptive only",
-        "n_pairs": 0,
-        "p_holm_min_possible": math.nan,
-        "reachable": False,
-        "tau_median": math.nan,
-        "tau_q05": math.nan,
-    }
+    family_row = _family_row(fam, group, wide, opts)
     summary = pd.DataFrame.from_dict(rows, orient="index")
     if direction is None or summary["mean"].isna().all():
         _untested(rows)
@@ -324,9 +373,10 @@ def _family_tables(
         return (e in failed, e != best, math.inf if math.isnan(mean) else -sign * mean, entries.index(e))
 
     order = sorted(entries, key=board_key)
-    ranks = stats.mean_ranks(wide, direction)
+    ranks = stats.mean_ranks(wide, direction, last=list(failed))
     n_rank = len(stats.complete_cases(wide))
-    pairs, lookup = _pair_rows(fam, order, wide, opts.alpha, opts.confidence)
+    case_wide, unit_of = _case_wide(group, entries, opts.unit)
+    pairs, lookup = pair_table(fam, order, case_wide, unit_of, failed, opts.alpha, opts.confidence)
     for pos, e in enumerate(order, start=1):
         rows[e].update(
             position=math.nan if e in failed else pos,
@@ -335,34 +385,12 @@ def _family_tables(
             n_rank_cases=n_rank,
         )
         _vs_best(rows[e], e, best, lookup, direction, opts.alpha)
-        if e in failed and rows[e]["vs_best"] == "tie":  # no best among the ordinary entries
-            rows[e]["vs_best"] = ""
-    tested = [p for p in pairs if math.isfinite(p["p"])]
-    if tested:
-        floor = min(p["p_min"] for p in tested) * len(tested)
-        family_row.update(
-            n_pairs=len(tested), p_holm_min_possible=min(1.0, floor), reachable=bool(floor < opts.alpha)
-        )
-    fr = stats.friedman(wide)
-    family_row.update(fr.to_dict())
-    dist, taus = stats.rank_bootstrap(
-        _wide(units, "value_sum").loc[:, entries],
-        _wide(units, "n_ok").loc[:, entries].fillna(0),
-        direction,
-        opts.rank_resamples,
-        opts.seed,
-    )
-    if taus.size and np.isfinite(taus).any():  # tau is undefined when a ranking is all ties
-        family_row.update(tau_median=float(np.nanmedian(taus)), tau_q05=float(np.nanquantile(taus, 0.05)))
-    rank_rows = (
-        [
-            {**fam, "entry": stats.entry_label(*e), "rank": int(k), "share": float(dist.loc[[e]].iloc[0][k])}
-            for e in entries
-            for k in dist.columns
-        ]
-        if taus.size
-        else []
-    )
+        if e in failed:  # not in the Holm family: no verdict against the best
+            rows[e].update(vs_best="failed fit", marker="")
+    _reach(family_row, pairs, opts.alpha)
+    family_row.update(stats.friedman(wide).to_dict())
+    _robustness(rows, family_row, lookup, direction, opts.alpha, failed)
+    rank_rows = _stability(fam, family_row, units, entries, direction, opts, list(failed))
     return [rows[e] for e in order], pairs, family_row, rank_rows
 
 
@@ -376,6 +404,8 @@ SUMMARY_COLUMNS = [
     "n",
     "n_nan",
     "n_units",
+    "n_scans",
+    "n_scans_nan",
     "mean",
     "std",
     "median",
@@ -383,6 +413,7 @@ SUMMARY_COLUMNS = [
     "q3",
     "ci_low",
     "ci_high",
+    "ci_method",
     "seed_sd",
     "seed_min",
     "seed_max",
@@ -395,6 +426,9 @@ SUMMARY_COLUMNS = [
     "failed_fit",
     "mean_rank",
     "n_rank_cases",
+    "rank_by_mean",
+    "rank_by_mean_rank",
+    "rank_by_significance",
     "is_best",
     "n_vs_best",
     "W_vs_best",
@@ -428,6 +462,7 @@ PAIRWISE_COLUMNS = [
     "W",
     "p",
     "p_holm",
+    "holm_family",
     "method",
     "p_min",
     "significant",
@@ -444,10 +479,16 @@ FRIEDMAN_COLUMNS = [
     "W",
     "reason",
     "n_pairs",
+    "n_nonzero_max",
     "p_holm_min_possible",
     "reachable",
     "tau_median",
     "tau_q05",
+    "stability",
+    "first_by_mean",
+    "first_by_mean_rank",
+    "first_by_significance",
+    "first_agrees",
 ]
 RANK_COLUMNS = [*stats.FAMILY, "entry", "rank", "share"]
 FIT_COLUMNS = [*SECTION, *stats.ENTRY, "seed", "n_cases", "n_pred_empty", "n_ref_lesion", "failed_fit"]
@@ -598,16 +639,23 @@ def _settings(opts: StatsOptions) -> dict[str, Any]:
         "bootstrap_seed": opts.seed,
         "unit": opts.unit,
         "rank_resamples": opts.rank_resamples,
-        "bootstrap_method": f"cluster bootstrap over {opts.unit}s (resample {opts.unit}s, mean over their "
-        "scans); BCa, or percentile where BCa fails",
-        "test": "paired Wilcoxon signed-rank, two-sided, zero differences discarded before ranking "
-        f"('wilcox'), mid-ranks for ties; exact permutation p-value up to {stats.EXACT_MAX} non-zero "
-        "differences, else normal approximation with tie correction, no continuity correction; "
-        "all differences zero: p = 1",
+        "small_n": stats.SMALL_N,
+        "tie_decimals": stats.TIE_DECIMALS,
+        "bootstrap_method": f"with {stats.SMALL_N} or more {opts.unit}s: bootstrap of the mean of the "
+        f"{opts.unit} values (BCa, or percentile where BCa fails); below {stats.SMALL_N}: Student-t "
+        f"interval of the mean of the {opts.unit} values",
+        "test": "paired Wilcoxon signed-rank, two-sided, on the scans both entries have a value for "
+        f"(averaged per {opts.unit}); differences rounded to {stats.TIE_DECIMALS} decimals, zero "
+        "differences discarded before ranking ('wilcox'), mid-ranks for ties; exact permutation p-value "
+        f"up to {stats.EXACT_MAX} non-zero differences, else normal approximation with tie correction, "
+        "no continuity correction; all differences zero: p = 1",
         "effect_size": "Hodges-Lehmann shift (median of Walsh averages) with its distribution-free "
-        f"{opts.confidence * 100:g} % interval; paired CLES P(A > B) + P(A = B) / 2",
-        "correction": "one family rule: all pairs of entries within each (train dataset, test set, fraction, "
-        "metric), Holm-adjusted together; the † marks, the pairwise table and the "
+        f"{opts.confidence * 100:g} % interval, unadjusted (not corrected for the other pairs, unlike the "
+        "† marks); paired CLES P(A > B) + P(A = B) / 2",
+        "correction": "one family rule: all pairs of distinct, working entries within each (train dataset, "
+        "test set, fraction, metric), Holm-adjusted together; pairs with a failed fit, or with an entry "
+        "bit-identical to an earlier one (its twin, whose p-values it carries), are left out of the family "
+        "(pairwise.csv, column holm_family, says why); the † marks, the pairwise table and the "
         "critical-difference diagrams use the same adjusted p-values",
         "scipy": stats.SCIPY_VERSION,
         "metric_direction": dict(stats.METRIC_DIRECTION),

@@ -242,28 +242,70 @@ def friedman_text(row: dict | None) -> str:
 
 def reach_text(row: dict | None, alpha: float) -> str:
     """Why no pairwise test of a family can be significant, or "" when one can."""
-    if not row or bool(row.get("reachable")) or not row.get("n_pairs"):
+    if not row or bool(row.get("reachable")) or str(row.get("reason", "")).startswith("no direction"):
         return ""
-    n_max = int(row.get("n_units") or 0)
-    unit = str(row.get("unit") or "case")
+    if not row.get("n_pairs"):
+        return (
+            "No pairwise test here: fewer than two working, distinct entries (failed fits and entries "
+            "identical to another are left out of the Holm family); the p column and the † marks are "
+            "left out."
+        )
+    n_nz = int(row.get("n_nonzero_max") or 0)
     return (
-        f"No pairwise test can reach p < {alpha:g} here: with at most {unit_count(n_max, unit)} the "
-        f"smallest possible two-sided p is {stats.min_attainable_p(n_max):.3g}, "
-        f"times {int(row['n_pairs'])} pairs (Holm) = "
-        f"{stats.min_attainable_p(n_max) * int(row['n_pairs']):.3g}; the p column and "
-        "the † marks are left out."
+        f"No pairwise test can reach p < {alpha:g} here: with at most {n_nz} non-zero differences "
+        f"the smallest possible two-sided p is {stats.min_attainable_p(n_nz):.3g}, "
+        f"times {int(row['n_pairs'])} pairs (Holm) = {float(row['p_holm_min_possible']):.3g} (capped at 1); "
+        "the p column and the † marks are left out."
     )
 
 
 def stability_text(row: dict | None) -> str:
-    """Kendall's tau between bootstrap and full rankings."""
-    if not row or not math.isfinite(row.get("tau_median", math.nan)):
+    """Kendall's tau between bootstrap and full rankings, or why it is not shown."""
+    if not row:
         return ""
     unit = str(row.get("unit") or "case")
+    units = UNIT_NAMES.get(unit, (unit, unit + "s"))[1]
+    if not math.isfinite(row.get("tau_median", math.nan)):
+        why = str(row.get("stability") or "")
+        return f"Ranking stability: {why.replace(unit + 's', units)}." if why and why != "nan" else ""
     return (
-        f"Ranking stability (bootstrap of {UNIT_NAMES.get(unit, (unit, unit + 's'))[1]}): Kendall's τ "
-        f"between bootstrap and full ranking, median {row['tau_median']:.2f}, 5 % quantile "
-        f"{row['tau_q05']:.2f}."
+        f"Ranking stability (bootstrap of {units}): Kendall's τ between bootstrap and full ranking, median "
+        f"{row['tau_median']:.2f}, 5 % quantile {row['tau_q05']:.2f}."
+    )
+
+
+#: Mark of a family whose first place differs between the rankings (mean, mean rank, significance).
+DIFFERS_MARKER = "⚠"
+
+
+def robustness_text(row: dict | None) -> str:
+    """First place under mean, mean rank and significance ranking, flagged when they differ."""
+    if not row or not row.get("first_by_mean"):
+        return ""
+    significance = (
+        str(row["first_by_significance"])
+        if bool(row.get("reachable"))
+        else "no test can reach α, every entry ties"
+    )
+    text = (
+        f"First place by mean: {row['first_by_mean']}; by mean rank: {row['first_by_mean_rank']}; "
+        f"by significance (wins after Holm): {significance}."
+    )
+    if not bool(row.get("first_agrees", True)):
+        text = f"{DIFFERS_MARKER} The first place differs between the rankings. " + text
+    return text
+
+
+def interval_text(row: dict | None, confidence: float = 0.95) -> str:
+    """What the interval column is at the family's n (t-interval below SMALL_N units)."""
+    if not row:
+        return ""
+    n, unit = int(row.get("n_units") or 0), str(row.get("unit") or "case")
+    if n >= stats.SMALL_N:
+        return ""
+    return (
+        f"{confidence * 100:g} % CI: Student-t interval of the mean of the {unit_count(n, unit)} "
+        f"(fewer than {stats.SMALL_N}: a bootstrap of so few has too few distinct resamples)."
     )
 
 
@@ -325,12 +367,18 @@ def build_sections(lb: Leaderboard, metrics: list[str], alpha: float = 0.05) -> 
                 n_units=int(first["n_units"]) if first else 0,
                 n_scans=int(first["n_scans"]) if first else 0,
                 reachable={m: bool((fam_rows[m] or {}).get("reachable", True)) for m in board + others},
-                notes={m: [t for t in (reach_text(fam_rows[m], alpha),) if t] for m in board + others},
+                notes={m: _notes(fam_rows[m], alpha, i == 0) for i, m in enumerate(board + others)},
                 stability={m: stability_text(fam_rows[m]) for m in board},
                 failed_fits=failed_list,
             )
         )
     return out
+
+
+def _notes(row: dict | None, alpha: float, first: bool) -> list[str]:
+    """The notes under a family's table: reachability, robustness, and (first metric) the interval."""
+    texts = [reach_text(row, alpha), robustness_text(row), interval_text(row) if first else ""]
+    return [t for t in texts if t]
 
 
 def _failed_fit_list(lb: Leaderboard, section: tuple[str, str, float], rows: dict[tuple, Row]) -> list[str]:
@@ -417,10 +465,11 @@ def unit_sentence(report: Any) -> str:
     if unit == "patient":
         return (
             "Unit of analysis: **patient** (each scan's metric averaged over seeds, then the scans of "
-            "each patient averaged; tests and intervals over patients)."
+            "each patient averaged; every number of the board, tests, intervals, best and ranks, over "
+            "patients)."
         )
     return (
-        "Unit of analysis: **scan** (each scan's metric averaged over seeds; tests and intervals over "
+        "Unit of analysis: **scan** (each scan's metric averaged over seeds; every number over "
         "scans, which is optimistic when patients have several scans)."
     )
 
@@ -440,12 +489,13 @@ def settings_lines(settings: dict[str, Any]) -> list[str]:
             if unit == "patient"
             else "entries are paired by case id. "
         )
-        + "n in each heading: patients and scans.",
-        "Seeds: the mean ± sd, median and interval are over the seed-averaged scans; the seed column gives "
-        "the seed-to-seed spread (sd of the per-seed means over scans, and their min and max); the tests "
-        "use the seed-averaged values.",
+        + "n in each heading: patients and scans. One unit everywhere: the mean ± sd, median, interval, "
+        "best mark, ranks, rank bootstrap, cost figure and the claims' numbers all come from the same "
+        f"{unit} values the tests use.",
+        "Seeds: the seed column gives the seed-to-seed spread (sd of the per-seed means over scans, and "
+        "their min and max); every other number uses the seed-averaged values.",
         f"{settings['confidence'] * 100:g} % interval of the mean: {settings['bootstrap_method']}, "
-        f"{settings['bootstrap_resamples']} resamples, seed {settings['bootstrap_seed']}.",
+        f"{settings['bootstrap_resamples']} bootstrap resamples, seed {settings['bootstrap_seed']}.",
         f"Test: {settings['test']}.",
         f"Multiple comparisons: {settings['correction']}. {WORSE_MARKER} marks entries significantly worse "
         f"than the best (adjusted p < {settings['alpha']:g}); no entry is best, and none is marked, when the "
@@ -453,21 +503,31 @@ def settings_lines(settings: dict[str, Any]) -> list[str]:
         f"Effect sizes: {settings['effect_size']}. 'Δ vs best' is the Hodges-Lehmann shift of the entry "
         "against the best entry, in the metric's unit.",
         "Failures: a case whose prediction is empty while the reference is not (or the reverse) gets the "
-        "worst value of every metric (Dice, precision, recall 0; HD95 the image diagonal in mm); the "
-        "failure column is the share of such (scan, seed) results among the entry's. HD95 is NaN only "
-        "where both masks are empty; NaNs are left out of the means and counted.",
+        "worst value of every metric (Dice, precision, recall 0; HD95 the image diagonal in mm; absolute "
+        "area difference the image area in mm², for results written from this release on); the failure "
+        "column is the share of such (scan, seed) results among the entry's. HD95 is NaN only where both "
+        "masks are empty; NaNs are left out of the means and counted.",
         f"Failed fits ({FAILED_FIT_MARKER}): a seed whose prediction is empty on every scan of the test set "
         "while some reference there has a lesion (a collapsed model, e.g. one that outputs background "
         "everywhere), read from the per-case areas. Such an entry is never best and not ranked: it is "
         "listed after the ranked entries with the count of failed seeds, and named under 'Failed fits'; "
-        "where every seed failed, 'failed fit' stands in place of its scores. Its values (Dice 0) stay in "
-        "every test, interval and rank statistic.",
+        "where every seed failed, 'failed fit' stands in place of its scores. On every metric it is ranked "
+        "after every working entry (mean rank, rank bootstrap, critical-difference diagram), so a model "
+        "that predicts nothing never outranks one that works (an empty prediction scores the reference's "
+        "area on the area difference, which can look good); its pairs are tested but left out of the Holm "
+        "family, and claims that involve it are not testable.",
         "HD95: MedPy's definition with its default connectivity 1 (border = mask minus its erosion by "
         "the 4-neighbourhood cross), Euclidean distances in mm, 95th percentile of both directions pooled.",
         f"Mean rank: rank of each entry within each {unit} (1 = best), averaged over the {units} where every "
         "entry has a value; Friedman test (tie-corrected, χ² approximation) on the same "
         f"{units}. Ranking stability: {settings['rank_resamples']} bootstrap resamples of the {units}, "
-        "entries re-ranked by mean, Kendall's τ against the full ranking.",
+        f"entries re-ranked by mean, Kendall's τ against the full ranking; not shown below "
+        f"{settings.get('small_n', stats.SMALL_N)} {units}. Ranking robustness (challengeR): the first place "
+        "by mean (aggregate-then-rank), by mean rank (rank-then-aggregate) and by significance (number "
+        f"of entries beaten after Holm); {DIFFERS_MARKER} flags a family where it differs.",
+        f"Ties: values and paired differences are compared on "
+        f"{settings.get('tie_decimals', stats.TIE_DECIMALS)} decimals, so floating-point noise (1e-16) "
+        "never breaks a tie or makes a zero difference non-zero.",
         f"Computed with NumPy and SciPy {settings['scipy']} only (no GPL code).",
     ]
 

@@ -16,7 +16,7 @@ import jinja2
 from bench3d2d import __version__
 from bench3d2d._io import atomic_write_text
 from bench3d2d.evaluation import statistics as stats
-from bench3d2d.evaluation.claims import claim_summary
+from bench3d2d.evaluation.claims import claim_summary, claims_intro
 from bench3d2d.report.collect import STATUSES
 from bench3d2d.report.view import (
     FAILED_FIT_MARKER,
@@ -100,10 +100,14 @@ def render_html(report: Report, out: Path) -> str:
         unit="scan" if report.leaderboard.settings.get("unit") == "case" else "patient",
         claims=report.claims,
         claim_counts=claim_summary(report.claims) if not report.claims.empty else [],
+        claims_intro=claims_intro(
+            report.options.alpha, "scan" if report.leaderboard.settings.get("unit") == "case" else "patient"
+        ),
         unit_text=unit_sentence(report).replace("**", ""),
         conditions=training_conditions(report),
         cost=_cost_rows(report),
         cost_figures=report.cost_figures,
+        small_n=stats.SMALL_N,
     )
 
 

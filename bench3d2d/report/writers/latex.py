@@ -56,9 +56,10 @@ def _table(train: str, test: str, sections: list[Section], alpha: float, unit: s
         r"\begin{table}[t]",
         r"\centering",
         rf"\caption{{Trained on {latex_escape(train)}, tested on {latex_escape(test)}: {latex_escape(names)} "
-        r"(mean $\pm$ standard deviation over test scans; seeds averaged per scan). Best mean per fraction "
-        r"in bold (none when the top means tie); $^\dagger$ significantly worse than the best (paired "
-        rf"Wilcoxon signed-rank over {unit}s, all pairs Holm-adjusted, $p < {alpha:g}$); "
+        rf"(mean $\pm$ standard deviation over the test {unit}s; seeds averaged per scan, then scans per "
+        rf"{unit}). Best mean per fraction in bold (none when the top means tie); $^\dagger$ significantly "
+        rf"worse than the best (paired Wilcoxon signed-rank over {unit}s, the pairs of working, distinct "
+        rf"entries Holm-adjusted together, $p < {alpha:g}$); "
         r"$\times$ failed fit: a seed predicted no lesion on any test scan (never best).}",
         rf"\label{{tab:{label}}}",
         rf"\begin{{tabular}}{{{cols}}}",

@@ -10,7 +10,7 @@ import pandas as pd
 
 from bench3d2d._io import atomic_write_text
 from bench3d2d.evaluation import statistics as stats
-from bench3d2d.evaluation.claims import claim_summary
+from bench3d2d.evaluation.claims import claim_summary, claims_intro
 from bench3d2d.report.collect import STATUSES
 from bench3d2d.report.view import (
     FAILED_FIT_MARKER,
@@ -61,7 +61,7 @@ def _board(section: Section) -> list[str]:
         header += [f"{metric_header(m)} mean ± sd", "seed sd [min, max]", "median", "95 % CI", "mean rank"]
         align += ["r", "r", "r", "c", "r"]
         if section.reachable.get(m, True):
-            header += ["p (Holm)", "Δ vs best (HL)"]
+            header += ["p (Holm)", "Δ vs best (HL [unadjusted CI])"]
             align += ["r", "r"]
     rows = []
     position = 0
@@ -99,10 +99,8 @@ def _claims(report: Report) -> list[str]:
     lines = [
         "## Claims check",
         "",
-        "The paper's claims (Morano et al., MICCAI 2023), tested on this board's data: each on its own "
-        f"at α = {report.options.alpha:g}, over {unit}s, best baseline chosen on this board. Verdicts: "
-        "holds / does not hold (the difference goes the other way) / not significant at this n / "
-        "not testable here. [How claims are checked](#how-these-numbers-were-made).",
+        md_escape(claims_intro(report.options.alpha, unit))
+        + " [How claims are checked](#how-these-numbers-were-made).",
         "",
     ]
     lines += [f"- {md_escape(text)}: {counts}." for text, counts in claim_summary(claims)] + [""]
@@ -110,16 +108,19 @@ def _claims(report: Report) -> list[str]:
     for _, c in claims.iterrows():
         fraction = "" if pd.isna(c["fraction"]) else f" · {c['fraction']:g} %"
         where = f"{md_escape(c['train_dataset'])} → {md_escape(c['test_set'])}{fraction}"
+        p_holm = "–" if pd.isna(c["p_holm"]) else f"{c['p_holm']:.3g}"
+        why = f" ({md_escape(c['why'])})" if isinstance(c["why"], str) and c["why"] else ""
         rows.append(
             [
                 md_escape(c["text"]),
                 where,
                 md_escape(c["numbers"]),
                 md_escape(c["test"]),
-                f"**{c['verdict']}**",
+                p_holm,
+                f"**{c['verdict']}**{why}",
             ]
         )
-    return [*lines, *_table(["Claim", "Where", "Numbers", "Test", "Verdict"], rows), ""]
+    return [*lines, *_table(["Claim", "Where", "Numbers", "Test", "p (Holm, claim)", "Verdict"], rows), ""]
 
 
 def _cost(report: Report, train: str) -> list[str]:
@@ -135,7 +136,7 @@ def _cost(report: Report, train: str) -> list[str]:
         "Pre-training",
         "parameters",
         *(f"fine-tuning s/run, {fmt_fraction(f)}" for f in fractions),
-        "peak memory (MB)",
+        "process peak RSS (MB)",
     ]
     rows = []
     for (model, pre), g in c.groupby(["model", "pretrain"], sort=True):
@@ -152,7 +153,9 @@ def _cost(report: Report, train: str) -> list[str]:
             ]
         )
     lines = [
-        "**Cost** (mean over the runs of each entry; from each run's result.json):",
+        "**Cost** (mean over the runs of each entry; from each run's result.json). Parameters are the "
+        "model's own size; the peak memory is the whole process's peak resident memory during the run "
+        "(Python, PyTorch, data and caches included), not the model's:",
         "",
         *_table(header, rows, ["l", "l", "r", *(["r"] * len(fractions)), "r"]),
         "",
@@ -240,7 +243,7 @@ def _pairs(metric: str, pairs: pd.DataFrame) -> list[str]:
         title,
         "",
         *_table(
-            ["A", "B", "n", "mean(A − B)", "HL(A − B) [CI]", "CLES", "p", "p (Holm)"],
+            ["A", "B", "n", "mean(A − B)", "HL(A − B) [unadjusted CI]", "CLES", "p", "p (Holm)"],
             rows,
             ["l", "l", "r", "r", "r", "r", "r", "r"],
         ),
@@ -304,7 +307,10 @@ def render_markdown(report: Report) -> str:
         f"Source: `{report.source}`"
         + (f" · {n_complete} complete run(s) of {len(coll.runs)}" if coll.runs else "")
         + f" · {coll.cases['case_id'].nunique() if not coll.cases.empty else 0} test case id(s)."
+        + (f" Built by {md_escape(report.built_by)}." if report.built_by else "")
     )
+    if opts.note:
+        lines += ["", f"**{md_escape(opts.note)}**"]
     if opts.command:
         lines += ["", "Reproduce with:", "", "```sh", opts.command, "```"]
     if training_conditions(report):
@@ -317,8 +323,9 @@ def render_markdown(report: Report) -> str:
         ]
     lines += [
         f"{unit_sentence(report)} {WORSE_MARKER}: significantly worse than the best entry (paired "
-        f"Wilcoxon signed-rank, all pairs Holm-adjusted, p < {opts.alpha:g}). Best mean in bold (none "
-        f"when the top means tie). {FAILED_FIT_MARKER} {FAILED_FIT_TEXT}: a seed predicted no lesion "
+        "Wilcoxon signed-rank, the pairs of working, distinct entries Holm-adjusted together, "
+        f"p < {opts.alpha:g}). Best mean in bold (none when the top means tie). "
+        f"{FAILED_FIT_MARKER} {FAILED_FIT_TEXT}: a seed predicted no lesion "
         "on any test scan (listed after the ranked entries, never best). ↑ higher is better, ↓ lower "
         "is better. [How these numbers were made](#how-these-numbers-were-made).",
         "",
@@ -391,9 +398,10 @@ def render_markdown(report: Report) -> str:
     lines += ["", "## How these numbers were made", ""]
     lines += [f"- {t}" for t in settings_lines(report.leaderboard.settings)]
     lines += [
-        "- Claims check: the claims are data (`bench3d2d.evaluation.claims.PAPER_CLAIMS`); each is "
-        "tested on its own (not corrected across claims): paired Wilcoxon over units for 'beats' and "
-        "'helps' claims, Mann-Whitney U between per-unit gains for 'smaller gain' claims.",
+        "- Claims check: the claims are data (`bench3d2d.evaluation.claims.PAPER_CLAIMS`); paired "
+        "Wilcoxon over units for 'beats' and 'helps' claims, Mann-Whitney U between per-unit gains for "
+        "'smaller gain' claims; the comparisons of one claim are Holm-adjusted together (claims are not "
+        "corrected across each other); a 'beats' claim is tested against every baseline entry.",
         "- Files: `cases.csv` (every case, its patient, model, pre-training, seed and metric), "
         "`summary.csv`, `pairwise.csv`, `friedman.csv`, `ranks.csv`, `fits.csv`, `claims.csv`, "
         "`cost.csv`, `runs.csv`, `report.json`, `leaderboard.tex`, `index.html`.",

@@ -111,7 +111,9 @@ def write_json(report: Report, out: Path) -> list[Path]:
     lb = report.leaderboard
     doc = {
         "title": report.title,
+        "note": report.options.note,
         "source": report.source,
+        "built_by": report.built_by,
         "settings": _plain(lb.settings),
         "warnings": report.warnings,
         "tables": {
