@@ -1,6 +1,6 @@
 """Why IPN and enface_unet stay at Dice 0 on the RPD benchmark: the data, and the models at initialisation.
 
-Two subcommands (run with one thread, see ``docs/diagnostics.md``, "RPD: IPN and enface_unet"):
+Three subcommands (run with one thread, see ``docs/diagnostics.md``, "RPD: IPN and enface_unet"):
 
 ``data``  Per dataset (quick size, prepared at ``--depth`` as training prepares it): scans, scans
           without lesion, the fraction of positive pixels per scan, the connected lesion components
@@ -9,6 +9,11 @@ Two subcommands (run with one thread, see ``docs/diagnostics.md``, "RPD: IPN and
           (a) every single voxel row of the flattened volume (the best row is reported with its
           offset from Bruch's membrane), and (b) each of enface_unet's slab projections (mean, max,
           SD over ``--slabs`` depth slabs), all pixels of the training scans pooled.
+
+``labels`` With the generator's own fields (first visit of the right eye of the first ``--eyes``
+          patients): the share of RPD deposits that the mask labels (a pixel is labelled when a
+          deposit covers half of it), the footprint's and the mask's share of the scan, and the mean
+          deposit height at labelled pixels.
 
 ``init``  Per model on two augmented training batches of each dataset (drawn as the engine draws
           them): the loss, the logits' mean and SD, how much of the logits the input causes
@@ -33,6 +38,8 @@ from diagnose_init import _load, _save, grad_stats, layer_stats
 
 import bench3d2d
 from bench3d2d.data import load_dataset, make_split, prepare
+from bench3d2d.data.preprocess import area_resample
+from bench3d2d.data.synthetic import FAMILY_CODE, PRESETS, Difficulty, _eye_fields
 from bench3d2d.engine._sources import make_batch
 
 DATASETS = ("synthetic-rpd", "synthetic-ga-s-1")
@@ -123,6 +130,46 @@ def cmd_data(args: argparse.Namespace) -> None:
         _save(args.out, out)
 
 
+def label_check(eyes: int, seed: int = 0) -> dict:
+    """Do the quick RPD masks label the generator's deposits? Per right eye of the first ``eyes`` patients
+    (first visit): deposits (fine-grid footprint components) that reach half a mask pixel, the
+    footprint's and the mask's share of the scan, and the mean deposit height at labelled pixels."""
+    preset, diff = PRESETS["rpd"]["quick"], Difficulty()
+    labelled, total, foot_frac, mask_frac, heights = 0, 0, [], [], []
+    for patient in range(eyes):
+        rng = np.random.default_rng([seed, FAMILY_CODE["rpd"], patient, 0])
+        height, foot = _eye_fields(rng, preset, "OD", 1, diff).lesions[0]
+        mask = area_resample(foot, preset.shape[:2]) >= 0.5
+        lab, n = ndimage.label(foot > 0)
+        for k in range(1, n + 1):
+            labelled += bool(area_resample((lab == k).astype(np.float32), preset.shape[:2]).max() >= 0.5)
+        total += n
+        foot_frac.append(float(foot.mean()))
+        mask_frac.append(float(mask.mean()))
+        heights.append(float(area_resample(height, preset.shape[:2])[mask].mean()))
+    return {
+        "eyes": eyes,
+        "deposits": total,
+        "deposits_reaching_half_a_pixel": labelled / max(total, 1),
+        "footprint_frac": foot_frac,
+        "mask_frac": mask_frac,
+        "mean_height_mm_at_mask": float(np.mean(heights)),
+        "depth_voxel_mm": preset.spacing_mm[2],
+    }
+
+
+def cmd_labels(args: argparse.Namespace) -> None:
+    """The ``labels`` subcommand: :func:`label_check` into ``--out`` (key ``labels``)."""
+    out = _load(args.out)
+    out["labels"] = rec = label_check(args.eyes, args.seed)
+    print(
+        f"{rec['deposits']} deposits in {rec['eyes']} eyes, {rec['deposits_reaching_half_a_pixel']:.1%} "
+        f"labelled; mean height at mask pixels {rec['mean_height_mm_at_mask']:.4f} mm",
+        flush=True,
+    )
+    _save(args.out, out)
+
+
 def cmd_init(args: argparse.Namespace) -> None:
     """The ``init`` subcommand: logits and gradients at initialisation per (model, dataset)."""
     out = _load(args.out)
@@ -175,13 +222,17 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--cache", default="/tmp/bench3d2d-diag-cache")
         p.add_argument("--out", default=f"benchmarks/results/diagnose-rpd-{name}.json")
     sub.choices["data"].add_argument("--slabs", type=int, default=4)
+    lab = sub.add_parser("labels")
+    lab.add_argument("--eyes", type=int, default=8)
+    lab.add_argument("--seed", type=int, default=0)
+    lab.add_argument("--out", default="benchmarks/results/diagnose-rpd-data.json")
     ini = sub.choices["init"]
     ini.add_argument("--models", default="ipn,enface_unet")
     ini.add_argument("--batch", type=int, default=4)
     ini.add_argument("--crop", type=int, nargs=2, default=(8, 32))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    cmd_data(args) if args.cmd == "data" else cmd_init(args)
+    {"data": cmd_data, "labels": cmd_labels, "init": cmd_init}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -72,3 +72,11 @@ def test_diagnostic_build_feeds_ipn_its_input_unscaled(init_mod):
     model = init_mod.build("ipn", 32, "official-x64", 0)
     assert model.input_scale == 1.0
     assert init_mod.input_scale("official-x64") == 64.0 and init_mod.input_scale("default") == 1.0
+
+
+def test_rpd_masks_label_the_generators_deposits(diag):
+    rec = diag.label_check(eyes=1)
+    assert rec["deposits"] > 20
+    assert rec["deposits_reaching_half_a_pixel"] > 0.9
+    assert rec["mask_frac"][0] == pytest.approx(rec["footprint_frac"][0], abs=0.01)
+    assert 0 < rec["mean_height_mm_at_mask"] < 0.045
