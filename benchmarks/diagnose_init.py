@@ -61,6 +61,8 @@ def build(name: str, depth: int, init: str, seed: int) -> nn.Module:
         raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
     torch.manual_seed(seed)
     model = bench3d2d.create_model(name, in_channels=1, out_channels=1, depth=depth)
+    if hasattr(model, "input_scale"):  # IPN scales its input itself (x64); this script applies input_scale()
+        model.input_scale = 1.0
     for m in model.modules():
         if not isinstance(m, CONVS) or init in ("default", "official-x64"):
             continue
@@ -71,9 +73,9 @@ def build(name: str, depth: int, init: str, seed: int) -> nn.Module:
     return model
 
 
-def data(depth: int, cache: str, seed: int = 0):
-    """The prepared GA-S-1 quick data at ``depth`` and its train / validation case ids."""
-    prep = prepare(load_dataset("synthetic-ga-s-1", size="quick"), depth, cache)
+def data(depth: int, cache: str, seed: int = 0, dataset: str = "synthetic-ga-s-1"):
+    """The prepared quick data of ``dataset`` (default GA-S-1) at ``depth`` and its train / validation ids."""
+    prep = prepare(load_dataset(dataset, size="quick"), depth, cache)
     patients = sorted({prep.patient(c) for c in prep.case_ids})
     split = make_split(patients, seed=seed)
     train = [c for c in prep.case_ids if prep.patient(c) in set(split.train)]
@@ -161,7 +163,7 @@ def grad_stats(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[floa
 
 def cmd_stats(args: argparse.Namespace) -> None:
     """The ``stats`` subcommand: one record per (model, init), written into ``--out``."""
-    prep, train, _ = data(args.depth, args.cache)
+    prep, train, _ = data(args.depth, args.cache, dataset=args.dataset)
     (x1, t1), (x2, _) = batches(prep, train, 2, args.batch, tuple(args.crop), args.seed)
     out = _load(args.out)
     for name in args.models.split(","):
@@ -235,10 +237,45 @@ def validate(model: nn.Module, prep, val: list[str], scale: float) -> float:
     return float(np.mean(scores))
 
 
+def auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve of ``scores`` for binary ``labels`` (Mann-Whitney, ties averaged)."""
+    from scipy.stats import rankdata
+
+    pos = labels.astype(bool)
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def probabilities(model: nn.Module, prep, val: list[str], scale: float) -> dict:
+    """On whole validation volumes: pixel AUC of the probabilities, their maximum, mean on lesion and
+    background pixels, and the share of pixels above 0.5 (is the model ranking lesions below threshold?)."""
+    model.eval()
+    probs, labels = [], []
+    with torch.no_grad():
+        for cid in val:
+            probs.append(torch.sigmoid(model(eval_input(prep, cid) * scale)).numpy().ravel())
+            labels.append(eval_target(prep, cid, "mask", True).numpy().ravel() > 0.5)
+    model.train()
+    p, y = np.concatenate(probs), np.concatenate(labels)
+    return {
+        "val_auc": auc(p, y),
+        "val_max_prob": float(p.max()),
+        "val_mean_prob_lesion": float(p[y].mean()),
+        "val_mean_prob_background": float(p[~y].mean()),
+        "val_pred_pos_frac": float((p > 0.5).mean()),
+        "val_target_pos_frac": float(y.mean()),
+    }
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     """The ``train`` subcommand (resumable through ``--state``); the finished run goes into ``--out``."""
     key = f"{args.model}/{args.init}/adam{args.lr:g}/b{args.batch}"
-    prep, train, val = data(args.depth, args.cache)
+    if args.dataset != "synthetic-ga-s-1":
+        key = f"{args.dataset}/{key}"
+    prep, train, val = data(args.depth, args.cache, dataset=args.dataset)
     model = build(args.model, args.depth, args.init, args.seed).train()
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     state_path = Path(args.state)
@@ -292,12 +329,13 @@ def cmd_train(args: argparse.Namespace) -> None:
         "log": log,
         "val_dice": validate(model, prep, val[: args.val_cases], scale),
         "val_cases": len(val[: args.val_cases]),
+        **probabilities(model, prep, val[: args.val_cases], scale),
     }
     out = _load(args.out)
     out.setdefault("train", {})[key] = rec
     _save(args.out, out)
     state_path.unlink(missing_ok=True)
-    print(f"{key}: done, validation Dice {rec['val_dice']:.3f}", flush=True)
+    print(f"{key}: done, validation Dice {rec['val_dice']:.3f}, pixel AUC {rec['val_auc']:.3f}", flush=True)
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
@@ -346,6 +384,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     for name in ("stats", "train"):
         p = sub.add_parser(name)
+        p.add_argument("--dataset", default="synthetic-ga-s-1")
         p.add_argument("--depth", type=int, default=64)
         p.add_argument("--batch", type=int, default=4)
         p.add_argument("--crop", type=int, nargs=2, default=(8, 32))
