@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["HelpFormatter", "ListAction", "add_list_option"]
+__all__ = ["HelpFormatter", "ListAction", "add_list_option", "add_profile_option"]
 
 
 class ListAction(argparse.Action):
@@ -74,3 +74,16 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         else:
             shown = "%(default)s"
         return f"{text} (default: {shown})"
+
+
+def add_profile_option(p: argparse.ArgumentParser) -> None:
+    """``--profile`` (default: the library's ``DEFAULT_PROFILE``), worded the same for every sub-command."""
+    from bench3d2d._defaults import DEFAULT_PROFILE
+
+    p.add_argument(
+        "--profile",
+        default=DEFAULT_PROFILE,
+        help="training profile: standard (the benchmark: 400 steps, the learning rate decayed over the "
+        "last quarter, top-3 of that quarter), smoke (a pipeline check in minutes, not a benchmark) or "
+        "paper (the published protocol)",
+    )

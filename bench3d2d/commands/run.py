@@ -10,8 +10,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench3d2d._defaults import DEFAULT_PROFILE, DEFAULT_RECIPE
-from bench3d2d.commands._options import add_list_option
+from bench3d2d._defaults import DEFAULT_RECIPE
+from bench3d2d.commands._options import add_list_option, add_profile_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,13 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SEED,...",
         help="seeds, comma-separated, or a range such as 0-4",
     )
-    p.add_argument(
-        "--profile",
-        default=DEFAULT_PROFILE,
-        help="training profile: standard (trains until the validation score stops improving), "
-        "smoke (a pipeline check in minutes, not a benchmark) or paper (the published "
-        "protocol)",
-    )
+    add_profile_option(p)
     p.add_argument(
         "--recipe",
         default=DEFAULT_RECIPE,

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from bench3d2d._console import log_to_terminal
-from bench3d2d._defaults import DEFAULT_PROFILE, DEFAULT_RECIPE
-from bench3d2d.commands._options import add_list_option
+from bench3d2d._defaults import DEFAULT_RECIPE
+from bench3d2d.commands._options import add_list_option, add_profile_option
 
 DEFAULT_CACHE = ".bench3d2d-cache"
 
@@ -38,13 +38,7 @@ def _tables(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--profile",
-        default=DEFAULT_PROFILE,
-        help="training profile: standard (trains until the validation score stops improving), "
-        "smoke (a pipeline check in minutes, not a benchmark) or paper (the published "
-        "protocol)",
-    )
+    add_profile_option(p)
     p.add_argument(
         "--recipe",
         default=DEFAULT_RECIPE,
