@@ -96,10 +96,10 @@ def work_of(prof: Any, val_scans: int, test_scans: int, n_train: int = 50) -> Wo
     return Work(steps, validations, val_scans, int(prof.top_k), test_scans)
 
 
-def _scan_counts(store: Any) -> dict[str, tuple[int, int]]:
-    """Validation and test scans per training dataset, read from one finished run's split and cases."""
+def _scan_counts(store: Any, table: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """Validation and test scans per training dataset, read from one finished run's split and cases
+    (``table``: the store's run table)."""
     out: dict[str, tuple[int, int]] = {}
-    table = store.table()
     for row in table[table["state"] == "complete"].itertuples():
         folder = store.runs_dir / row.run_id
         split = read_json(folder / "split.json") or {}
@@ -139,8 +139,8 @@ class Estimator:
         self.store, self.threads, self.calibrate = store, max(1, int(threads)), calibrate
         self.path = store.root / CALIBRATION_FILE
         self.cache: dict[str, Any] = read_json(self.path) or {}
-        self.scans = {**DEFAULT_SCANS, **_scan_counts(store)}
         table = store.table()
+        self.scans = {**DEFAULT_SCANS, **_scan_counts(store, table)}
         self.finished = table[(table["state"] == "complete") & table["seconds"].notna()]
         self.sources: set[str] = set()
 
